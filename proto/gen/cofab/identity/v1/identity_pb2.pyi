@@ -173,6 +173,7 @@ class Membership(_message.Message):
     INVITE_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     INVITED_BY_FIELD_NUMBER: _builtins.int
+    INVITATION_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """projects/{project}/memberships/{organization}"""
     organization: _builtins.str
@@ -181,6 +182,10 @@ class Membership(_message.Message):
     state: Global___Membership.State.ValueType
     invited_by: _builtins.str
     """organizations/{organization}/users/{user} who invited."""
+    invitation_id: _builtins.str
+    """Identifies one invitation; inviting the organization again after it declined or its
+    invitation expired starts a new one.
+    """
     @_builtins.property
     def invite_expire_time(self) -> _timestamp_pb2.Timestamp:
         """When an invitation that is not accepted expires."""
@@ -197,10 +202,11 @@ class Membership(_message.Message):
         invite_expire_time: _timestamp_pb2.Timestamp | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         invited_by: _builtins.str = ...,
+        invitation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "invite_expire_time", b"invite_expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "invite_expire_time", b"invite_expire_time", "invited_by", b"invited_by", "name", b"name", "organization", b"organization", "role", b"role", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "invitation_id", b"invitation_id", "invite_expire_time", b"invite_expire_time", "invited_by", b"invited_by", "name", b"name", "organization", b"organization", "role", b"role", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

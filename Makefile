@@ -1,0 +1,63 @@
+# cofab developer commands. `make demo` and `make test` are the two that matter; see README.md.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+KAFKA_LIBS ?= .cache/kafka-libs
+PROTO_FILES := $(shell find proto/cofab -name '*.proto' | sort)
+
+.PHONY: install gen-protos check-protos lint typecheck test test-unit up demo bench clean
+
+install: $(STAMP) $(KAFKA_LIBS)/.resolved
+	@bash deploy/local/install-system.sh
+
+$(STAMP): pyproject.toml uv.lock
+	@test -x $(UV) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==0.13.8; }
+	$(UV) sync --locked --extra dev -q
+	@touch $@
+
+$(KAFKA_LIBS)/.resolved: deploy/local/kafka/pom.xml
+	mvn -q -B -f deploy/local/kafka/pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(abspath $(KAFKA_LIBS)) -DincludeScope=runtime
+	@touch $@
+
+gen-protos: $(STAMP)
+	rm -rf proto/gen && mkdir -p proto/gen
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I proto \
+	  --python_out=proto/gen --grpc_python_out=proto/gen \
+	  --mypy_out=quiet:proto/gen --mypy_grpc_out=quiet:proto/gen $(PROTO_FILES)
+	find proto/gen/cofab -type d -exec touch {}/__init__.py \;
+	touch proto/gen/cofab/py.typed
+
+# CI: the committed generated code must be what gen-protos makes from the committed protos.
+check-protos: gen-protos
+	@git diff --exit-code --stat -- proto/gen && test -z "$$(git status --porcelain -- proto/gen)" \
+	  || { echo "proto/gen is stale: run 'make gen-protos' and commit the result"; exit 1; }
+
+lint: $(STAMP)
+	$(VENV)/bin/buf lint proto
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: install check-protos lint typecheck
+	$(PY) -m deploy.local infra --kafka --postgres -- \
+	  $(PY) -m pytest -p no:cacheprovider tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+up: install
+	$(PY) -m deploy.local up
+
+demo: install
+	$(PY) -m deploy.local demo
+
+bench: install
+	$(PY) -m deploy.local infra --kafka -- $(PY) -m bench
+
+clean:
+	rm -rf .cache/test-infra .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""Channels and stubs with the caller's bearer token on every call."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from cofab.design.v1 import design_pb2_grpc
+from cofab.identity.v1 import identity_pb2_grpc
+from cofab.supply.v1 import supply_pb2_grpc
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class TokenInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds `authorization: Bearer <token>` to every call. Works on plaintext loopback channels
+    too, where gRPC refuses call credentials."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> Any:
+        metadata = list(details.metadata or []) + [self._header]
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
+
+    def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, requests: Any
+    ) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(
+        self, continuation: Callable[..., Any], details: Any, requests: Any
+    ) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def open_channel(address: str, token: str | None, ca_file: Path | None = None) -> grpc.Channel:
+    """A channel to one service; TLS when a CA file is given, plaintext otherwise (loopback)."""
+    if ca_file is not None:
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_file.read_bytes()))
+    else:
+        channel = grpc.insecure_channel(address)
+    if token:
+        channel = grpc.intercept_channel(channel, TokenInterceptor(token))
+    return channel
+
+
+@dataclass
+class Cofab:
+    """Stubs for every cofab API, over one channel per service."""
+
+    design_channel: grpc.Channel
+    supply_channel: grpc.Channel
+    identity: identity_pb2_grpc.IdentityServiceStub = field(init=False)
+    projects: identity_pb2_grpc.ProjectServiceStub = field(init=False)
+    designs: design_pb2_grpc.DesignServiceStub = field(init=False)
+    supply: supply_pb2_grpc.SupplyServiceStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.identity = identity_pb2_grpc.IdentityServiceStub(self.design_channel)
+        self.projects = identity_pb2_grpc.ProjectServiceStub(self.design_channel)
+        self.designs = design_pb2_grpc.DesignServiceStub(self.design_channel)
+        self.supply = supply_pb2_grpc.SupplyServiceStub(self.supply_channel)
+
+    def close(self) -> None:
+        self.design_channel.close()
+        self.supply_channel.close()
+
+    def __enter__(self) -> Cofab:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(
+    token: str | None,
+    design_address: str = "127.0.0.1:50051",
+    supply_address: str = "127.0.0.1:50052",
+    ca_file: Path | None = None,
+) -> Cofab:
+    return Cofab(
+        open_channel(design_address, token, ca_file), open_channel(supply_address, token, ca_file)
+    )

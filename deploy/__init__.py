@@ -1,0 +1,1 @@
+"""Deployment tooling for cofab (local processes and Kubernetes manifests)."""

@@ -1,0 +1,179 @@
+"""Projects, memberships and designs: values and the rules that govern them. Plain Python."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from dataclasses import dataclass, replace
+
+from services.shared.errors import FailedPrecondition, InvalidArgument, PreconditionViolation
+from services.shared.identity import Role
+
+DEFAULT_INVITE_TTL = dt.timedelta(days=7)
+MAX_INVITE_TTL = dt.timedelta(days=30)
+# Clocks of the workflow worker and the service may differ slightly; expiry tolerates that.
+EXPIRY_CLOCK_SKEW = dt.timedelta(seconds=60)
+_PART_NUMBER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+
+
+class MembershipState(enum.Enum):
+    INVITED = "INVITED"
+    ACTIVE = "ACTIVE"
+    DECLINED = "DECLINED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    display_name: str
+    description: str
+    owner_organization_id: str
+    create_time: dt.datetime
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.id}"
+
+
+@dataclass(frozen=True)
+class Membership:
+    project_id: str
+    organization_id: str
+    role: Role
+    state: MembershipState
+    invitation_id: str
+    invited_by: str
+    invite_expire_time: dt.datetime | None
+    create_time: dt.datetime
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project_id}/memberships/{self.organization_id}"
+
+
+@dataclass(frozen=True)
+class Design:
+    id: str
+    project_id: str
+    display_name: str
+    description: str
+    part_number: str | None
+    creator: str
+    create_time: dt.datetime
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project_id}/designs/{self.id}"
+
+
+def check_display_name(field: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+    if len(value) > 200:
+        raise InvalidArgument.field(field, "must be at most 200 characters")
+    return value
+
+
+def check_description(field: str, value: str) -> str:
+    if len(value) > 10_000:
+        raise InvalidArgument.field(field, "must be at most 10000 characters")
+    return value
+
+
+def check_part_number(value: str) -> str | None:
+    if not value:
+        return None
+    if not _PART_NUMBER_RE.match(value):
+        raise InvalidArgument.field(
+            "design.part_number", "must be 1-100 letters, digits or . _ / -, starting alphanumeric"
+        )
+    return value
+
+
+def invite_ttl(seconds: int) -> dt.timedelta:
+    if seconds < 0:
+        raise InvalidArgument.field("invite_ttl_seconds", "must not be negative")
+    ttl = dt.timedelta(seconds=seconds) if seconds else DEFAULT_INVITE_TTL
+    if ttl > MAX_INVITE_TTL:
+        raise InvalidArgument.field("invite_ttl_seconds", "must be at most 30 days")
+    return ttl
+
+
+def invite(
+    project_id: str,
+    organization_id: str,
+    role: Role,
+    invitation_id: str,
+    invited_by: str,
+    ttl: dt.timedelta,
+    now: dt.datetime,
+    existing: Membership | None,
+) -> Membership:
+    """A new invitation. Organizations that declined or let an invitation expire may be
+    invited again; current members and pending invitees may not."""
+    if existing is not None and existing.state in (MembershipState.ACTIVE, MembershipState.INVITED):
+        raise FailedPrecondition(
+            f"organizations/{organization_id} is already "
+            f"{'a member' if existing.state is MembershipState.ACTIVE else 'invited'}",
+            [
+                PreconditionViolation(
+                    "MEMBERSHIP_STATE", existing.name, f"membership is {existing.state.value}"
+                )
+            ],
+        )
+    return Membership(
+        project_id=project_id,
+        organization_id=organization_id,
+        role=role,
+        state=MembershipState.INVITED,
+        invitation_id=invitation_id,
+        invited_by=invited_by,
+        invite_expire_time=now + ttl,
+        create_time=now,
+    )
+
+
+def _require_invited(membership: Membership, action: str) -> None:
+    if membership.state is not MembershipState.INVITED:
+        raise FailedPrecondition(
+            f"cannot {action} {membership.name}: it is {membership.state.value}, not INVITED",
+            [
+                PreconditionViolation(
+                    "MEMBERSHIP_STATE", membership.name, f"membership is {membership.state.value}"
+                )
+            ],
+        )
+
+
+def _is_expired(membership: Membership, now: dt.datetime) -> bool:
+    expiry = membership.invite_expire_time
+    return expiry is not None and now >= expiry
+
+
+def accept(membership: Membership, now: dt.datetime) -> Membership:
+    _require_invited(membership, "accept")
+    if _is_expired(membership, now):
+        raise FailedPrecondition(
+            f"the invitation to {membership.name} expired",
+            [PreconditionViolation("INVITATION_EXPIRED", membership.name, "invitation expired")],
+        )
+    return replace(membership, state=MembershipState.ACTIVE, invite_expire_time=None)
+
+
+def decline(membership: Membership) -> Membership:
+    _require_invited(membership, "decline")
+    return replace(membership, state=MembershipState.DECLINED)
+
+
+def expire(membership: Membership, now: dt.datetime) -> Membership:
+    _require_invited(membership, "expire")
+    expiry = membership.invite_expire_time
+    if expiry is None or now + EXPIRY_CLOCK_SKEW < expiry:
+        raise FailedPrecondition(
+            f"the invitation to {membership.name} does not expire before {expiry}",
+            [PreconditionViolation("INVITATION_OPEN", membership.name, "invitation still open")],
+        )
+    return replace(membership, state=MembershipState.EXPIRED)

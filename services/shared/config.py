@@ -1,0 +1,79 @@
+"""Typed settings, read once from the environment at process start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting a cofab process reads. README.md lists them with their defaults."""
+
+    state_dir: Path
+    database_url: str
+    kafka_bootstrap: str
+    temporal_address: str
+    temporal_namespace: str
+    temporal_task_queue: str
+    design_listen: str
+    supply_listen: str
+    design_address: str
+    supply_address: str
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+    tls_ca_file: Path | None
+    service_token_file: Path | None
+    ready_file: Path | None
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return Path(value) if value else None
+
+
+def _address(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{name} must be host:port, got {value!r}")
+    return value
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Reads the COFAB_* environment once; a malformed value fails here with its name."""
+    env = os.environ if environ is None else environ
+    state_dir = Path(env.get("COFAB_STATE_DIR", ".state")).resolve()
+    cert, key = _path(env, "COFAB_TLS_CERT_FILE"), _path(env, "COFAB_TLS_KEY_FILE")
+    if (cert is None) != (key is None):
+        raise ConfigError("COFAB_TLS_CERT_FILE and COFAB_TLS_KEY_FILE must be set together")
+    for name, path in (("COFAB_TLS_CERT_FILE", cert), ("COFAB_TLS_KEY_FILE", key)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{name} points to {path}, which is not a readable file")
+    return Settings(
+        state_dir=state_dir,
+        database_url=env.get("COFAB_DATABASE_URL", f"sqlite:///{state_dir / 'cofab.db'}"),
+        kafka_bootstrap=env.get("COFAB_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        temporal_address=_address(env, "COFAB_TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+        temporal_namespace=env.get("COFAB_TEMPORAL_NAMESPACE", "default"),
+        temporal_task_queue=env.get("COFAB_TEMPORAL_TASK_QUEUE", "cofab"),
+        design_listen=_address(env, "COFAB_DESIGN_LISTEN", "127.0.0.1:50051"),
+        supply_listen=_address(env, "COFAB_SUPPLY_LISTEN", "127.0.0.1:50052"),
+        design_address=_address(env, "COFAB_DESIGN_ADDRESS", "127.0.0.1:50051"),
+        supply_address=_address(env, "COFAB_SUPPLY_ADDRESS", "127.0.0.1:50052"),
+        tls_cert_file=cert,
+        tls_key_file=key,
+        tls_ca_file=_path(env, "COFAB_TLS_CA_FILE"),
+        service_token_file=_path(env, "COFAB_SERVICE_TOKEN_FILE"),
+        ready_file=_path(env, "COFAB_READY_FILE"),
+    )

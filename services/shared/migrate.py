@@ -1,0 +1,22 @@
+"""Applies the Alembic migrations in services/shared/migrations to a database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", database_url)
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Brings the database schema up to `revision` (idempotent)."""
+    command.upgrade(alembic_config(database_url), revision)

@@ -1,0 +1,94 @@
+"""The ONE table mapping domain errors to gRPC status codes, with AIP-193 error details."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf.any_pb2 import Any as AnyProto
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.shared.errors import (
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+
+ERROR_DOMAIN = "cofab.dev"
+
+STATUS_CODES: dict[type[DomainError], grpc.StatusCode] = {
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    Conflict: grpc.StatusCode.ABORTED,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_code(error: DomainError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return grpc.StatusCode.UNKNOWN
+
+
+def _pack(message: object) -> AnyProto:
+    packed = AnyProto()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def to_status(error: DomainError) -> grpc.Status:
+    """Builds the rich status: code, message, ErrorInfo and, where known, BadRequest,
+    PreconditionFailure or the current value after a lost compare-and-set."""
+    code = status_code(error)
+    metadata: dict[str, str] = {}
+    details = []
+    if isinstance(error, InvalidArgument) and error.violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    if isinstance(error, FailedPrecondition) and error.violations:
+        details.append(
+            _pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=v.type, subject=v.subject, description=v.description
+                        )
+                        for v in error.violations
+                    ]
+                )
+            )
+        )
+    if isinstance(error, Conflict) and error.current:
+        metadata["current"] = error.current
+    details.insert(
+        0,
+        _pack(
+            error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
+        ),
+    )
+    status: grpc.Status = rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    )
+    return status

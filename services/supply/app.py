@@ -1,0 +1,46 @@
+"""Composition root of the supply service: builds every dependency and the gRPC server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from cofab.supply.v1 import supply_pb2, supply_pb2_grpc
+from services.shared.config import Settings
+from services.shared.db import make_engine
+from services.shared.identity_api import database_authenticator, identity_registration
+from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
+from services.supply.api import SupplyServicer
+from services.supply.application import SupplyApplication
+
+
+@dataclass
+class SupplyDeps:
+    engine: Engine
+    app: SupplyApplication
+
+
+def bootstrap(settings: Settings) -> SupplyDeps:
+    engine = make_engine(settings.database_url)
+    return SupplyDeps(engine=engine, app=SupplyApplication(engine))
+
+
+def build_server(
+    settings: Settings, deps: SupplyDeps | None = None, listen: str = ""
+) -> BuiltServer:
+    """The supply service's server, not yet started (tests pass listen="127.0.0.1:0")."""
+    deps = deps or bootstrap(settings)
+    supply = SupplyServicer(deps.app)
+    return create_server(
+        listen or settings.supply_listen,
+        [
+            identity_registration(deps.engine),
+            ServiceRegistration(
+                supply_pb2.DESCRIPTOR.services_by_name["SupplyService"].full_name,
+                lambda s: supply_pb2_grpc.add_SupplyServiceServicer_to_server(supply, s),
+            ),
+        ],
+        database_authenticator(deps.engine),
+        tls=read_tls(settings.tls_cert_file, settings.tls_key_file),
+    )
