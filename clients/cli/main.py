@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
 def describe_rpc_error(error: grpc.RpcError) -> str:
     """`CODE: message` plus each field violation, from the rich status when present."""
     code = error.code().name if hasattr(error, "code") else "UNKNOWN"
-    message = error.details() if hasattr(error, "details") else str(error)
+    message = (error.details() if hasattr(error, "details") else None) or str(error)
     status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
     violations: list[str] = []
     for detail in status.details if status is not None else []:

@@ -145,17 +145,23 @@ class Stack:
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into an exception, like SIGINT already is, so `finally` stops the children."""
+def _stop_signals_raise() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt and SIGTERM _Terminated, so `finally` stops the children.
 
-    def handler(signum: int, frame: FrameType | None) -> None:
+    Set explicitly: a process started in the background by a non-interactive shell inherits an
+    ignored SIGINT, and Ctrl-C must still stop the stack.
+    """
+
+    def terminated(signum: int, frame: FrameType | None) -> None:
         raise _Terminated
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous_term = signal.signal(signal.SIGTERM, terminated)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 @contextmanager
@@ -170,7 +176,7 @@ def _signals_ignored() -> Iterator[None]:
 
 
 def _ready_line(service: Service, elapsed: float) -> str:
-    return f"  {service.name:<9} healthy in {elapsed:5.1f} s   {service.endpoint}"
+    return f"  {service.name:<16} healthy in {elapsed:5.1f} s   {service.endpoint}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +279,7 @@ def run_up(environ: Mapping[str, str]) -> int:
     _check_up_prerequisites(config)
     config.logs_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack()
-    with _sigterm_raises():
+    with _stop_signals_raise():
         try:
             _start_up_stack(stack, config, environ)
             _print_summary(stack, config)
@@ -332,7 +338,7 @@ def _run_setup_step(step: SetupStep, config: UpConfig, env: Mapping[str, str]) -
         env=env,
         timeout=_SETUP_TIMEOUT,
     )
-    say(f"  {step.name:<9} done in    {elapsed:5.1f} s   cofab {' '.join(args)}")
+    say(f"  {step.name:<16} done in    {elapsed:5.1f} s   cofab {' '.join(args)}")
 
 
 def _python_service(spec: PythonProcess, config: UpConfig, env: Mapping[str, str]) -> Service:
@@ -377,11 +383,17 @@ def _supervise(stack: Stack) -> int:
         if dead is not None:
             code = dead.process.returncode if dead.process else None
             complain(
-                f"\nerror: {dead.name} exited unexpectedly (exit code {code}); "
+                f"\nerror: {dead.name} exited unexpectedly ({_describe_exit(code)}); "
                 f"last lines of {dead.log_path}:\n{dead.log_tail()}"
             )
             return 1
         time.sleep(_SUPERVISE_INTERVAL)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,7 +420,7 @@ def run_infra(choice: InfraChoice, command: Sequence[str], environ: Mapping[str,
     env = {**environ, "COFAB_TEST_KAFKA_LIBS": str(default_kafka_libs())}
     stack = Stack()
     code = 1
-    with _sigterm_raises():
+    with _stop_signals_raise():
         try:
             env |= _start_infra(stack, choice, root)
             code = _run_command(command, env)

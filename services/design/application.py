@@ -225,6 +225,8 @@ class DesignApplication:
             if current is None:
                 raise NotFound(f"{name} not found")
             changed = change(current)
+            if changed == current:
+                return current  # nothing to do (e.g. expiring an invitation already answered)
             repo.save_membership(changed)
             self._emit(conn, principal, event_type, changed)
             audit.record(conn, principal, event_type.removeprefix("identity."), name)

@@ -24,9 +24,11 @@ def make_producer(bootstrap: str) -> KafkaProducer:
         enable_idempotence=True,
         retries=5,
         max_in_flight_requests_per_connection=1,
-        # send() must not hang the relay for long when the broker is gone.
+        # Neither connecting nor send() may hang the relay for long when the broker is gone.
+        bootstrap_timeout_ms=5_000,
         max_block_ms=5_000,
         request_timeout_ms=10_000,
+        delivery_timeout_ms=20_000,
         linger_ms=5,
     )
 
@@ -37,6 +39,7 @@ def make_consumer(bootstrap: str, group_id: str, topics: Sequence[str]) -> Kafka
         *topics,
         bootstrap_servers=bootstrap,
         group_id=group_id,
+        bootstrap_timeout_ms=5_000,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=100,
@@ -47,7 +50,7 @@ def ensure_topics(
     bootstrap: str, topics: Sequence[str] | None = None, partitions: int = DEFAULT_PARTITIONS
 ) -> None:
     """Creates cofab's topics if they do not exist yet (idempotent)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=5_000)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in (topics or all_topics()) if t not in existing]

@@ -169,7 +169,10 @@ def decline(membership: Membership) -> Membership:
 
 
 def expire(membership: Membership, now: dt.datetime) -> Membership:
-    _require_invited(membership, "expire")
+    """Expires an open invitation whose time ran out. An invitation that was already answered
+    stays as it is: the expiry timer and the answer may cross, and the answer wins."""
+    if membership.state is not MembershipState.INVITED:
+        return membership
     expiry = membership.invite_expire_time
     if expiry is None or now + EXPIRY_CLOCK_SKEW < expiry:
         raise FailedPrecondition(

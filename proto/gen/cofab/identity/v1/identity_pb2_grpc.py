@@ -207,7 +207,8 @@ class ProjectServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExpireMembership(self, request, context):
-        """Expires an invitation whose time ran out. Only platform service accounts may call it.
+        """Expires an invitation whose time ran out; one already answered is returned unchanged.
+        Only platform service accounts may call it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -79,7 +79,9 @@ class ProjectServiceStub:
     DeclineMembership: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DeclineMembershipRequest, _identity_pb2.Membership]
     """Declines an invitation on behalf of the invited organization (an admin user of it)."""
     ExpireMembership: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ExpireMembershipRequest, _identity_pb2.Membership]
-    """Expires an invitation whose time ran out. Only platform service accounts may call it."""
+    """Expires an invitation whose time ran out; one already answered is returned unchanged.
+    Only platform service accounts may call it.
+    """
 
 @_typing.type_check_only
 class ProjectServiceAsyncStub(ProjectServiceStub):
@@ -101,7 +103,9 @@ class ProjectServiceAsyncStub(ProjectServiceStub):
     DeclineMembership: _aio.UnaryUnaryMultiCallable[_identity_pb2.DeclineMembershipRequest, _identity_pb2.Membership]  # type: ignore[assignment]
     """Declines an invitation on behalf of the invited organization (an admin user of it)."""
     ExpireMembership: _aio.UnaryUnaryMultiCallable[_identity_pb2.ExpireMembershipRequest, _identity_pb2.Membership]  # type: ignore[assignment]
-    """Expires an invitation whose time ran out. Only platform service accounts may call it."""
+    """Expires an invitation whose time ran out; one already answered is returned unchanged.
+    Only platform service accounts may call it.
+    """
 
 class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
     """Projects are workspaces shared by member organizations, each with a role."""
@@ -168,6 +172,8 @@ class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.ExpireMembershipRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.Membership, _abc.Awaitable[_identity_pb2.Membership]]:
-        """Expires an invitation whose time ran out. Only platform service accounts may call it."""
+        """Expires an invitation whose time ran out; one already answered is returned unchanged.
+        Only platform service accounts may call it.
+        """
 
 def add_ProjectServiceServicer_to_server(servicer: ProjectServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
