@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from services.shared import accounts
 from services.shared.db import make_engine
@@ -42,11 +42,12 @@ def _postgres_database() -> str:
             pytest.fail("COFAB_TEST_POSTGRES_BASE_URL is not set: run the tests with `make test`")
         pytest.skip("no PostgreSQL: run with `make test` to include it")
     name = f"cofab_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(f"{base}/postgres", isolation_level="AUTOCOMMIT")
+    server = make_url(base)
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return f"{base}/{name}"
+    return server.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -33,6 +33,8 @@ from deploy.local.processes import (
     check_port_free,
     default_kafka_libs,
     default_temporal_bin,
+    describe_returncode,
+    find_postgres_bin,
     free_ports,
     require_java,
     require_kafka_libs,
@@ -383,17 +385,11 @@ def _supervise(stack: Stack) -> int:
         if dead is not None:
             code = dead.process.returncode if dead.process else None
             complain(
-                f"\nerror: {dead.name} exited unexpectedly ({_describe_exit(code)}); "
+                f"\nerror: {dead.name} exited unexpectedly ({describe_returncode(code)}); "
                 f"last lines of {dead.log_path}:\n{dead.log_tail()}"
             )
             return 1
         time.sleep(_SUPERVISE_INTERVAL)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"killed by {signal.Signals(-code).name}"
-    return f"exit code {code}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,9 +409,7 @@ def run_infra(choice: InfraChoice, command: Sequence[str], environ: Mapping[str,
     """Start the chosen services on free ports, run `command`, stop them; return its exit code."""
     if not command:
         raise StackError("infra needs a command to run after `--`")
-    if choice.kafka:
-        require_java()
-        require_kafka_libs(default_kafka_libs())
+    _check_infra_prerequisites(choice)
     root = _make_infra_dir()
     env = {**environ, "COFAB_TEST_KAFKA_LIBS": str(default_kafka_libs())}
     stack = Stack()
@@ -435,6 +429,17 @@ def run_infra(choice: InfraChoice, command: Sequence[str], environ: Mapping[str,
                 stack.stop_all()
             _remove_infra_dir(root, keep=code != 0)
     return code
+
+
+def _check_infra_prerequisites(choice: InfraChoice) -> None:
+    """Fail before starting anything rather than after a slow service has started."""
+    if choice.kafka:
+        require_java()
+        require_kafka_libs(default_kafka_libs())
+    if choice.temporal:
+        require_temporal_bin(default_temporal_bin())
+    if choice.postgres:
+        find_postgres_bin()
 
 
 def _make_infra_dir() -> Path:

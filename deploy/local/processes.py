@@ -50,6 +50,7 @@ __all__ = [
     "check_port_free",
     "default_kafka_libs",
     "default_temporal_bin",
+    "describe_returncode",
     "find_postgres_bin",
     "free_ports",
     "grpc_health_serving",
@@ -92,6 +93,16 @@ def tcp_port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def describe_returncode(code: int | None) -> str:
+    """Popen-style return code in words: "exit code 1", "killed by SIGKILL"."""
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -299,7 +310,10 @@ class ManagedProcess:
         popen = self._popen
         if popen is None or popen.returncode is not None:
             return popen.returncode if popen is not None else None
-        info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        try:
+            info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return popen.poll()  # Reaped behind our back (e.g. an os.wait() elsewhere).
         if info is None:
             return None
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
@@ -346,9 +360,8 @@ class ManagedProcess:
         while True:
             code = self.returncode
             if code is not None:
-                raise StackError(
-                    self.failure_message(f"exited with code {code} before it was ready")
-                )
+                what = f"exited ({describe_returncode(code)}) before it was ready"
+                raise StackError(self.failure_message(what))
             if self._health_check is None or self._health_check():
                 # The health check can be answered by someone else's server on the same port;
                 # our child then fails to bind and exits, so look once more.
@@ -880,7 +893,8 @@ def run_to_completion(
     if not finished:
         raise StackError(process.failure_message(f"did not finish within {timeout:.0f} s"))
     if process.returncode != 0:
-        raise StackError(process.failure_message(f"failed with exit code {process.returncode}"))
+        what = f"failed ({describe_returncode(process.returncode)})"
+        raise StackError(process.failure_message(what))
     return time.monotonic() - started
 
 
