@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import Engine, create_engine, make_url, text
+from temporalio.testing import WorkflowEnvironment
 
 from services.shared import accounts
 from services.shared.db import make_engine
@@ -91,3 +94,51 @@ def make_account(engine: Engine, organization: str, user: str, admin: bool = Fal
     accounts.create_user(engine, organization, user, organization_admin=admin)
     token = accounts.create_token(engine, organization, user).plaintext
     return Account(organization, user, token)
+
+
+def require_env(name: str, what: str) -> str:
+    """A COFAB_TEST_* variable that `make test` sets; outside CI a missing one skips the test."""
+    value = os.environ.get(name)
+    if not value:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not set: run the tests with `make test`")
+        pytest.skip(f"no {what}: run with `make test` to include it")
+    return value
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    return require_env("COFAB_TEST_KAFKA_BOOTSTRAP", "Kafka broker")
+
+
+def venv_binary(name: str) -> str:
+    """Binaries that PyPI wheels install next to the interpreter (temporal, temporal-test-server)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make install`")
+    return str(path)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def workflow_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal as chosen by --workflow-environment (ENGINEERING.md rule 10)."""
+    if request.config.getoption("--workflow-environment") == "time-skipping":
+        env = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=venv_binary("temporal-test-server")
+        )
+    else:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=venv_binary("temporal"), ip="127.0.0.1", ui=False
+        )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Always the time-skipping test server: for timers of days."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server")
+    )
+    yield env
+    await env.shutdown()

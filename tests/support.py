@@ -4,9 +4,11 @@ SDK the way users do."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import threading
 from collections.abc import Callable
 
+from services.shared.db import utcnow
 from services.shared.server import BuiltServer, mark_serving
 
 
@@ -57,3 +59,13 @@ class ServerThread:
         if self._stopping is not None:
             self._loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(timeout=10)
+
+
+class ShiftableClock:
+    """The services' clock port, moved forward when Temporal's time-skipping server skips days."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+
+    def __call__(self) -> dt.datetime:
+        return utcnow() + self.offset

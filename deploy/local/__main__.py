@@ -494,24 +494,26 @@ def _start_infra(stack: Stack, choice: InfraChoice, root: Path) -> dict[str, str
 
 def _run_command(command: Sequence[str], env: Mapping[str, str]) -> int:
     """Run the wrapped command to its end and return its exit status as a shell would."""
-    try:
-        child = subprocess.Popen(list(command), env=dict(env))
-    except OSError as exc:
-        raise StackError(f"cannot run {command[0]}: {exc}") from exc
+    children: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        child.send_signal(signum)
+        for child in children:
+            child.send_signal(signum)
 
     def let_child_handle(signum: int, frame: FrameType | None) -> None:
         # The child shares our terminal's process group, so a Ctrl-C reached it too; wait for it
         # to finish (pytest still prints its report) instead of stopping services under it.
         pass
 
-    # Installed only after the child started: it must not inherit an ignored SIGINT.
+    # Python-level handlers, unlike SIG_IGN, are reset to the default in the child at exec.
     previous_int = signal.signal(signal.SIGINT, let_child_handle)
     previous_term = signal.signal(signal.SIGTERM, forward)
     try:
-        returncode = child.wait()
+        try:
+            children.append(subprocess.Popen(list(command), env=dict(env)))
+        except OSError as exc:
+            raise StackError(f"cannot run {command[0]}: {exc}") from exc
+        returncode = children[0].wait()
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)

@@ -9,13 +9,15 @@ import pytest
 from sqlalchemy import Engine
 
 from clients.sdk import Cofab, connect
-from services.design.app import bootstrap as design_bootstrap
+from services.design.app import DesignDeps
+from services.design.application import DesignApplication
 from services.design.app import build_server as build_design
 from services.shared.config import Settings, load_settings
+from services.shared.db import make_engine
 from services.supply.app import bootstrap as supply_bootstrap
 from services.supply.app import build_server as build_supply
 from tests.conftest import Account, make_account
-from tests.support import ServerThread
+from tests.support import ServerThread, ShiftableClock
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Stack:
 
     settings: Settings
     engine: Engine
+    clock: ShiftableClock
     design: ServerThread
     supply: ServerThread
     acme: Account
@@ -44,13 +47,17 @@ def settings(database_url: str, tmp_path: object) -> Settings:
 
 @pytest.fixture
 def stack(settings: Settings, engine: Engine) -> Iterator[Stack]:
-    design_deps, supply_deps = design_bootstrap(settings), supply_bootstrap(settings)
+    clock = ShiftableClock()
+    design_engine = make_engine(settings.database_url)
+    design_deps = DesignDeps(design_engine, DesignApplication(design_engine, clock))
+    supply_deps = supply_bootstrap(settings)
     design = ServerThread(lambda: build_design(settings, design_deps, "127.0.0.1:0")).start()
     supply = ServerThread(lambda: build_supply(settings, supply_deps, "127.0.0.1:0")).start()
     try:
         yield Stack(
             settings=settings,
             engine=engine,
+            clock=clock,
             design=design,
             supply=supply,
             acme=make_account(engine, "acme", "alice", admin=True),
