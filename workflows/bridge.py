@@ -106,6 +106,7 @@ def run_bridge(
     settings: Settings,
     loop: asyncio.AbstractEventLoop,
     stop: threading.Event,
+    group_id: str = CONSUMER_GROUP,
 ) -> None:
     """The Kafka side, in a thread: each event is dispatched on the asyncio loop and recorded."""
 
@@ -116,11 +117,11 @@ def run_bridge(
         processed.record(envelope.id)
 
     ensure_topics(settings.kafka_bootstrap)
-    consumer = make_consumer(settings.kafka_bootstrap, CONSUMER_GROUP, TOPICS)
+    consumer = make_consumer(settings.kafka_bootstrap, group_id, TOPICS)
     dead_letters = make_producer(settings.kafka_bootstrap)
     try:
         mark_ready(settings)
-        ConsumeLoop(consumer, dead_letters, handle, CONSUMER_GROUP).run(stop)
+        ConsumeLoop(consumer, dead_letters, handle, group_id).run(stop)
     finally:
         consumer.close()
         dead_letters.close(timeout=5)

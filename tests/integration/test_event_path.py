@@ -1,0 +1,130 @@
+"""The whole event path on real services: an authenticated gRPC call changes something, its
+outbox event reaches Kafka through the relay, the bridge starts or signals a Temporal workflow,
+the worker's activity calls the design service back, and the workflow's result is observed."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime as dt
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from clients.sdk import connect
+from cofab.identity.v1 import identity_pb2 as ipb
+from services.shared import accounts
+from services.shared.config import Settings
+from services.shared.consumer import ProcessedEvents
+from services.shared.kafka import ensure_topics, make_producer
+from services.shared.relay import OutboxRelay
+from tests.integration.conftest import Stack
+from tests.integration.test_design_api import create_project, invite
+from workflows.bridge import EventBridge, run_bridge
+from workflows.invitation import InvitationActivities, InvitationOutcome, workflow_id
+from workflows.worker import build_worker
+
+
+@dataclass
+class Pipeline:
+    client: Client
+    task_queue: str
+
+
+@pytest_asyncio.fixture
+async def pipeline(
+    stack: Stack, kafka_bootstrap: str, workflow_env: WorkflowEnvironment
+) -> AsyncIterator[Pipeline]:
+    """Relay, bridge and worker running against the stack, Kafka and Temporal."""
+    task_queue = f"cofab-{uuid.uuid4().hex}"
+    settings = Settings(**{**stack.settings.__dict__, "kafka_bootstrap": kafka_bootstrap,
+                           "temporal_task_queue": task_queue})
+    stop = threading.Event()
+
+    def producer() -> object:
+        ensure_topics(kafka_bootstrap)
+        return make_producer(kafka_bootstrap)
+
+    relay = OutboxRelay(stack.engine, producer)
+    relay_thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_wait": 0.1})
+    relay_thread.start()
+    bridge = EventBridge(workflow_env.client, task_queue)
+    processed = ProcessedEvents(stack.engine, f"bridge-{task_queue}")
+    loop = asyncio.get_running_loop()
+    bridge_task = asyncio.create_task(
+        asyncio.to_thread(run_bridge, bridge, processed, settings, loop, stop,
+                          group_id=f"bridge-{task_queue}")
+    )
+    token = accounts.ensure_service_account(stack.engine, None)
+    assert token is not None
+    service = connect(token, stack.design.address, stack.supply.address)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
+        async with build_worker(workflow_env.client, task_queue,
+                                InvitationActivities(service.projects), executor):
+            yield Pipeline(workflow_env.client, task_queue)
+            stop.set()
+            await bridge_task
+    relay_thread.join(timeout=10)
+    service.close()
+
+
+async def outcome_of(client: Client, invitation_id: str, timeout: float = 60) -> InvitationOutcome:
+    """Waits for the bridge to start the invitation's workflow, then for its result."""
+    handle = client.get_workflow_handle(workflow_id(invitation_id), result_type=InvitationOutcome)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            description = await handle.describe()
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                break
+        except RPCError:
+            pass  # not started yet: its event is still on its way
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"workflow for invitation {invitation_id} did not finish")
+        await asyncio.sleep(0.2)
+    return await handle.result()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_accepted_invitation_flows_through_kafka_and_temporal(
+    stack: Stack, pipeline: Pipeline
+) -> None:
+    with stack.client(stack.acme) as acme, stack.client(stack.globex) as globex:
+        project = create_project(acme)
+        membership = invite(acme, project.name, "globex")
+        handle = pipeline.client.get_workflow_handle(workflow_id(membership.invitation_id))
+        # Accept only once the workflow runs, so the answer travels as a signal.
+        for _ in range(300):
+            try:
+                await handle.describe()
+                break
+            except RPCError:
+                await asyncio.sleep(0.1)
+        globex.projects.AcceptMembership(ipb.AcceptMembershipRequest(name=membership.name))
+    outcome = await outcome_of(pipeline.client, membership.invitation_id)
+    assert outcome.state == "ACTIVE"
+    assert outcome.membership == membership.name
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_unanswered_invitation_is_expired_by_the_worker(
+    stack: Stack, pipeline: Pipeline
+) -> None:
+    with stack.client(stack.acme) as acme:
+        project = create_project(acme)
+        membership = invite(acme, project.name, "globex", ttl=2)
+        outcome = await outcome_of(pipeline.client, membership.invitation_id)
+        assert outcome.state == "EXPIRED"
+        listed = acme.projects.ListMemberships(ipb.ListMembershipsRequest(parent=project.name))
+    states = {m.organization: m.state for m in listed.memberships}
+    assert states["organizations/globex"] == ipb.Membership.STATE_EXPIRED
+    assert dt.datetime.now(dt.UTC) >= membership.invite_expire_time.ToDatetime(dt.UTC)
+
+
