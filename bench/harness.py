@@ -57,23 +57,29 @@ class Table:
             )
             return "| " + " | ".join(padded) + " |"
 
-        rule = "|" + "|".join(
-            "-" * (w + 1) + ":" if a == "r" else "-" * (w + 2)
-            for w, a in zip(widths, align, strict=True)
+        rule = (
+            "|"
+            + "|".join(
+                "-" * (w + 1) + ":" if a == "r" else "-" * (w + 2)
+                for w, a in zip(widths, align, strict=True)
+            )
+            + "|"
         )
         return "\n".join([line(self.headers), rule, *(line(r) for r in self.rows)])
 
 
 @dataclass(frozen=True)
 class Report:
-    """One benchmark's outcome: a title, its tables and short conclusions (e.g. target met)."""
+    """One benchmark's outcome: its name and a title, its tables and short conclusions (e.g.
+    whether a target was met)."""
 
+    name: str
     title: str
     tables: Sequence[Table]
     notes: Sequence[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        parts = [f"### {self.title}"]
+        parts = [f"### {self.name}: {self.title}"]
         parts += [t.markdown() for t in self.tables]
         if self.notes:
             parts.append("\n".join(f"- {n}" for n in self.notes))
@@ -130,6 +136,16 @@ def describe_machine() -> str:
     )
 
 
+def describe_load() -> str:
+    """The load averages when the run starts: other work on the machine competes for its cores
+    and moves the absolute figures (less so the ratios)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min)"
+
+
 def describe_commit() -> str:
     """The checked-out commit, flagged when the working tree has changes (results then describe
     code that no commit holds)."""
@@ -148,13 +164,15 @@ def describe_commit() -> str:
     return f"{commit} (with uncommitted changes)" if dirty else commit
 
 
-def results_section(reports: Sequence[Report], when: dt.datetime) -> str:
-    """The dated Markdown section one run appends to the results file."""
-    names = ", ".join(r.title.split(":")[0] for r in reports)
+def results_section(reports: Sequence[Report], when: dt.datetime, load: str) -> str:
+    """The dated Markdown section one run appends to the results file; `load` is
+    describe_load() taken when the run started."""
+    names = ", ".join(r.name for r in reports)
     head = [
         f"## {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC: {names}",
         "",
         f"- Machine: {describe_machine()}",
+        f"- Load average at start: {load}",
         f"- Commit: {describe_commit()}",
     ]
     return "\n\n".join(["\n".join(head), *(r.markdown() for r in reports)]) + "\n"

@@ -112,7 +112,7 @@ def kafka_bootstrap() -> str:
 
 
 def venv_binary(name: str) -> str:
-    """Binaries that PyPI wheels install next to the interpreter (temporal, temporal-test-server)."""
+    """A binary that a PyPI wheel installs next to the interpreter (temporal, its test server)."""
     path = Path(sys.executable).parent / name
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make install`")

@@ -56,6 +56,17 @@ def _organization_name(value: str) -> str:
     return value if value.startswith("organizations/") else f"organizations/{value}"
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """'7d', '12h', '30m', '45s' -> seconds."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 12h, 30m or 45s")
+    return int(number) * _UNITS[unit]
+
+
 def _request_id() -> str:
     # A fresh id per command; the SDK retries reuse it, so a retried call has no second effect.
     return uuid.uuid4().hex
@@ -65,7 +76,7 @@ def _time(ts: object) -> str:
     seconds = getattr(ts, "seconds", 0)
     if not seconds:
         return "-"
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # admin commands ----------------------------------------------------------------------------
@@ -106,7 +117,7 @@ def cmd_create_token(args: argparse.Namespace, settings: Settings) -> None:
         make_engine(settings.database_url),
         args.organization,
         args.user,
-        dt.timedelta(days=args.ttl_days),
+        dt.timedelta(seconds=args.expires_in),
         args.description,
     )
     print(f"token id {info.token_id}, expires {info.expire_time:%Y-%m-%d %H:%M} UTC")
@@ -212,7 +223,10 @@ def cmd_project_show(args: argparse.Namespace, settings: Settings) -> None:
 
 def _print_membership(m: identity_pb2.Membership) -> None:
     expiry = f"  expires {_time(m.invite_expire_time)}" if m.HasField("invite_expire_time") else ""
-    print(f"{m.name}  {ROLE_NAMES.get(m.role, '?')}  {STATE_NAMES.get(m.state, '?')}{expiry}")
+    print(
+        f"{m.name}  {ROLE_NAMES.get(m.role, '?')}  {STATE_NAMES.get(m.state, '?')}{expiry}"
+        f"  invitation {m.invitation_id}"
+    )
 
 
 def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
@@ -223,7 +237,7 @@ def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
                 membership=identity_pb2.Membership(
                     organization=_organization_name(args.organization), role=ROLES[args.role]
                 ),
-                invite_ttl_seconds=int(args.ttl_days * 86400),
+                invite_ttl_seconds=args.expires_in,
                 request_id=_request_id(),
             )
         )
@@ -389,7 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(admin_sub, "create-token", cmd_create_token, "issue an API token (shown once)")
     p.add_argument("organization")
     p.add_argument("user")
-    p.add_argument("--ttl-days", type=float, default=90)
+    p.add_argument(
+        "--expires-in",
+        type=parse_duration,
+        default=parse_duration("90d"),
+        help="token lifetime, e.g. 90d (default), 12h; at most 365d",
+    )
     p.add_argument("--description", default="")
     p = command(admin_sub, "revoke-token", cmd_revoke_token, "revoke an API token by its id")
     p.add_argument("token_id")
@@ -416,7 +435,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("organization")
     p.add_argument("--role", choices=sorted(ROLES), required=True)
-    p.add_argument("--ttl-days", type=float, default=7)
+    p.add_argument(
+        "--expires-in",
+        type=parse_duration,
+        default=parse_duration("7d"),
+        help="how long the invitation stays open, e.g. 7d, 12h, 30m, 45s (default 7d)",
+    )
     p = command(project_sub, "members", cmd_project_members, "list a project's memberships")
     p.add_argument("project")
 

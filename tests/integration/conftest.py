@@ -10,8 +10,8 @@ from sqlalchemy import Engine
 
 from clients.sdk import Cofab, connect
 from services.design.app import DesignDeps
-from services.design.application import DesignApplication
 from services.design.app import build_server as build_design
+from services.design.application import DesignApplication
 from services.shared.config import Settings, load_settings
 from services.shared.db import make_engine
 from services.supply.app import bootstrap as supply_bootstrap
@@ -36,8 +36,7 @@ class Stack:
     initech: Account
 
     def client(self, account: Account | None) -> Cofab:
-        return connect(account.token if account else None, self.design.address,
-                       self.supply.address)
+        return connect(account.token if account else None, self.design.address, self.supply.address)
 
 
 @pytest.fixture

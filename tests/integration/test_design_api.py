@@ -29,8 +29,9 @@ def create_project(cofab: Cofab, name: str = "Bracket program") -> ipb.Project:
     )
 
 
-def invite(cofab: Cofab, project: str, org: str, role: int = ipb.ROLE_EDITOR,
-           ttl: int = 0) -> ipb.Membership:
+def invite(
+    cofab: Cofab, project: str, org: str, role: int = ipb.ROLE_EDITOR, ttl: int = 0
+) -> ipb.Membership:
     return cofab.projects.CreateMembership(
         ipb.CreateMembershipRequest(
             parent=project,
@@ -49,11 +50,13 @@ def share(stack: Stack, project: str, role: int = ipb.ROLE_EDITOR) -> None:
         )
 
 
-def create_design(cofab: Cofab, project: str, name: str = "Bracket", part: str = "",
-                  request_id: str = "") -> design_pb2.Design:
+def create_design(
+    cofab: Cofab, project: str, name: str = "Bracket", part: str = "", request_id: str = ""
+) -> design_pb2.Design:
     return cofab.designs.CreateDesign(
         design_pb2.CreateDesignRequest(
-            parent=project, design=design_pb2.Design(display_name=name, part_number=part),
+            parent=project,
+            design=design_pb2.Design(display_name=name, part_number=part),
             request_id=request_id,
         )
     )
@@ -86,8 +89,9 @@ def test_caller_identity(stack: Stack) -> None:
         [("authorization", "Bearer not-a-token")],
     ],
 )
-def test_missing_or_bad_tokens_are_unauthenticated(stack: Stack,
-                                                   metadata: list[tuple[str, str]]) -> None:
+def test_missing_or_bad_tokens_are_unauthenticated(
+    stack: Stack, metadata: list[tuple[str, str]]
+) -> None:
     with connect(None, stack.design.address, stack.supply.address) as anonymous:
         with pytest.raises(grpc.RpcError) as caught:
             anonymous.projects.ListProjects(ipb.ListProjectsRequest(), metadata=metadata)
@@ -98,7 +102,8 @@ def test_expired_and_revoked_tokens_are_unauthenticated(stack: Stack) -> None:
     expired = accounts.create_token(stack.engine, "acme", "alice")
     with stack.engine.begin() as conn:
         conn.execute(
-            update(api_tokens).where(api_tokens.c.id == expired.token_id)
+            update(api_tokens)
+            .where(api_tokens.c.id == expired.token_id)
             .values(expire_time=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
         )
     revoked = accounts.create_token(stack.engine, "acme", "alice")
@@ -127,8 +132,12 @@ def test_health_and_reflection_answer_without_a_token(stack: Stack) -> None:
             iter([reflection_pb2.ServerReflectionRequest(list_services="")])
         )
         services = {s.name for r in responses for s in r.list_services_response.service}
-    assert {"cofab.design.v1.DesignService", "cofab.identity.v1.ProjectService",
-            "cofab.identity.v1.IdentityService", "grpc.health.v1.Health"} <= services
+    assert {
+        "cofab.design.v1.DesignService",
+        "cofab.identity.v1.ProjectService",
+        "cofab.identity.v1.IdentityService",
+        "grpc.health.v1.Health",
+    } <= services
 
 
 # projects and invitations -------------------------------------------------------------------
@@ -160,7 +169,8 @@ def test_outsider_sees_nothing_and_learns_nothing(stack: Stack) -> None:
             lambda: initech.designs.ListDesigns(design_pb2.ListDesignsRequest(parent=project.name)),
             lambda: create_design(initech, project.name),
             lambda: initech.projects.ListMemberships(
-                ipb.ListMembershipsRequest(parent=project.name)),
+                ipb.ListMembershipsRequest(parent=project.name)
+            ),
             lambda: invite(initech, project.name, "initech"),
         ]
         for call in calls:
@@ -174,40 +184,63 @@ def test_invitation_lifecycle(stack: Stack) -> None:
         assert membership.state == ipb.Membership.STATE_INVITED
         assert membership.invitation_id
         # Invited is not yet a member.
-        assert code_of(lambda: globex.projects.GetProject(
-            ipb.GetProjectRequest(name=project.name))) == grpc.StatusCode.NOT_FOUND
+        assert (
+            code_of(lambda: globex.projects.GetProject(ipb.GetProjectRequest(name=project.name)))
+            == grpc.StatusCode.NOT_FOUND
+        )
         mine = globex.projects.ListMemberships(ipb.ListMembershipsRequest(parent="projects/-"))
         assert [m.name for m in mine.memberships] == [membership.name]
         accepted = globex.projects.AcceptMembership(
-            ipb.AcceptMembershipRequest(name=membership.name))
+            ipb.AcceptMembershipRequest(name=membership.name)
+        )
         assert accepted.state == ipb.Membership.STATE_ACTIVE
         seen = globex.projects.GetProject(ipb.GetProjectRequest(name=project.name))
         assert seen.caller_role == ipb.ROLE_REVIEWER
-        assert code_of(lambda: globex.projects.AcceptMembership(
-            ipb.AcceptMembershipRequest(name=membership.name))) == (
-            grpc.StatusCode.FAILED_PRECONDITION)
+        assert code_of(
+            lambda: globex.projects.AcceptMembership(
+                ipb.AcceptMembershipRequest(name=membership.name)
+            )
+        ) == (grpc.StatusCode.FAILED_PRECONDITION)
         assert code_of(lambda: invite(acme, project.name, "globex")) == (
-            grpc.StatusCode.FAILED_PRECONDITION)
+            grpc.StatusCode.FAILED_PRECONDITION
+        )
 
 
 def test_only_the_invited_organizations_admin_answers(stack: Stack) -> None:
-    with stack.client(stack.acme) as acme, stack.client(stack.initech) as initech, \
-            stack.client(stack.acme_member) as member:
+    with (
+        stack.client(stack.acme) as acme,
+        stack.client(stack.initech) as initech,
+        stack.client(stack.acme_member) as member,
+    ):
         project = create_project(acme)
         membership = invite(acme, project.name, "globex")
-        assert code_of(lambda: initech.projects.AcceptMembership(
-            ipb.AcceptMembershipRequest(name=membership.name))) == grpc.StatusCode.NOT_FOUND
+        assert (
+            code_of(
+                lambda: initech.projects.AcceptMembership(
+                    ipb.AcceptMembershipRequest(name=membership.name)
+                )
+            )
+            == grpc.StatusCode.NOT_FOUND
+        )
         other = invite(acme, project.name, "initech")
         assert other.state == ipb.Membership.STATE_INVITED
     plain = make_account(stack.engine, "initech", "ian")
     with stack.client(plain) as initech_user:
-        assert code_of(lambda: initech_user.projects.AcceptMembership(
-            ipb.AcceptMembershipRequest(name=other.name))) == grpc.StatusCode.PERMISSION_DENIED
+        assert (
+            code_of(
+                lambda: initech_user.projects.AcceptMembership(
+                    ipb.AcceptMembershipRequest(name=other.name)
+                )
+            )
+            == grpc.StatusCode.PERMISSION_DENIED
+        )
     with stack.client(stack.acme_member) as member:
         # Only platform service accounts expire invitations.
-        assert code_of(lambda: member.projects.ExpireMembership(
-            ipb.ExpireMembershipRequest(name=membership.name))) == (
-            grpc.StatusCode.PERMISSION_DENIED)
+        assert code_of(
+            lambda: member.projects.ExpireMembership(
+                ipb.ExpireMembershipRequest(name=membership.name)
+            )
+        ) == (grpc.StatusCode.PERMISSION_DENIED)
 
 
 def test_only_owners_invite(stack: Stack) -> None:
@@ -215,7 +248,8 @@ def test_only_owners_invite(stack: Stack) -> None:
         project = create_project(acme)
         share(stack, project.name, ipb.ROLE_EDITOR)
         assert code_of(lambda: invite(globex, project.name, "initech")) == (
-            grpc.StatusCode.PERMISSION_DENIED)
+            grpc.StatusCode.PERMISSION_DENIED
+        )
 
 
 def test_unknown_organization_and_bad_role(stack: Stack) -> None:
@@ -223,11 +257,14 @@ def test_unknown_organization_and_bad_role(stack: Stack) -> None:
         project = create_project(acme)
         assert code_of(lambda: invite(acme, project.name, "nobody")) == grpc.StatusCode.NOT_FOUND
         assert code_of(lambda: invite(acme, project.name, "globex", role=0)) == (
-            grpc.StatusCode.INVALID_ARGUMENT)
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
         assert code_of(lambda: invite(acme, project.name, "globex", role=99)) == (
-            grpc.StatusCode.INVALID_ARGUMENT)
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
         assert code_of(lambda: invite(acme, project.name, "globex", ttl=-1)) == (
-            grpc.StatusCode.INVALID_ARGUMENT)
+            grpc.StatusCode.INVALID_ARGUMENT
+        )
 
 
 # designs ------------------------------------------------------------------------------------
@@ -256,8 +293,11 @@ def test_malformed_requests_name_the_field(stack: Stack) -> None:
             "parent": lambda: create_design(acme, "projects/UPPER"),
             "name": lambda: acme.designs.GetDesign(design_pb2.GetDesignRequest(name="designs/x")),
             "page_token": lambda: acme.designs.ListDesigns(
-                design_pb2.ListDesignsRequest(parent=project.name, page_token="junk")),
-            "request_id": lambda: create_design(acme, project.name, request_id="bad id with spaces"),
+                design_pb2.ListDesignsRequest(parent=project.name, page_token="junk")
+            ),
+            "request_id": lambda: create_design(
+                acme, project.name, request_id="bad id with spaces"
+            ),
         }
         for field, call in cases.items():
             with pytest.raises(grpc.RpcError) as caught:
@@ -275,7 +315,8 @@ def test_duplicate_part_number_already_exists(stack: Stack) -> None:
         project = create_project(acme)
         create_design(acme, project.name, part="BR-100")
         assert code_of(lambda: create_design(acme, project.name, part="BR-100")) == (
-            grpc.StatusCode.ALREADY_EXISTS)
+            grpc.StatusCode.ALREADY_EXISTS
+        )
 
 
 def test_retried_request_id_has_no_second_effect(stack: Stack) -> None:
@@ -300,7 +341,8 @@ def test_designs_are_paginated(stack: Stack) -> None:
         seen, token, pages = [], "", 0
         while True:
             page = acme.designs.ListDesigns(
-                design_pb2.ListDesignsRequest(parent=project.name, page_size=3, page_token=token))
+                design_pb2.ListDesignsRequest(parent=project.name, page_size=3, page_token=token)
+            )
             seen += [d.name for d in page.designs]
             pages += 1
             token = page.next_page_token
@@ -335,8 +377,11 @@ def test_change_and_its_event_commit_together(stack: Stack) -> None:
         with pytest.raises(grpc.RpcError):
             create_design(acme, project.name, name="")
     with stack.engine.connect() as conn:
-        rows = conn.execute(select(outbox.c.key, outbox.c.topic, outbox.c.event_type)
-                            .where(outbox.c.topic == "cofab.design")).all()
+        rows = conn.execute(
+            select(outbox.c.key, outbox.c.topic, outbox.c.event_type).where(
+                outbox.c.topic == "cofab.design"
+            )
+        ).all()
     assert [(r.key, r.event_type) for r in rows] == [
         (design.name.rsplit("/", 1)[1], "design.design.created")
     ]

@@ -44,8 +44,13 @@ async def pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Relay, bridge and worker running against the stack, Kafka and Temporal."""
     task_queue = f"cofab-{uuid.uuid4().hex}"
-    settings = Settings(**{**stack.settings.__dict__, "kafka_bootstrap": kafka_bootstrap,
-                           "temporal_task_queue": task_queue})
+    settings = Settings(
+        **{
+            **stack.settings.__dict__,
+            "kafka_bootstrap": kafka_bootstrap,
+            "temporal_task_queue": task_queue,
+        }
+    )
     stop = threading.Event()
 
     def producer() -> object:
@@ -59,15 +64,17 @@ async def pipeline(
     processed = ProcessedEvents(stack.engine, f"bridge-{task_queue}")
     loop = asyncio.get_running_loop()
     bridge_task = asyncio.create_task(
-        asyncio.to_thread(run_bridge, bridge, processed, settings, loop, stop,
-                          group_id=f"bridge-{task_queue}")
+        asyncio.to_thread(
+            run_bridge, bridge, processed, settings, loop, stop, group_id=f"bridge-{task_queue}"
+        )
     )
     token = accounts.ensure_service_account(stack.engine, None)
     assert token is not None
     service = connect(token, stack.design.address, stack.supply.address)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
-        async with build_worker(workflow_env.client, task_queue,
-                                InvitationActivities(service.projects), executor):
+        async with build_worker(
+            workflow_env.client, task_queue, InvitationActivities(service.projects), executor
+        ):
             yield Pipeline(workflow_env.client, task_queue)
             stop.set()
             await bridge_task
@@ -126,5 +133,3 @@ async def test_unanswered_invitation_is_expired_by_the_worker(
     states = {m.organization: m.state for m in listed.memberships}
     assert states["organizations/globex"] == ipb.Membership.STATE_EXPIRED
     assert dt.datetime.now(dt.UTC) >= membership.invite_expire_time.ToDatetime(dt.UTC)
-
-

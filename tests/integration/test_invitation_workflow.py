@@ -50,12 +50,14 @@ def invitation_input(membership: ipb.Membership) -> InvitationInput:
     )
 
 
-async def run_invitation(client: Client, service: Cofab, membership: ipb.Membership,
-                         answer: str | None = None) -> tuple[str, WorkflowHistory]:
+async def run_invitation(
+    client: Client, service: Cofab, membership: ipb.Membership, answer: str | None = None
+) -> tuple[str, WorkflowHistory]:
     task_queue = f"test-{uuid.uuid4().hex}"
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
-        async with build_worker(client, task_queue, InvitationActivities(service.projects),
-                                executor):
+        async with build_worker(
+            client, task_queue, InvitationActivities(service.projects), executor
+        ):
             handle = await client.start_workflow(
                 ProjectInvitationWorkflow.run,
                 invitation_input(membership),
@@ -90,10 +92,12 @@ async def test_unanswered_invitation_expires_after_seven_days(
     assert state == "EXPIRED"
     assert await time_skipping_env.get_current_time() - start >= dt.timedelta(days=7)
     assert memberships(stack, project.name)["organizations/globex"] == (
-        ipb.Membership.STATE_EXPIRED)
+        ipb.Membership.STATE_EXPIRED
+    )
     with stack.engine.connect() as conn:
-        expired = conn.execute(select(outbox.c.event_type).where(
-            outbox.c.event_type == "identity.membership.expired")).all()
+        expired = conn.execute(
+            select(outbox.c.event_type).where(outbox.c.event_type == "identity.membership.expired")
+        ).all()
     assert len(expired) == 1
     if os.environ.get("COFAB_RECORD_HISTORIES"):
         (HISTORIES / "invitation_expired.json").write_text(history.to_json())

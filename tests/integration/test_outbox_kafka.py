@@ -34,8 +34,12 @@ def relay_for(engine: Engine, bootstrap: str) -> OutboxRelay:
 def consume(bootstrap: str, topic: str, subject: str, timeout: float = 30.0) -> list[object]:
     """Every record about `subject` on `topic`, read from the beginning by a fresh group."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
     )
     found: list[object] = []
     deadline = time.monotonic() + timeout

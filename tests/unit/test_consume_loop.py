@@ -66,7 +66,9 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes, dict[str, bytes]]] = []
         self.failures = failures
 
-    def send(self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> Future:
+    def send(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> Future:
         if self.failures:
             self.failures -= 1
             return Future(KafkaError("broker down"))
@@ -76,13 +78,20 @@ class FakeProducer:
 
 def event() -> bytes:
     return make_envelope(
-        source="s", event_type="design.design.created", subject="projects/p/designs/d",
-        organization="organizations/o", data=events_pb2.DesignCreated(),
+        source="s",
+        event_type="design.design.created",
+        subject="projects/p/designs/d",
+        organization="organizations/o",
+        data=events_pb2.DesignCreated(),
     ).SerializeToString()
 
 
-def run(records: list[Record], handler: Callable[[EventEnvelope], None], producer: FakeProducer,
-        polls: int = 5) -> FakeConsumer:
+def run(
+    records: list[Record],
+    handler: Callable[[EventEnvelope], None],
+    producer: FakeProducer,
+    polls: int = 5,
+) -> FakeConsumer:
     stop = threading.Event()
     consumer = FakeConsumer(records, stop, polls)
     ConsumeLoop(consumer, producer, handler, "test", retry_wait=0).run(stop)
@@ -91,8 +100,9 @@ def run(records: list[Record], handler: Callable[[EventEnvelope], None], produce
 
 def test_handled_records_are_committed_in_order() -> None:
     seen: list[str] = []
-    consumer = run([Record(0, event()), Record(1, event())], lambda e: seen.append(e.id),
-                   FakeProducer())
+    consumer = run(
+        [Record(0, event()), Record(1, event())], lambda e: seen.append(e.id), FakeProducer()
+    )
     assert len(seen) == 2
     assert consumer.committed == [1, 2]
 
@@ -100,8 +110,9 @@ def test_handled_records_are_committed_in_order() -> None:
 def test_malformed_record_goes_to_dead_letter_and_does_not_block() -> None:
     seen: list[str] = []
     producer = FakeProducer()
-    consumer = run([Record(0, b"\xffgarbage"), Record(1, event())], lambda e: seen.append(e.id),
-                   producer)
+    consumer = run(
+        [Record(0, b"\xffgarbage"), Record(1, event())], lambda e: seen.append(e.id), producer
+    )
     assert len(seen) == 1
     assert consumer.committed == [1, 2]
     topic, value, headers = producer.sent[0]

@@ -12,8 +12,9 @@ NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
 def invitation(ttl: dt.timedelta = dt.timedelta(days=7)) -> domain.Membership:
-    return domain.invite("p1", "globex", Role.EDITOR, "inv1", "organizations/acme/users/a", ttl,
-                         NOW, existing=None)
+    return domain.invite(
+        "p1", "globex", Role.EDITOR, "inv1", "organizations/acme/users/a", ttl, NOW, existing=None
+    )
 
 
 def test_invitation_is_open_until_its_expiry() -> None:
@@ -55,8 +56,9 @@ def test_members_and_invitees_cannot_be_invited_again() -> None:
     with pytest.raises(FailedPrecondition, match="already invited"):
         domain.invite("p1", "globex", Role.VIEWER, "inv2", "u", dt.timedelta(days=1), NOW, pending)
     declined = domain.decline(pending)
-    again = domain.invite("p1", "globex", Role.VIEWER, "inv2", "u", dt.timedelta(days=1), NOW,
-                          declined)
+    again = domain.invite(
+        "p1", "globex", Role.VIEWER, "inv2", "u", dt.timedelta(days=1), NOW, declined
+    )
     assert again.state is MembershipState.INVITED and again.invitation_id == "inv2"
 
 

@@ -47,7 +47,9 @@ def test_page_of_cuts_and_links() -> None:
 
 
 def test_names_parse_and_reject() -> None:
-    assert names.parse("projects/p1/designs/d-2", "projects/{project}/designs/{design}", "name") == (
+    assert names.parse(
+        "projects/p1/designs/d-2", "projects/{project}/designs/{design}", "name"
+    ) == (
         "p1",
         "d-2",
     )

@@ -43,16 +43,24 @@ def add_events(url: str, keys: list[str]) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         for key in keys:
-            enqueue(conn, make_envelope(source="s", event_type="design.design.created",
-                                        subject=f"projects/p/designs/{key}",
-                                        organization="organizations/o",
-                                        data=events_pb2.DesignCreated()), key)
+            enqueue(
+                conn,
+                make_envelope(
+                    source="s",
+                    event_type="design.design.created",
+                    subject=f"projects/p/designs/{key}",
+                    organization="organizations/o",
+                    data=events_pb2.DesignCreated(),
+                ),
+                key,
+            )
 
 
 def unsent_keys(url: str) -> list[str]:
     with make_engine(url).connect() as conn:
-        rows = conn.execute(select(outbox.c.key).where(outbox.c.sent_time.is_(None))
-                            .order_by(outbox.c.seq))
+        rows = conn.execute(
+            select(outbox.c.key).where(outbox.c.sent_time.is_(None)).order_by(outbox.c.seq)
+        )
         return [r.key for r in rows]
 
 
