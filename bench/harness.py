@@ -23,11 +23,11 @@ Appended by `make bench` (`python -m bench [name]`); newest section last. Each s
 run: when, on which machine and commit, then one subsection per benchmark.
 
 How to read it: absolute figures (calls/s, milliseconds) swing by tens of percent between runs
-and machines, so compare runs through the *ratio* columns. Each ratio is measured against a
-baseline run in the same process at the same time (e.g. a bare gRPC echo server), interleaved
-with the subject, so machine noise mostly cancels out. A ratio's `rounds` range shows how
-much it moved between the interleaved rounds of one run; differences smaller than that
-range are noise.
+and machines (see the load average: other work shares the cores), so compare runs through the
+*ratio* columns. Each ratio compares the subject with a baseline (e.g. a bare gRPC echo server)
+measured in the same run, the two interleaved in rounds, so machine noise mostly cancels out.
+The `range over rounds` column shows how much a ratio moved between the rounds of one run;
+differences between runs smaller than that range are noise.
 """
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
+from kafka import KafkaConsumer
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -23,6 +24,7 @@ from cofab.identity.v1 import identity_pb2 as ipb
 from services.shared import accounts
 from services.shared.config import Settings
 from services.shared.consumer import ProcessedEvents
+from services.shared.events import header
 from services.shared.kafka import ensure_topics, make_producer
 from services.shared.relay import OutboxRelay
 from tests.integration.conftest import Stack
@@ -133,3 +135,32 @@ async def test_unanswered_invitation_is_expired_by_the_worker(
     states = {m.organization: m.state for m in listed.memberships}
     assert states["organizations/globex"] == ipb.Membership.STATE_EXPIRED
     assert dt.datetime.now(dt.UTC) >= membership.invite_expire_time.ToDatetime(dt.UTC)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_malformed_events_are_dead_lettered_and_block_nothing(
+    stack: Stack, pipeline: Pipeline, kafka_bootstrap: str
+) -> None:
+    producer = make_producer(kafka_bootstrap)
+    marker = uuid.uuid4().hex.encode()
+    for partition in range(3):  # every partition gets poisoned before the real event
+        producer.send(
+            "cofab.identity", key=marker, value=b"\x08\x96\x01 not an envelope", partition=partition
+        ).get(timeout=15)
+    producer.close()
+    with stack.client(stack.acme) as acme:
+        project = create_project(acme)
+        membership = invite(acme, project.name, "globex", ttl=1)
+    outcome = await outcome_of(pipeline.client, membership.invitation_id)
+    assert outcome.state == "EXPIRED"
+    dead = KafkaConsumer(
+        "cofab.deadletter",
+        bootstrap_servers=kafka_bootstrap,
+        group_id=uuid.uuid4().hex,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
+    reasons = [header(r.headers, "dlq_reason") for r in dead if r.key == marker]
+    dead.close()
+    assert len(reasons) == 3
+    assert all(reason and reason.startswith("MalformedEvent") for reason in reasons)
