@@ -12,26 +12,31 @@ from services.design.api import DesignServicer, ProjectServicer
 from services.design.application import DesignApplication
 from services.shared.config import Settings
 from services.shared.db import make_engine
-from services.shared.identity_api import database_authenticator, identity_registration
+from services.shared.identity_api import TokenAuthenticator, identity_registration
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
 
 
 @dataclass
 class DesignDeps:
     engine: Engine
+    authenticator: TokenAuthenticator
     app: DesignApplication
 
 
 def bootstrap(settings: Settings) -> DesignDeps:
     engine = make_engine(settings.database_url)
-    return DesignDeps(engine=engine, app=DesignApplication(engine))
+    return DesignDeps(
+        engine=engine,
+        authenticator=TokenAuthenticator(engine, settings.auth_cache_seconds),
+        app=DesignApplication(engine),
+    )
 
 
 def registrations(deps: DesignDeps) -> list[ServiceRegistration]:
     projects = ProjectServicer(deps.app)
     designs = DesignServicer(deps.app)
     return [
-        identity_registration(deps.engine),
+        identity_registration(),
         ServiceRegistration(
             identity_pb2.DESCRIPTOR.services_by_name["ProjectService"].full_name,
             lambda s: identity_pb2_grpc.add_ProjectServiceServicer_to_server(projects, s),
@@ -51,6 +56,6 @@ def build_server(
     return create_server(
         listen or settings.design_listen,
         registrations(deps),
-        database_authenticator(deps.engine),
+        deps.authenticator,
         tls=read_tls(settings.tls_cert_file, settings.tls_key_file),
     )

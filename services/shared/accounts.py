@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.shared import audit
@@ -146,39 +146,62 @@ def revoke_token(engine: Engine, token_id: str) -> None:
         audit.record(conn, ADMIN_PRINCIPAL, "token.revoke", f"tokens/{token_id}")
 
 
-def authenticate(conn: Connection, token: str, now: dt.datetime | None = None) -> Principal:
+# Built once: this runs for every authenticated call that misses the token cache.
+_TOKEN_LOOKUP = (
+    select(
+        api_tokens.c.secret_sha256,
+        api_tokens.c.expire_time,
+        api_tokens.c.revoke_time,
+        users.c.organization_id,
+        users.c.id,
+        users.c.display_name,
+        users.c.organization_admin,
+        users.c.service_account,
+        organizations.c.display_name.label("organization_display_name"),
+    )
+    .join(
+        users,
+        (users.c.organization_id == api_tokens.c.organization_id)
+        & (users.c.id == api_tokens.c.user_id),
+    )
+    .join(organizations, organizations.c.id == users.c.organization_id)
+    .where(api_tokens.c.id == bindparam("token_id"))
+)
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    principal: Principal
+    token_expire_time: dt.datetime
+
+
+def authenticate_token(
+    conn: Connection, token: str, now: dt.datetime | None = None
+) -> Authenticated:
     """Maps a presented token to its principal; every failure is the same Unauthenticated kind,
     with a message that tells the holder what to fix but never whether another token exists."""
     token_id, secret_hash = parse_token(token)
-    row = conn.execute(
-        select(
-            api_tokens.c.secret_sha256,
-            api_tokens.c.expire_time,
-            api_tokens.c.revoke_time,
-            users.c.organization_id,
-            users.c.id,
-            users.c.organization_admin,
-            users.c.service_account,
-        )
-        .join(
-            users,
-            (users.c.organization_id == api_tokens.c.organization_id)
-            & (users.c.id == api_tokens.c.user_id),
-        )
-        .where(api_tokens.c.id == token_id)
-    ).first()
+    row = conn.execute(_TOKEN_LOOKUP, {"token_id": token_id}).first()
     if row is None or not secrets_match(row.secret_sha256, secret_hash):
         raise Unauthenticated("unknown API token")
     if row.revoke_time is not None:
         raise Unauthenticated("API token was revoked")
     if row.expire_time <= (now or utcnow()):
         raise Unauthenticated("API token expired")
-    return Principal(
+    principal = Principal(
         organization_id=row.organization_id,
         user_id=row.id,
         organization_admin=row.organization_admin,
         service_account=row.service_account,
+        user_display_name=row.display_name,
+        organization_display_name=row.organization_display_name,
     )
+    return Authenticated(principal, row.expire_time)
+
+
+def authenticate(conn: Connection, token: str, now: dt.datetime | None = None) -> Principal:
+    """The principal behind a token (see authenticate_token)."""
+    return authenticate_token(conn, token, now).principal
 
 
 def ensure_service_account(engine: Engine, existing_token: str | None) -> str | None:

@@ -31,6 +31,7 @@ class Settings:
     tls_ca_file: Path | None
     service_token_file: Path | None
     ready_file: Path | None
+    auth_cache_seconds: float
 
     @property
     def tls_enabled(self) -> bool:
@@ -47,6 +48,19 @@ def _address(env: Mapping[str, str], name: str, default: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"{name} must be host:port, got {value!r}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds from 0 to 3600, got {raw!r}")
     return value
 
 
@@ -76,4 +90,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         tls_ca_file=_path(env, "COFAB_TLS_CA_FILE"),
         service_token_file=_path(env, "COFAB_SERVICE_TOKEN_FILE"),
         ready_file=_path(env, "COFAB_READY_FILE"),
+        auth_cache_seconds=_seconds(env, "COFAB_AUTH_CACHE_SECONDS", 10.0),
     )

@@ -7,6 +7,8 @@ Each service keeps its own tables in its adapters package, on the same `metadata
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Dialect,
     Engine,
@@ -186,6 +189,16 @@ request_log = Table(
 )
 
 
+READ_ONLY = "cofab_read_only"
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only: on SQLite its transaction does not take the write lock."""
+    with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
+        yield conn
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Creates the engine; SQLite gets WAL, foreign keys and write transactions that take the
     write lock up front (BEGIN IMMEDIATE), so concurrent writers queue instead of failing."""
@@ -203,7 +216,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads (see read_only) need no write lock; taking it would queue them behind writers.
+            readonly = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)

@@ -36,6 +36,8 @@ class Principal:
     user_id: str
     organization_admin: bool = False
     service_account: bool = False
+    user_display_name: str = ""
+    organization_display_name: str = ""
 
     @property
     def organization_name(self) -> str:

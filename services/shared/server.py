@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,7 +35,15 @@ PUBLIC_SERVICES = (
     "grpc.reflection.v1.ServerReflection",
 )
 
-Authenticator = Callable[[str], Principal]
+
+class Authenticator(Protocol):
+    """Token -> principal: `cached` answers from memory or None, `authenticate` may block."""
+
+    def cached(self, token: str) -> Principal | None: ...
+
+    def authenticate(self, token: str) -> Principal: ...
+
+
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 
@@ -60,8 +68,8 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
     errors to rich gRPC statuses. The principal is visible to the handler via current_principal().
     """
 
-    def __init__(self, authenticate: Authenticator) -> None:
-        self._authenticate = authenticate
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
 
     async def intercept_service(
         self,
@@ -80,7 +88,9 @@ class ApiInterceptor(grpc.aio.ServerInterceptor):
         metadata = dict(context.invocation_metadata() or ())
         header = metadata.get("authorization")
         token = parse_bearer(header if isinstance(header, str) else None)
-        principal = await asyncio.to_thread(self._authenticate, token)
+        principal = self._authenticator.cached(token)
+        if principal is None:
+            principal = await asyncio.to_thread(self._authenticator.authenticate, token)
         return _principal.set(principal)
 
 
@@ -164,7 +174,7 @@ class BuiltServer:
 def create_server(
     listen: str,
     services: Sequence[ServiceRegistration],
-    authenticate: Authenticator,
+    authenticator: Authenticator,
     tls: tuple[bytes, bytes] | None = None,
     max_message_bytes: int = 8 * 1024 * 1024,
 ) -> BuiltServer:
@@ -172,7 +182,7 @@ def create_server(
     reflection services, and TLS when a (key, certificate chain) pair is given. Port 0 binds
     a free port; the bound port is returned."""
     server = grpc.aio.server(
-        interceptors=[ApiInterceptor(authenticate)],
+        interceptors=[ApiInterceptor(authenticator)],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from cofab.supply.v1 import supply_pb2, supply_pb2_grpc
 from services.shared.config import Settings
 from services.shared.db import make_engine
-from services.shared.identity_api import database_authenticator, identity_registration
+from services.shared.identity_api import TokenAuthenticator, identity_registration
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
 from services.supply.api import SupplyServicer
 from services.supply.application import SupplyApplication
@@ -18,12 +18,17 @@ from services.supply.application import SupplyApplication
 @dataclass
 class SupplyDeps:
     engine: Engine
+    authenticator: TokenAuthenticator
     app: SupplyApplication
 
 
 def bootstrap(settings: Settings) -> SupplyDeps:
     engine = make_engine(settings.database_url)
-    return SupplyDeps(engine=engine, app=SupplyApplication(engine))
+    return SupplyDeps(
+        engine=engine,
+        authenticator=TokenAuthenticator(engine, settings.auth_cache_seconds),
+        app=SupplyApplication(engine),
+    )
 
 
 def build_server(
@@ -35,12 +40,12 @@ def build_server(
     return create_server(
         listen or settings.supply_listen,
         [
-            identity_registration(deps.engine),
+            identity_registration(),
             ServiceRegistration(
                 supply_pb2.DESCRIPTOR.services_by_name["SupplyService"].full_name,
                 lambda s: supply_pb2_grpc.add_SupplyServiceServicer_to_server(supply, s),
             ),
         ],
-        database_authenticator(deps.engine),
+        deps.authenticator,
         tls=read_tls(settings.tls_cert_file, settings.tls_key_file),
     )

@@ -14,6 +14,7 @@ from services.design.app import build_server as build_design
 from services.design.application import DesignApplication
 from services.shared.config import Settings, load_settings
 from services.shared.db import make_engine
+from services.shared.identity_api import TokenAuthenticator
 from services.supply.app import bootstrap as supply_bootstrap
 from services.supply.app import build_server as build_supply
 from tests.conftest import Account, make_account
@@ -41,14 +42,25 @@ class Stack:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: object) -> Settings:
-    return load_settings({"COFAB_DATABASE_URL": database_url, "COFAB_STATE_DIR": str(tmp_path)})
+    # No token cache: tests revoke tokens and expect the very next call to be refused.
+    return load_settings(
+        {
+            "COFAB_DATABASE_URL": database_url,
+            "COFAB_STATE_DIR": str(tmp_path),
+            "COFAB_AUTH_CACHE_SECONDS": "0",
+        }
+    )
 
 
 @pytest.fixture
 def stack(settings: Settings, engine: Engine) -> Iterator[Stack]:
     clock = ShiftableClock()
     design_engine = make_engine(settings.database_url)
-    design_deps = DesignDeps(design_engine, DesignApplication(design_engine, clock))
+    design_deps = DesignDeps(
+        design_engine,
+        TokenAuthenticator(design_engine, settings.auth_cache_seconds),
+        DesignApplication(design_engine, clock),
+    )
     supply_deps = supply_bootstrap(settings)
     design = ServerThread(lambda: build_design(settings, design_deps, "127.0.0.1:0")).start()
     supply = ServerThread(lambda: build_supply(settings, supply_deps, "127.0.0.1:0")).start()
