@@ -57,7 +57,7 @@ demo: install
 	$(PY) -m deploy.local demo
 
 bench: install
-	$(PY) -m deploy.local infra --kafka -- $(PY) -m bench
+	$(PY) -m bench
 
 clean:
 	rm -rf .cache/test-infra .pytest_cache .mypy_cache .ruff_cache
