@@ -1,0 +1,1 @@
+"""cofab's gRPC services: design, supply, and what both share (services.shared)."""

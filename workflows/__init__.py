@@ -1,0 +1,1 @@
+"""Temporal workflows (one package each), the worker and the Kafka -> Temporal event bridge."""

@@ -1,0 +1,1 @@
+"""The `cofab` command line (clients.cli.main)."""

@@ -1,0 +1,1 @@
+"""The design service: projects and their memberships, designs (`python -m services.design`)."""

@@ -1,0 +1,1 @@
+"""The supply service: the supplier network, starting with facilities (`python -m services.supply`)."""
