@@ -1,1 +1,1 @@
-"""The supply service: the supplier network, starting with facilities (`python -m services.supply`)."""
+"""The supply service: the supplier network, from facilities on (`python -m services.supply`)."""
