@@ -7,9 +7,13 @@ STAMP := $(VENV)/.installed
 KAFKA_LIBS ?= .cache/kafka-libs
 PROTO_FILES := $(shell find proto/cofab -name '*.proto' | sort)
 
-.PHONY: install gen-protos check-protos lint typecheck test test-unit up demo bench clean
+.PHONY: install system-packages gen-protos check-protos lint typecheck test test-unit up demo bench clean
 
-install: $(STAMP) $(KAFKA_LIBS)/.resolved
+NODE_EXAMPLE := clients/partner-node
+
+install: system-packages $(STAMP) $(KAFKA_LIBS)/.resolved $(NODE_EXAMPLE)/node_modules/.installed
+
+system-packages:
 	@bash deploy/local/install-system.sh
 
 $(STAMP): pyproject.toml uv.lock
@@ -20,6 +24,11 @@ $(STAMP): pyproject.toml uv.lock
 $(KAFKA_LIBS)/.resolved: deploy/local/kafka/pom.xml
 	mvn -q -B -f deploy/local/kafka/pom.xml dependency:copy-dependencies \
 	  -DoutputDirectory=$(abspath $(KAFKA_LIBS)) -DincludeScope=runtime
+	@touch $@
+
+# The partner example in Node.js (@grpc/grpc-js), pinned by its package-lock.json.
+$(NODE_EXAMPLE)/node_modules/.installed: $(NODE_EXAMPLE)/package-lock.json
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
 gen-protos: $(STAMP)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages cofab's local stack and tests need, from Debian's archive, when
 # they are missing: Java 17+ and Maven (Kafka broker), PostgreSQL (integration tests), openssl
-# (TLS tests) and bubblewrap (sandboxing user scripts). Idempotent; quiet when all is present.
+# (TLS tests) and Node.js with npm (the partner example). Idempotent; quiet when all is present.
 set -euo pipefail
 
 missing=()
@@ -15,6 +15,7 @@ java_ok || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
