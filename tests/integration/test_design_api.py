@@ -13,12 +13,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from sqlalchemy import select, update
+from sqlalchemy.exc import DatabaseError
 
 from clients.sdk import Cofab, connect
 from cofab.design.v1 import design_pb2
 from cofab.identity.v1 import identity_pb2 as ipb
 from services.shared import accounts, audit
-from services.shared.db import api_tokens, outbox
+from services.shared.db import api_tokens, audit_log, outbox
 from tests.conftest import make_account
 from tests.integration.conftest import Stack
 
@@ -388,3 +389,13 @@ def test_change_and_its_event_commit_together(stack: Stack) -> None:
     assert [(r.key, r.event_type) for r in rows] == [
         (design.name.rsplit("/", 1)[1], "design.design.created")
     ]
+
+
+def test_audit_log_is_append_only_in_the_database(stack: Stack) -> None:
+    with stack.client(stack.acme) as acme:
+        create_project(acme)
+    for statement in (update(audit_log).values(user_id="mallory"), audit_log.delete()):
+        with pytest.raises(DatabaseError, match="append-only"), stack.engine.begin() as conn:
+            conn.execute(statement)
+    with stack.engine.connect() as conn:
+        assert audit.verify_chain(conn).ok

@@ -1,6 +1,8 @@
 """The audit hash chain, on a SQLite file."""
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import DatabaseError
 
 from services.shared import audit
 from services.shared.db import audit_log, make_engine
@@ -23,9 +25,27 @@ def test_intact_chain_verifies(sqlite_url: str) -> None:
     assert report.ok and report.entries == 5
 
 
+def drop_append_only_triggers(engine: Engine) -> None:
+    """What an attacker with database admin rights would do first."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER audit_log_no_update")
+        conn.exec_driver_sql("DROP TRIGGER audit_log_no_delete")
+
+
+def test_database_refuses_edits_and_deletes(sqlite_url: str) -> None:
+    write(sqlite_url, 2)
+    engine = make_engine(sqlite_url)
+    for statement in (update(audit_log).values(user_id="mallory"), audit_log.delete()):
+        with pytest.raises(DatabaseError, match="append-only"), engine.begin() as conn:
+            conn.execute(statement)
+    with engine.connect() as conn:
+        assert audit.verify_chain(conn).ok
+
+
 def test_edited_entry_is_detected(sqlite_url: str) -> None:
     write(sqlite_url, 5)
     engine = make_engine(sqlite_url)
+    drop_append_only_triggers(engine)
     with engine.begin() as conn:
         conn.execute(update(audit_log).where(audit_log.c.seq == 3).values(user_id="mallory"))
     with engine.connect() as conn:
@@ -36,6 +56,7 @@ def test_edited_entry_is_detected(sqlite_url: str) -> None:
 def test_removed_last_entry_is_detected(sqlite_url: str) -> None:
     write(sqlite_url, 3)
     engine = make_engine(sqlite_url)
+    drop_append_only_triggers(engine)
     with engine.begin() as conn:
         conn.execute(audit_log.delete().where(audit_log.c.seq == 3))
     with engine.connect() as conn:
