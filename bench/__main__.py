@@ -21,7 +21,7 @@ from bench.harness import (
 
 # Every benchmark, in the order a full run executes them. Add new ones (geometry, graph,
 # workflows, ...) as modules in bench/ exposing a `BENCHMARK`, and list them here.
-BENCHMARKS: list[Benchmark] = [rpc.BENCHMARK]
+BENCHMARKS: list[Benchmark] = [rpc.BENCHMARK, rpc.UNCACHED_BENCHMARK]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -73,6 +73,9 @@ class RpcConfig:
     single_measure_s: float = 2.5
     single_rounds: int = 2
     target_ratio: float = 0.6
+    # Seconds a valid token is trusted without a database read (COFAB_AUTH_CACHE_SECONDS):
+    # the default measures the steady state, 0 the worst case of a lookup on every call.
+    auth_cache_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         # The report sets `concurrency` against one call in flight; the two must differ.
@@ -479,9 +482,15 @@ def _report(config: RpcConfig, phases: Sequence[Phase]) -> Report:
             "bounded by the client: the real ours/echo ratio is lower than shown; "
             "compare server CPU us/call."
         )
+    cache = (
+        f"token cache {config.auth_cache_seconds:g} s"
+        if config.auth_cache_seconds > 0
+        else "no token cache: a database lookup on every call"
+    )
     return Report(
-        name="rpc",
-        title="authenticated GetCallerIdentity (design server, SQLite) vs bare grpc.aio echo",
+        name="rpc" if config.auth_cache_seconds > 0 else "rpc-nocache",
+        title=f"authenticated GetCallerIdentity (design server, SQLite, {cache}) vs bare "
+        "grpc.aio echo",
         tables=[summary_table, phase_table],
         notes=notes,
     )
@@ -494,7 +503,11 @@ def run(config: RpcConfig | None = None) -> Report:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cofab-bench-rpc-"))
         url = f"sqlite:///{Path(tmp) / 'cofab.db'}"
         token = prepare_database(url)
-        env = {"COFAB_DATABASE_URL": url, "COFAB_STATE_DIR": tmp}
+        env = {
+            "COFAB_DATABASE_URL": url,
+            "COFAB_STATE_DIR": tmp,
+            "COFAB_AUTH_CACHE_SECONDS": str(config.auth_cache_seconds),
+        }
         # Echo first in every round: the order is part of the interleaving, keep it fixed.
         servers = [stack.enter_context(server_process(s, env)) for s in (ECHO, OURS)]
         phases = asyncio.run(_measure(config, servers, token))
@@ -505,4 +518,9 @@ BENCHMARK = Benchmark(
     name="rpc",
     summary="authenticated unary RPC on the design server vs a bare grpc.aio echo server",
     run=run,
+)
+UNCACHED_BENCHMARK = Benchmark(
+    name="rpc-nocache",
+    summary="the same with the token cache off: a token lookup in the database on every call",
+    run=lambda: run(RpcConfig(auth_cache_seconds=0)),
 )
