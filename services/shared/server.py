@@ -17,9 +17,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.exc import OperationalError
 
 from services.shared.config import Settings, load_settings
-from services.shared.errors import DomainError, Unauthenticated
+from services.shared.errors import DomainError, Unauthenticated, Unavailable
 from services.shared.identity import Principal, parse_bearer
 from services.shared.process import mark_ready
 from services.shared.status import to_status
@@ -56,6 +57,10 @@ def current_principal() -> Principal:
 
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) -> None:
+    if isinstance(error, OperationalError):
+        # The database is down or unreachable: nothing was changed, and a retry may succeed.
+        log.warning("database unavailable: %s", error)
+        error = Unavailable("the database is unavailable; retry later")
     if isinstance(error, DomainError):
         await context.abort_with_status(to_status(error))
     incident = uuid.uuid4().hex[:12]

@@ -18,10 +18,13 @@ from sqlalchemy.exc import DatabaseError
 from clients.sdk import Cofab, connect
 from cofab.design.v1 import design_pb2
 from cofab.identity.v1 import identity_pb2 as ipb
+from services.design.app import build_server
 from services.shared import accounts, audit
+from services.shared.config import load_settings
 from services.shared.db import api_tokens, audit_log, outbox
 from tests.conftest import make_account
 from tests.integration.conftest import Stack
+from tests.support import ServerThread
 
 
 def create_project(cofab: Cofab, name: str = "Bracket program") -> ipb.Project:
@@ -399,3 +402,23 @@ def test_audit_log_is_append_only_in_the_database(stack: Stack) -> None:
             conn.execute(statement)
     with stack.engine.connect() as conn:
         assert audit.verify_chain(conn).ok
+
+
+def test_database_down_is_unavailable_and_the_server_stays_up(tmp_path: object) -> None:
+    settings = load_settings(
+        {
+            "COFAB_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/cofab",
+            "COFAB_STATE_DIR": str(tmp_path),
+        }
+    )
+    server = ServerThread(lambda: build_server(settings, listen="127.0.0.1:0")).start()
+    try:
+        with connect("cofab_000000000000_" + "A" * 43, server.address) as cofab:
+            for _ in range(2):  # the server answers again after the failure
+                with pytest.raises(grpc.RpcError) as caught:
+                    cofab.projects.ListProjects(ipb.ListProjectsRequest(), timeout=20)
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert "database is unavailable" in (caught.value.details() or "")
+        assert "cofab.design.v1.DesignService" in served_services(server.address)
+    finally:
+        server.stop()
