@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from cofab.events.v1.envelope_pb2 import EventEnvelope
-from services.shared.db import processed_events, utcnow
+from services.shared.db import processed_events, read_only, utcnow
 from services.shared.events import DEAD_LETTER_TOPIC, MalformedEvent, decode_envelope
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class ProcessedEvents:
         return True
 
     def seen(self, event_id: str) -> bool:
-        with self._engine.connect() as conn:
+        with read_only(self._engine) as conn:
             return self._seen(conn, event_id)
 
     def record(self, event_id: str) -> None:

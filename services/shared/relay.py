@@ -8,23 +8,29 @@ not marked sent past the failure.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kafka.errors import KafkaError
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from cofab.events.v1.envelope_pb2 import EventEnvelope
 from services.shared.config import Settings, load_settings
-from services.shared.db import make_engine, outbox, utcnow
+from services.shared.db import make_engine, outbox, read_only, utcnow
 from services.shared.events import kafka_headers
 from services.shared.kafka import ensure_topics, make_producer
 from services.shared.process import mark_ready, run_until_signalled
 
 log = logging.getLogger(__name__)
+
+# Sent rows are kept a while for inspection and replay, then deleted.
+DEFAULT_RETENTION = dt.timedelta(days=7)
+PRUNE_INTERVAL_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -44,16 +50,18 @@ class OutboxRelay:
         producer_factory: Callable[[], Any],
         batch_size: int = 500,
         send_timeout: float = 15.0,
+        retention: dt.timedelta = DEFAULT_RETENTION,
     ) -> None:
         self._engine = engine
         self._producer_factory = producer_factory
         self._producer: Any = None
         self._batch_size = batch_size
         self._send_timeout = send_timeout
+        self._retention = retention
 
     def pending(self) -> list[PendingEvent]:
-        # A short read transaction: nothing is held open while Kafka is slow or down.
-        with self._engine.begin() as conn:
+        # A short read: nothing is held open while Kafka is slow or down.
+        with read_only(self._engine) as conn:
             rows = conn.execute(
                 select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.payload)
                 .where(outbox.c.sent_time.is_(None))
@@ -108,10 +116,23 @@ class OutboxRelay:
                 )
         return len(sent)
 
+    def prune(self, now: dt.datetime | None = None) -> int:
+        """Deletes rows sent longer ago than the retention; returns how many."""
+        cutoff = (now or utcnow()) - self._retention
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                delete(outbox).where(outbox.c.sent_time.is_not(None), outbox.c.sent_time < cutoff)
+            )
+        return result.rowcount
+
     def run(self, stop: threading.Event, idle_wait: float = 0.2, retry_wait: float = 2.0) -> None:
         """Publishes until `stop` is set; backs off while Kafka or the database is unavailable."""
+        next_prune = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_prune:
+                    self.prune()
+                    next_prune = time.monotonic() + PRUNE_INTERVAL_S
                 published = self.publish_once()
             except Exception:
                 log.exception("relay pass failed; retrying")

@@ -1,12 +1,13 @@
 """OutboxRelay against a real SQLite file and a fake Kafka producer."""
 
+import datetime as dt
 from typing import Any
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 from sqlalchemy import select
 
 from cofab.design.v1 import events_pb2
-from services.shared.db import make_engine, outbox
+from services.shared.db import make_engine, outbox, utcnow
 from services.shared.events import make_envelope
 from services.shared.outbox import enqueue
 from services.shared.relay import OutboxRelay
@@ -91,3 +92,14 @@ def test_kafka_unreachable_loses_nothing(sqlite_url: str) -> None:
     relay = OutboxRelay(make_engine(sqlite_url), no_broker)
     assert relay.publish_once() == 0
     assert unsent_keys(sqlite_url) == ["a"]
+
+
+def test_sent_rows_are_pruned_after_the_retention(sqlite_url: str) -> None:
+    add_events(sqlite_url, ["a", "b"])
+    engine = make_engine(sqlite_url)
+    relay = OutboxRelay(engine, lambda: FakeProducer(set()))
+    relay.publish_once()
+    add_events(sqlite_url, ["c"])  # not sent yet: never pruned
+    assert relay.prune() == 0
+    assert relay.prune(now=utcnow() + dt.timedelta(days=8)) == 2
+    assert unsent_keys(sqlite_url) == ["c"]
