@@ -150,3 +150,20 @@ def test_port_in_use_is_a_clear_message(local_stack: LocalStack) -> None:
     assert f"port {port} (design service) is already in use" in done.stderr
     assert "COFAB_DESIGN_PORT" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_missing_java_is_a_clear_message(local_stack: LocalStack) -> None:
+    # A PATH with Python's tools but no java, and no JAVA_HOME.
+    env = {**local_stack.env, "PATH": str(Path(sys.executable).parent)}
+    env.pop("JAVA_HOME", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "deploy.local", "up"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Java 17+ is needed to run Kafka" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import threading
 import uuid
@@ -22,7 +23,6 @@ from temporalio.testing import WorkflowEnvironment
 from clients.sdk import connect
 from cofab.identity.v1 import identity_pb2 as ipb
 from services.shared import accounts
-from services.shared.config import Settings
 from services.shared.consumer import ProcessedEvents
 from services.shared.events import header
 from services.shared.kafka import ensure_topics, make_producer
@@ -46,12 +46,8 @@ async def pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Relay, bridge and worker running against the stack, Kafka and Temporal."""
     task_queue = f"cofab-{uuid.uuid4().hex}"
-    settings = Settings(
-        **{
-            **stack.settings.__dict__,
-            "kafka_bootstrap": kafka_bootstrap,
-            "temporal_task_queue": task_queue,
-        }
+    settings = dataclasses.replace(
+        stack.settings, kafka_bootstrap=kafka_bootstrap, temporal_task_queue=task_queue
     )
     stop = threading.Event()
 
