@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 from kafka import KafkaConsumer
+from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -24,7 +25,8 @@ from clients.sdk import connect
 from cofab.identity.v1 import identity_pb2 as ipb
 from services.shared import accounts
 from services.shared.consumer import ProcessedEvents
-from services.shared.events import header
+from services.shared.db import outbox
+from services.shared.events import decode_envelope, header
 from services.shared.kafka import ensure_topics, make_producer
 from services.shared.relay import OutboxRelay
 from tests.integration.conftest import Stack
@@ -160,3 +162,27 @@ async def test_malformed_events_are_dead_lettered_and_block_nothing(
     dead.close()
     assert len(reasons) == 3
     assert all(reason and reason.startswith("MalformedEvent") for reason in reasons)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_redelivered_invitation_event_starts_nothing_new(
+    stack: Stack, pipeline: Pipeline
+) -> None:
+    with stack.client(stack.acme) as acme:
+        project = create_project(acme)
+        membership = invite(acme, project.name, "globex", ttl=1)
+    outcome = await outcome_of(pipeline.client, membership.invitation_id)
+    assert outcome.state == "EXPIRED"
+    handle = pipeline.client.get_workflow_handle(workflow_id(membership.invitation_id))
+    first_run = (await handle.describe()).run_id
+    with stack.engine.connect() as conn:
+        payload = conn.execute(
+            select(outbox.c.payload).where(outbox.c.event_type == "identity.membership.invited")
+        ).scalar_one()
+    # Kafka redelivers (e.g. the bridge died before committing its offset): same event again,
+    # straight to the bridge, past the processed-events check.
+    bridge = EventBridge(pipeline.client, pipeline.task_queue)
+    await bridge.dispatch(decode_envelope(payload))
+    description = await handle.describe()
+    assert description.run_id == first_run
+    assert description.status == WorkflowExecutionStatus.COMPLETED
