@@ -68,7 +68,7 @@ def parse_duration(text: str) -> int:
 
 
 def _request_id() -> str:
-    # A fresh id per command; the SDK retries reuse it, so a retried call has no second effect.
+    # A fresh id per command; the SDK's retries resend it, so a retried call has no second effect.
     return uuid.uuid4().hex
 
 

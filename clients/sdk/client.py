@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,12 +71,34 @@ class TokenInterceptor(
         return continuation(self._details(details), requests)
 
 
+# gRPC's own retries: a call that failed with UNAVAILABLE (service restarting, database down)
+# is sent again as is, with the same request_id, so a mutation that did commit is not repeated.
+RETRY_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+CHANNEL_OPTIONS = [("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG)]
+
+
 def open_channel(address: str, token: str | None, ca_file: Path | None = None) -> grpc.Channel:
     """A channel to one service; TLS when a CA file is given, plaintext otherwise (loopback)."""
     if ca_file is not None:
-        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_file.read_bytes()))
+        credentials = grpc.ssl_channel_credentials(ca_file.read_bytes())
+        channel = grpc.secure_channel(address, credentials, options=CHANNEL_OPTIONS)
     else:
-        channel = grpc.insecure_channel(address)
+        channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
     if token:
         channel = grpc.intercept_channel(channel, TokenInterceptor(token))
     return channel
