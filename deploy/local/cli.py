@@ -452,7 +452,22 @@ def _make_infra_dir() -> Path:
     return root
 
 
+def _postgres_dir(root: Path) -> Path:
+    """PostgreSQL's data directory. As root we run PostgreSQL as the `postgres` OS user, which
+    cannot enter a checkout under a private directory such as /root; the system temp dir it can,
+    so the data lives there (linked from the run directory) and goes away with the run."""
+    if os.geteuid() != 0:
+        return root / "postgres"
+    outside = Path(tempfile.mkdtemp(prefix="cofab-test-postgres-"))
+    outside.chmod(0o755)
+    (root / "postgres").symlink_to(outside, target_is_directory=True)
+    return outside / "data"
+
+
 def _remove_infra_dir(root: Path, keep: bool) -> None:
+    link = root / "postgres"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve(), ignore_errors=True)
     if keep:
         complain(f"infra: kept service state and logs in {root}")
     else:
@@ -466,7 +481,7 @@ def _start_infra(stack: Stack, choice: InfraChoice, root: Path) -> dict[str, str
     kafka = KafkaBroker(root / "kafka", kafka_port, controller_port, log_path=logs / "kafka.log")
     temporal = TemporalDevServer(root / "temporal", temporal_port, log_path=logs / "temporal.log")
     postgres = PostgresServer(
-        root / "postgres", postgres_port, log_path=logs / "postgres.log", durable=False
+        _postgres_dir(root), postgres_port, log_path=logs / "postgres.log", durable=False
     )
     chosen = [
         s
