@@ -12,8 +12,9 @@ import datetime as dt
 import os
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
@@ -70,6 +71,17 @@ def parse_duration(text: str) -> int:
 def _request_id() -> str:
     # A fresh id per command; the SDK's retries resend it, so a retried call has no second effect.
     return uuid.uuid4().hex
+
+
+def _every_page(fetch: Callable[[str], Any], field: str) -> Iterator[Any]:
+    """The items of every page of a List call: fetch(page_token) returns one response."""
+    token = ""
+    while True:
+        response = fetch(token)
+        yield from getattr(response, field)
+        token = response.next_page_token
+        if not token:
+            return
 
 
 def _time(ts: object) -> str:
@@ -199,16 +211,14 @@ def cmd_project_create(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_project_list(args: argparse.Namespace, settings: Settings) -> None:
     with _client(settings) as cofab:
-        token = ""
-        while True:
-            response = cofab.projects.ListProjects(
+        pages = _every_page(
+            lambda token: cofab.projects.ListProjects(
                 identity_pb2.ListProjectsRequest(page_size=100, page_token=token)
-            )
-            for project in response.projects:
-                _print_project(project)
-            token = response.next_page_token
-            if not token:
-                break
+            ),
+            "projects",
+        )
+        for project in pages:
+            _print_project(project)
 
 
 def cmd_project_show(args: argparse.Namespace, settings: Settings) -> None:
@@ -254,16 +264,14 @@ def cmd_invitations(args: argparse.Namespace, settings: Settings) -> None:
 
 def _list_memberships(settings: Settings, parent: str) -> None:
     with _client(settings) as cofab:
-        token = ""
-        while True:
-            response = cofab.projects.ListMemberships(
+        pages = _every_page(
+            lambda token: cofab.projects.ListMemberships(
                 identity_pb2.ListMembershipsRequest(parent=parent, page_size=100, page_token=token)
-            )
-            for membership in response.memberships:
-                _print_membership(membership)
-            token = response.next_page_token
-            if not token:
-                break
+            ),
+            "memberships",
+        )
+        for membership in pages:
+            _print_membership(membership)
 
 
 def _own_membership(cofab: Cofab, project: str) -> str:
@@ -314,18 +322,16 @@ def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_design_list(args: argparse.Namespace, settings: Settings) -> None:
     with _client(settings) as cofab:
-        token = ""
-        while True:
-            response = cofab.designs.ListDesigns(
+        pages = _every_page(
+            lambda token: cofab.designs.ListDesigns(
                 design_pb2.ListDesignsRequest(
                     parent=_project_name(args.project), page_size=100, page_token=token
                 )
-            )
-            for design in response.designs:
-                _print_design(design)
-            token = response.next_page_token
-            if not token:
-                break
+            ),
+            "designs",
+        )
+        for design in pages:
+            _print_design(design)
 
 
 def cmd_design_show(args: argparse.Namespace, settings: Settings) -> None:
