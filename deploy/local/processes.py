@@ -588,7 +588,13 @@ class KafkaBroker(Service):
         # The cluster id format Kafka expects: 16 random bytes, URL-safe base64 without padding.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         argv = self._java_argv(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties_path)
+            # "--cluster-id=ID", not "-t ID": a random id may start with "-", which the
+            # tool's argument parser would then take for an option.
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(self.properties_path),
         )
         run_to_completion("kafka storage format", argv, self.log_path, cwd=self.state_dir)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -34,7 +35,11 @@ def create_project(cofab: Cofab, name: str = "Bracket program") -> ipb.Project:
 
 
 def invite(
-    cofab: Cofab, project: str, org: str, role: int = ipb.ROLE_EDITOR, ttl: int = 0
+    cofab: Cofab,
+    project: str,
+    org: str,
+    role: ipb.Role.ValueType = ipb.ROLE_EDITOR,
+    ttl: int = 0,
 ) -> ipb.Membership:
     return cofab.projects.CreateMembership(
         ipb.CreateMembershipRequest(
@@ -45,7 +50,7 @@ def invite(
     )
 
 
-def share(stack: Stack, project: str, role: int = ipb.ROLE_EDITOR) -> None:
+def share(stack: Stack, project: str, role: ipb.Role.ValueType = ipb.ROLE_EDITOR) -> None:
     """ACME invites Globex and Globex's admin accepts."""
     with stack.client(stack.acme) as acme, stack.client(stack.globex) as globex:
         invite(acme, project, "globex", role)
@@ -66,10 +71,11 @@ def create_design(
     )
 
 
-def code_of(call: object) -> grpc.StatusCode:
+def code_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as caught:
-        call()  # type: ignore[operator]
-    return caught.value.code()  # type: ignore[no-any-return]
+        call()
+    code: grpc.StatusCode = caught.value.code()
+    return code
 
 
 # authentication ----------------------------------------------------------------------------
@@ -86,15 +92,15 @@ def test_caller_identity(stack: Stack) -> None:
 @pytest.mark.parametrize(
     "metadata",
     [
-        [],
-        [("authorization", "Bearer")],
-        [("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l")],
-        [("authorization", "Bearer cofab_000000000000_" + "A" * 43)],
-        [("authorization", "Bearer not-a-token")],
+        (),
+        (("authorization", "Bearer"),),
+        (("authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l"),),
+        (("authorization", "Bearer cofab_000000000000_" + "A" * 43),),
+        (("authorization", "Bearer not-a-token"),),
     ],
 )
 def test_missing_or_bad_tokens_are_unauthenticated(
-    stack: Stack, metadata: list[tuple[str, str]]
+    stack: Stack, metadata: tuple[tuple[str, str], ...]
 ) -> None:
     with connect(None, stack.design.address, stack.supply.address) as anonymous:
         with pytest.raises(grpc.RpcError) as caught:
@@ -263,12 +269,12 @@ def test_unknown_organization_and_bad_role(stack: Stack) -> None:
     with stack.client(stack.acme) as acme:
         project = create_project(acme)
         assert code_of(lambda: invite(acme, project.name, "nobody")) == grpc.StatusCode.NOT_FOUND
-        assert code_of(lambda: invite(acme, project.name, "globex", role=0)) == (
-            grpc.StatusCode.INVALID_ARGUMENT
-        )
-        assert code_of(lambda: invite(acme, project.name, "globex", role=99)) == (
-            grpc.StatusCode.INVALID_ARGUMENT
-        )
+        assert code_of(
+            lambda: invite(acme, project.name, "globex", role=ipb.Role.ValueType(0))
+        ) == (grpc.StatusCode.INVALID_ARGUMENT)
+        assert code_of(
+            lambda: invite(acme, project.name, "globex", role=ipb.Role.ValueType(99))
+        ) == (grpc.StatusCode.INVALID_ARGUMENT)
         assert code_of(lambda: invite(acme, project.name, "globex", ttl=-1)) == (
             grpc.StatusCode.INVALID_ARGUMENT
         )

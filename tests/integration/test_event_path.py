@@ -96,7 +96,8 @@ async def outcome_of(client: Client, invitation_id: str, timeout: float = 60) ->
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"workflow for invitation {invitation_id} did not finish")
         await asyncio.sleep(0.2)
-    return await handle.result()
+    outcome: InvitationOutcome = await handle.result()
+    return outcome
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
