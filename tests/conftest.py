@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, make_url, text
 from temporalio.testing import WorkflowEnvironment
 
@@ -20,6 +21,11 @@ from services.shared.errors import AlreadyExists
 from services.shared.migrate import upgrade
 
 TIERS = ("unit", "integration", "e2e")
+
+# Two shared cores under a full test run make per-example timing meaningless; the per-test
+# timeout (pyproject) still bounds every test.
+hypothesis_settings.register_profile("cofab", deadline=None)
+hypothesis_settings.load_profile("cofab")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
