@@ -31,17 +31,20 @@ $(NODE_EXAMPLE)/node_modules/.installed: $(NODE_EXAMPLE)/package-lock.json
 	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-gen-protos: $(STAMP)
-	rm -rf proto/gen && mkdir -p proto/gen
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I proto \
-	  --python_out=proto/gen --grpc_python_out=proto/gen \
-	  --mypy_out=quiet:proto/gen --mypy_grpc_out=quiet:proto/gen $(PROTO_FILES)
-	find proto/gen/cofab -type d -exec touch {}/__init__.py \;
-	touch proto/gen/cofab/py.typed
+GEN_OUT ?= proto/gen
 
-# CI: the committed generated code must be what gen-protos makes from the committed protos.
-check-protos: gen-protos
-	@git diff --exit-code --stat -- proto/gen && test -z "$$(git status --porcelain -- proto/gen)" \
+gen-protos: $(STAMP)
+	rm -rf $(GEN_OUT) && mkdir -p $(GEN_OUT)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I proto \
+	  --python_out=$(GEN_OUT) --grpc_python_out=$(GEN_OUT) \
+	  --mypy_out=quiet:$(GEN_OUT) --mypy_grpc_out=quiet:$(GEN_OUT) $(PROTO_FILES)
+	find $(GEN_OUT)/cofab -type d -exec touch {}/__init__.py \;
+	touch $(GEN_OUT)/cofab/py.typed
+
+# CI: proto/gen must be exactly what gen-protos makes from proto/ (regenerated aside, compared).
+check-protos: $(STAMP)
+	@$(MAKE) -s gen-protos GEN_OUT=.cache/gen-check >/dev/null
+	@diff -r -q -x __pycache__ .cache/gen-check proto/gen \
 	  || { echo "proto/gen is stale: run 'make gen-protos' and commit the result"; exit 1; }
 
 lint: $(STAMP)
