@@ -8,6 +8,7 @@ a missing piece is reported as a `StackError` that says so.
 
 from __future__ import annotations
 
+import abc
 import base64
 import os
 import pwd
@@ -433,7 +434,7 @@ class ManagedProcess:
 # Services: a ManagedProcess plus what that server needs before and after it starts
 
 
-class Service:
+class Service(abc.ABC):
     """Base for one server run as a child process; subclasses say how to prepare and run it."""
 
     name = "service"
@@ -444,14 +445,14 @@ class Service:
         self._process: ManagedProcess | None = None
 
     @property
+    @abc.abstractmethod
     def endpoint(self) -> str:
         """Where clients reach this service (for messages)."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def log_path(self) -> Path:
         """The log file the child writes to."""
-        raise NotImplementedError
 
     @property
     def process(self) -> ManagedProcess | None:
@@ -500,11 +501,13 @@ class Service:
         """Last lines of the current run's log."""
         return self._process.log_tail(lines) if self._process is not None else ""
 
+    @abc.abstractmethod
     def _prepare(self) -> None:
-        """Hook: everything needed before the process can start."""
+        """Everything needed before the process can start (config files, first-time init)."""
 
+    @abc.abstractmethod
     def _build_process(self) -> ManagedProcess:
-        raise NotImplementedError
+        """The child process to run."""
 
 
 class KafkaBroker(Service):
