@@ -367,7 +367,10 @@ def _print_summary(stack: Stack, config: UpConfig) -> None:
         f"  Temporal UI    http://{LOCALHOST}:{ui_port}",
         f"  logs           {config.logs_dir}/",
         "",
-        "Get a token (in another shell, with the same COFAB_* settings as this one):",
+        "Get a token, in another shell (with .venv/bin on PATH):",
+        f"  export COFAB_STATE_DIR={config.state_dir}"
+        f" COFAB_DESIGN_ADDRESS={config.address('COFAB_DESIGN_PORT')}"
+        f" COFAB_SUPPLY_ADDRESS={config.address('COFAB_SUPPLY_PORT')}",
         '  cofab admin create-organization acme --display-name "ACME"',
         "  cofab admin create-user acme alice --admin",
         "  cofab admin create-token acme alice",
