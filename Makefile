@@ -47,8 +47,11 @@ check-protos: $(STAMP)
 	@diff -r -q -x __pycache__ .cache/gen-check proto/gen \
 	  || { echo "proto/gen is stale: run 'make gen-protos' and commit the result"; exit 1; }
 
+# proto/v1-baseline.binpb is the v1 contract as first released: additions are fine, anything
+# that breaks a partner's client fails here (breaking changes go to a v2 package instead).
 lint: $(STAMP)
 	$(VENV)/bin/buf lint proto
+	$(VENV)/bin/buf breaking proto --against proto/v1-baseline.binpb
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
