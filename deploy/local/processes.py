@@ -37,31 +37,6 @@ from temporalio.api.workflowservice.v1 import (
     DescribeNamespaceResponse,
 )
 
-__all__ = [
-    "REPO_ROOT",
-    "HealthCheck",
-    "KafkaBroker",
-    "ManagedProcess",
-    "PostgresServer",
-    "PythonService",
-    "RunAs",
-    "Service",
-    "StackError",
-    "TemporalDevServer",
-    "check_port_free",
-    "default_kafka_libs",
-    "default_temporal_bin",
-    "describe_returncode",
-    "find_postgres_bin",
-    "free_ports",
-    "grpc_health_serving",
-    "require_java",
-    "require_kafka_libs",
-    "require_temporal_bin",
-    "run_to_completion",
-    "tcp_port_open",
-]
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCALHOST = "127.0.0.1"
 INSTALL_HINT = "run `make install`"

@@ -6,18 +6,22 @@ statuses in services.shared.server."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from cofab.design.v1 import design_pb2, design_pb2_grpc
 from cofab.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.design.application import ANY_PROJECT, DesignApplication, check_role
 from services.design.convert import design_proto, membership_proto, project_proto
+from services.design.domain import Membership
 from services.shared import names
 from services.shared.errors import InvalidArgument
+from services.shared.identity import Principal
 from services.shared.paging import page
 from services.shared.server import current_principal
 
 Context = Any  # grpc.aio.ServicerContext; the handlers do not use it directly
+MembershipTransition = Callable[[Principal, str, str, str], Membership]
 
 
 class ProjectServicer(identity_pb2_grpc.ProjectServiceServicer):
@@ -103,39 +107,27 @@ class ProjectServicer(identity_pb2_grpc.ProjectServiceServicer):
     async def AcceptMembership(
         self, request: identity_pb2.AcceptMembershipRequest, context: Context
     ) -> identity_pb2.Membership:
-        project_id, organization_id = _membership_name(request.name)
-        membership = await asyncio.to_thread(
-            self._app.accept_membership,
-            current_principal(),
-            project_id,
-            organization_id,
-            request.request_id,
-        )
-        return membership_proto(membership)
+        return await self._transition(self._app.accept_membership, request.name, request.request_id)
 
     async def DeclineMembership(
         self, request: identity_pb2.DeclineMembershipRequest, context: Context
     ) -> identity_pb2.Membership:
-        project_id, organization_id = _membership_name(request.name)
-        membership = await asyncio.to_thread(
-            self._app.decline_membership,
-            current_principal(),
-            project_id,
-            organization_id,
-            request.request_id,
+        return await self._transition(
+            self._app.decline_membership, request.name, request.request_id
         )
-        return membership_proto(membership)
 
     async def ExpireMembership(
         self, request: identity_pb2.ExpireMembershipRequest, context: Context
     ) -> identity_pb2.Membership:
-        project_id, organization_id = _membership_name(request.name)
+        return await self._transition(self._app.expire_membership, request.name, request.request_id)
+
+    async def _transition(
+        self, use_case: MembershipTransition, name: str, request_id: str
+    ) -> identity_pb2.Membership:
+        """Accept, decline and expire share one shape: a membership name and a request id."""
+        project_id, organization_id = _membership_name(name)
         membership = await asyncio.to_thread(
-            self._app.expire_membership,
-            current_principal(),
-            project_id,
-            organization_id,
-            request.request_id,
+            use_case, current_principal(), project_id, organization_id, request_id
         )
         return membership_proto(membership)
 
