@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from clients.sdk import Cofab, connect
+from clients.cli.common import (
+    CliError,
+    client,
+    command,
+    every_page,
+    format_time,
+    organization_name,
+    parse_duration,
+    project_name,
+    request_id,
+)
+from clients.sdk import Cofab
 from cofab.design.v1 import design_pb2
 from cofab.identity.v1 import identity_pb2
 from cofab.supply.v1 import supply_pb2
@@ -43,52 +51,6 @@ STATE_NAMES = {
     identity_pb2.Membership.STATE_DECLINED: "declined",
     identity_pb2.Membership.STATE_EXPIRED: "expired",
 }
-
-
-class CliError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-def _project_name(value: str) -> str:
-    return value if value.startswith("projects/") else f"projects/{value}"
-
-
-def _organization_name(value: str) -> str:
-    return value if value.startswith("organizations/") else f"organizations/{value}"
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> int:
-    """'7d', '12h', '30m', '45s' -> seconds."""
-    number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit() or int(number) <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 7d, 12h, 30m or 45s")
-    return int(number) * _UNITS[unit]
-
-
-def _request_id() -> str:
-    # A fresh id per command; the SDK's retries resend it, so a retried call has no second effect.
-    return uuid.uuid4().hex
-
-
-def _every_page(fetch: Callable[[str], Any], field: str) -> Iterator[Any]:
-    """The items of every page of a List call: fetch(page_token) returns one response."""
-    token = ""
-    while True:
-        response = fetch(token)
-        yield from getattr(response, field)
-        token = response.next_page_token
-        if not token:
-            return
-
-
-def _time(ts: object) -> str:
-    seconds = getattr(ts, "seconds", 0)
-    if not seconds:
-        return "-"
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # admin commands ----------------------------------------------------------------------------
@@ -170,17 +132,8 @@ def cmd_verify_audit(args: argparse.Namespace, settings: Settings) -> None:
 # user commands -----------------------------------------------------------------------------
 
 
-def _client(settings: Settings) -> Cofab:
-    token = os.environ.get("COFAB_TOKEN", "").strip()
-    if not token:
-        raise CliError(
-            "COFAB_TOKEN is not set: ask an admin for a token (cofab admin create-token)"
-        )
-    return connect(token, settings.design_address, settings.supply_address, settings.tls_ca_file)
-
-
 def cmd_whoami(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         me = cofab.identity.GetCallerIdentity(identity_pb2.GetCallerIdentityRequest())
     flags = [
         f for f, on in (("admin", me.organization_admin), ("service", me.service_account)) if on
@@ -197,21 +150,21 @@ def _print_project(p: identity_pb2.Project) -> None:
 
 
 def cmd_project_create(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         project = cofab.projects.CreateProject(
             identity_pb2.CreateProjectRequest(
                 project=identity_pb2.Project(
                     display_name=args.display_name, description=args.description
                 ),
-                request_id=_request_id(),
+                request_id=request_id(),
             )
         )
     _print_project(project)
 
 
 def cmd_project_list(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
-        pages = _every_page(
+    with client(settings) as cofab:
+        pages = every_page(
             lambda token: cofab.projects.ListProjects(
                 identity_pb2.ListProjectsRequest(page_size=100, page_token=token)
             ),
@@ -222,9 +175,9 @@ def cmd_project_list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_project_show(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         project = cofab.projects.GetProject(
-            identity_pb2.GetProjectRequest(name=_project_name(args.project))
+            identity_pb2.GetProjectRequest(name=project_name(args.project))
         )
     _print_project(project)
     if project.description:
@@ -232,7 +185,9 @@ def cmd_project_show(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _print_membership(m: identity_pb2.Membership) -> None:
-    expiry = f"  expires {_time(m.invite_expire_time)}" if m.HasField("invite_expire_time") else ""
+    expiry = ""
+    if m.HasField("invite_expire_time"):
+        expiry = f"  expires {format_time(m.invite_expire_time)}"
     print(
         f"{m.name}  {ROLE_NAMES.get(m.role, '?')}  {STATE_NAMES.get(m.state, '?')}{expiry}"
         f"  invitation {m.invitation_id}"
@@ -240,22 +195,22 @@ def _print_membership(m: identity_pb2.Membership) -> None:
 
 
 def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         membership = cofab.projects.CreateMembership(
             identity_pb2.CreateMembershipRequest(
-                parent=_project_name(args.project),
+                parent=project_name(args.project),
                 membership=identity_pb2.Membership(
-                    organization=_organization_name(args.organization), role=ROLES[args.role]
+                    organization=organization_name(args.organization), role=ROLES[args.role]
                 ),
                 invite_ttl_seconds=args.expires_in,
-                request_id=_request_id(),
+                request_id=request_id(),
             )
         )
     _print_membership(membership)
 
 
 def cmd_project_members(args: argparse.Namespace, settings: Settings) -> None:
-    _list_memberships(settings, _project_name(args.project))
+    _list_memberships(settings, project_name(args.project))
 
 
 def cmd_invitations(args: argparse.Namespace, settings: Settings) -> None:
@@ -263,8 +218,8 @@ def cmd_invitations(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _list_memberships(settings: Settings, parent: str) -> None:
-    with _client(settings) as cofab:
-        pages = _every_page(
+    with client(settings) as cofab:
+        pages = every_page(
             lambda token: cofab.projects.ListMemberships(
                 identity_pb2.ListMembershipsRequest(parent=parent, page_size=100, page_token=token)
             ),
@@ -276,24 +231,24 @@ def _list_memberships(settings: Settings, parent: str) -> None:
 
 def _own_membership(cofab: Cofab, project: str) -> str:
     me = cofab.identity.GetCallerIdentity(identity_pb2.GetCallerIdentityRequest())
-    return f"{_project_name(project)}/memberships/{me.organization.split('/', 1)[1]}"
+    return f"{project_name(project)}/memberships/{me.organization.split('/', 1)[1]}"
 
 
 def cmd_invitation_accept(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         membership = cofab.projects.AcceptMembership(
             identity_pb2.AcceptMembershipRequest(
-                name=_own_membership(cofab, args.project), request_id=_request_id()
+                name=_own_membership(cofab, args.project), request_id=request_id()
             )
         )
     _print_membership(membership)
 
 
 def cmd_invitation_decline(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         membership = cofab.projects.DeclineMembership(
             identity_pb2.DeclineMembershipRequest(
-                name=_own_membership(cofab, args.project), request_id=_request_id()
+                name=_own_membership(cofab, args.project), request_id=request_id()
             )
         )
     _print_membership(membership)
@@ -301,31 +256,31 @@ def cmd_invitation_decline(args: argparse.Namespace, settings: Settings) -> None
 
 def _print_design(d: design_pb2.Design) -> None:
     part = f"  part {d.part_number}" if d.part_number else ""
-    print(f"{d.name}  {d.display_name!r}{part}  by {d.creator}  {_time(d.create_time)}")
+    print(f"{d.name}  {d.display_name!r}{part}  by {d.creator}  {format_time(d.create_time)}")
 
 
 def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         design = cofab.designs.CreateDesign(
             design_pb2.CreateDesignRequest(
-                parent=_project_name(args.project),
+                parent=project_name(args.project),
                 design=design_pb2.Design(
                     display_name=args.display_name,
                     description=args.description,
                     part_number=args.part_number,
                 ),
-                request_id=_request_id(),
+                request_id=request_id(),
             )
         )
     _print_design(design)
 
 
 def cmd_design_list(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
-        pages = _every_page(
+    with client(settings) as cofab:
+        pages = every_page(
             lambda token: cofab.designs.ListDesigns(
                 design_pb2.ListDesignsRequest(
-                    parent=_project_name(args.project), page_size=100, page_token=token
+                    parent=project_name(args.project), page_size=100, page_token=token
                 )
             ),
             "designs",
@@ -335,7 +290,7 @@ def cmd_design_list(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_design_show(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         design = cofab.designs.GetDesign(design_pb2.GetDesignRequest(name=args.design))
     _print_design(design)
 
@@ -348,7 +303,7 @@ def _print_facility(f: supply_pb2.Facility) -> None:
 
 
 def cmd_facility_create(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         me = cofab.identity.GetCallerIdentity(identity_pb2.GetCallerIdentityRequest())
         facility = cofab.supply.CreateFacility(
             supply_pb2.CreateFacilityRequest(
@@ -360,14 +315,14 @@ def cmd_facility_create(args: argparse.Namespace, settings: Settings) -> None:
                     latitude=args.lat,
                     longitude=args.lon,
                 ),
-                request_id=_request_id(),
+                request_id=request_id(),
             )
         )
     _print_facility(facility)
 
 
 def cmd_facility_list(args: argparse.Namespace, settings: Settings) -> None:
-    with _client(settings) as cofab:
+    with client(settings) as cofab:
         me = cofab.identity.GetCallerIdentity(identity_pb2.GetCallerIdentityRequest())
         response = cofab.supply.ListFacilities(
             supply_pb2.ListFacilitiesRequest(parent=me.organization, page_size=1000)
@@ -378,22 +333,10 @@ def cmd_facility_list(args: argparse.Namespace, settings: Settings) -> None:
 
 # parser ------------------------------------------------------------------------------------
 
-Command = Callable[[argparse.Namespace, Settings], None]
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cofab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(
-        group: argparse._SubParsersAction[argparse.ArgumentParser],
-        name: str,
-        fn: Command,
-        help_text: str,
-    ) -> argparse.ArgumentParser:
-        p = group.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(fn=fn)
-        return p
 
     admin = sub.add_parser("admin", help="bootstrap and operate an install (database access)")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True)

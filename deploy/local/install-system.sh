@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages cofab's local stack and tests need, from Debian's archive, when
 # they are missing: Java 17+ and Maven (Kafka broker), PostgreSQL (integration tests), openssl
-# (TLS tests) and Node.js with npm (the partner example). Idempotent; quiet when all is present.
+# (TLS tests), Node.js with npm (the partner example) and bubblewrap (the script sandbox).
+# Idempotent; quiet when all is present.
 set -euo pipefail
 
 missing=()
@@ -16,6 +17,8 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# bubblewrap sandboxes user-supplied CadQuery scripts (no network, read-only root).
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
