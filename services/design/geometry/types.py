@@ -1,0 +1,105 @@
+"""The geometry engine's contract with the design service: what goes in, what comes out.
+
+The engine (`services.design.geometry`) is plain Python over CadQuery/OpenCascade and trimesh; it
+knows nothing of gRPC, SQL or Kafka. The service runs `ingest` in worker processes, off the
+request path, and stores the artifacts it writes as content-addressed blobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+# Formats a revision's content can have, as the API names them.
+FORMATS = ("step", "stl", "obj", "3mf", "gltf", "glb", "cadquery")
+# Length units a revision can declare; the value is millimetres per unit.
+UNITS_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0, "in": 25.4}
+
+ParameterValue = float | int | str | bool
+
+
+class Severity(Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Failure(Enum):
+    """How a rejected input maps onto the API: the service turns it into a gRPC status."""
+
+    INVALID = "invalid"  # the bytes are not what they claim: INVALID_ARGUMENT
+    PRECONDITION = (
+        "precondition"  # well-formed but unusable (open mesh, zero volume): FAILED_PRECONDITION
+    )
+    TOO_LARGE = (
+        "too_large"  # over a size/expansion limit (zip bomb, huge output): RESOURCE_EXHAUSTED
+    )
+
+
+class IngestError(Exception):
+    """The input cannot become a revision; `reason` is shown to the user as is."""
+
+    def __init__(self, failure: Failure, reason: str) -> None:
+        super().__init__(reason)
+        self.failure = failure
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class IngestRequest:
+    source: Path  # the uploaded file (a CadQuery script for format "cadquery")
+    format: str  # one of FORMATS
+    units: str  # one of UNITS_MM
+    work_dir: Path  # an empty directory the engine writes its artifacts into
+    rule_set: str  # a rule set id, e.g. "cnc-milling"
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)  # for scripts
+    rule_overrides: Mapping[str, float] = field(default_factory=dict)  # per-design limits
+    material: str | None = None  # key of the material density table; None: the rule set's default
+
+
+@dataclass(frozen=True)
+class Location:
+    point: tuple[float, float, float]  # mm, in the part's frame
+    face_id: int | None = None  # B-rep face index (order of TopExp exploration); None for meshes
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    severity: Severity
+    message: str
+    measured: float | None = None
+    limit: float | None = None
+    unit: str = ""
+    location: Location | None = None
+
+
+@dataclass(frozen=True)
+class Properties:
+    """Measured in millimetres (converted from the declared units)."""
+
+    volume_mm3: float
+    area_mm2: float
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    center_of_mass: tuple[float, float, float]
+    mass_g: float | None
+    material: str | None
+    triangles: int  # of the normalized mesh
+    is_brep: bool
+    solids: int | None = None  # B-rep only
+    faces: int | None = None
+    edges: int | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    properties: Properties
+    findings: list[Finding]
+    # artifact name -> file in work_dir: always "mesh.glb" and "thumbnail.png"; "model.step" for
+    # scripts; "report.json" (the findings, machine-readable).
+    artifacts: Mapping[str, Path]
+    # A script's declared parameters with the values used (defaults filled in).
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
