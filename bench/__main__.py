@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bench import rpc
+from bench import design_upload, geometry, rfq_fanout, rpc, supply_import, supply_network
 from bench.harness import (
     RESULTS_FILE,
     Benchmark,
@@ -19,9 +19,20 @@ from bench.harness import (
     results_section,
 )
 
-# Every benchmark, in the order a full run executes them. Add new ones (geometry, graph,
-# workflows, ...) as modules in bench/ exposing a `BENCHMARK`, and list them here.
-BENCHMARKS: list[Benchmark] = [rpc.BENCHMARK, rpc.UNCACHED_BENCHMARK]
+# Every benchmark, in the order a full run executes them. Add new ones as modules in bench/
+# exposing their `Benchmark`s, and list them here.
+BENCHMARKS: list[Benchmark] = [
+    rpc.BENCHMARK,
+    rpc.UNCACHED_BENCHMARK,
+    design_upload.BENCHMARK,
+    design_upload.PUSH_STEP_BENCHMARK,
+    geometry.STEP_BENCHMARK,
+    geometry.MESH_BENCHMARK,
+    supply_network.BENCHMARK,
+    supply_network.SEARCH_BENCHMARK,
+    supply_import.BENCHMARK,
+    rfq_fanout.BENCHMARK,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

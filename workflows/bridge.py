@@ -13,12 +13,15 @@ import logging
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cofab.design.v1 import review_events_pb2 as review_events
+from cofab.design.v1 import review_pb2
 from cofab.events.v1.envelope_pb2 import EventEnvelope
 from cofab.identity.v1 import events_pb2 as identity_events
 from services.shared.config import Settings, load_settings
@@ -29,11 +32,13 @@ from services.shared.kafka import ensure_topics, make_consumer, make_producer
 from services.shared.process import mark_ready
 from workflows.invitation import InvitationInput, ProjectInvitationWorkflow, workflow_id
 from workflows.invitation.workflows import ACTIVE, DECLINED
+from workflows.review import DecisionInput, DesignReviewWorkflow, ReviewInput
+from workflows.review import workflow_id as review_workflow_id
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "cofab-bridge"
-TOPICS = ["cofab.identity"]
+TOPICS = ["cofab.identity", "cofab.design"]
 
 
 class EventBridge:
@@ -46,6 +51,11 @@ class EventBridge:
             "identity.membership.invited": self._invited,
             "identity.membership.accepted": lambda e: self._answered(e, ACTIVE),
             "identity.membership.declined": lambda e: self._answered(e, DECLINED),
+            "design.review.requested": self._review_requested,
+            "design.review.decision_submitted": self._review_decided,
+            "design.review.extended": self._review_extended,
+            "design.review.cancel_requested": self._review_cancelled,
+            "design.review.superseded": self._review_superseded,
         }
 
     def handles(self, event_type: str) -> bool:
@@ -98,6 +108,93 @@ class EventBridge:
                 raise
             # The workflow already finished (its answer or expiry came first): nothing to do.
             log.info("invitation workflow %s already closed", invitation_id)
+
+    # design reviews
+
+    async def _review_requested(self, envelope: EventEnvelope) -> None:
+        event = unpack(envelope, review_events.ReviewRequested)
+        assert isinstance(event, review_events.ReviewRequested)
+        review = event.review
+        if not review.name or not review.revision or not review.reviewers:
+            raise PermanentEventError("review.requested lacks name, revision or reviewers")
+        try:
+            await self._client.start_workflow(
+                DesignReviewWorkflow.run,
+                review_input(review),
+                id=review_workflow_id(review.name),
+                task_queue=self._task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            log.info("review workflow for %s already started", review.name)
+
+    async def _review_decided(self, envelope: EventEnvelope) -> None:
+        event = unpack(envelope, review_events.ReviewDecisionSubmitted)
+        assert isinstance(event, review_events.ReviewDecisionSubmitted)
+        d = event.decision
+        decision = DecisionInput(
+            organization=d.organization.removeprefix("organizations/"),
+            user=d.user,
+            outcome=review_pb2.ReviewOutcome.Name(d.outcome).removeprefix("REVIEW_OUTCOME_"),
+            comment=d.comment,
+            revision=d.revision,
+            decide_unix=d.decide_time.ToNanoseconds() / 1e9,
+        )
+        handle = self._client.get_workflow_handle(review_workflow_id(event.review))
+        try:
+            # The event id is the update id: a redelivered event is not counted twice.
+            await handle.execute_update(DesignReviewWorkflow.decide, decision, id=envelope.id)
+        except WorkflowUpdateFailedError as error:
+            # The validator refused it (not a reviewer, decided already, review over, ...).
+            raise PermanentEventError(f"decision refused: {error.cause}") from None
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            raise PermanentEventError(f"{event.review} has ended; decision not counted") from None
+
+    async def _review_extended(self, envelope: EventEnvelope) -> None:
+        event = unpack(envelope, review_events.ReviewExtended)
+        assert isinstance(event, review_events.ReviewExtended)
+        await self._signal_review(
+            event.review, DesignReviewWorkflow.extend, event.deadline.ToNanoseconds() / 1e9
+        )
+
+    async def _review_cancelled(self, envelope: EventEnvelope) -> None:
+        event = unpack(envelope, review_events.ReviewCancelRequested)
+        assert isinstance(event, review_events.ReviewCancelRequested)
+        await self._signal_review(event.review, DesignReviewWorkflow.cancel)
+
+    async def _review_superseded(self, envelope: EventEnvelope) -> None:
+        event = unpack(envelope, review_events.ReviewSuperseded)
+        assert isinstance(event, review_events.ReviewSuperseded)
+        await self._signal_review(event.review, DesignReviewWorkflow.new_revision, event.revision)
+
+    async def _signal_review(self, review: str, signal: Any, *args: Any) -> None:
+        handle = self._client.get_workflow_handle(review_workflow_id(review))
+        try:
+            await handle.signal(signal, *args)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.info("review workflow for %s already closed", review)
+
+
+def review_input(review: review_pb2.Review) -> ReviewInput:
+    """The workflow's input from the review in a `design.review.requested` event."""
+    kind = review_pb2.QuorumPolicy.Kind.Name(review.policy.kind).removeprefix("KIND_")
+    on_new = review_pb2.Review.OnNewRevision.Name(review.on_new_revision)
+    return ReviewInput(
+        review=review.name,
+        revision=review.revision,
+        requester=review.requester.removeprefix("organizations/"),
+        reviewers=[r.removeprefix("organizations/") for r in review.reviewers],
+        policy_kind=kind if kind in ("ALL", "K_OF_N") else "ALL",
+        k=review.policy.k,
+        required=[r.removeprefix("organizations/") for r in review.policy.required_organizations],
+        deadline_unix=review.deadline.ToNanoseconds() / 1e9,
+        remind_before_seconds=review.remind_before.ToTimedelta().total_seconds(),
+        on_new_revision="CANCEL" if on_new == "ON_NEW_REVISION_CANCEL" else "RESTART",
+    )
 
 
 def run_bridge(

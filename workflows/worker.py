@@ -9,16 +9,19 @@ import asyncio
 import concurrent.futures
 import logging
 import signal
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from clients.sdk import connect
+from clients.sdk import Cofab, connect
 from services.shared.config import ConfigError, Settings, load_settings
 from services.shared.process import mark_ready
 from workflows.invitation import InvitationActivities, ProjectInvitationWorkflow
+from workflows.review import DesignReviewWorkflow, ReviewActivities
 
-WORKFLOWS = [ProjectInvitationWorkflow]
+WORKFLOWS = [ProjectInvitationWorkflow, DesignReviewWorkflow]
 
 
 def service_token(settings: Settings) -> str:
@@ -31,18 +34,26 @@ def service_token(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def activities_for(cofab: Cofab) -> list[Callable[..., Any]]:
+    """Every activity, bound to the services' stubs (activities receive them, never build them)."""
+    invitation = InvitationActivities(cofab.projects)
+    review = ReviewActivities(cofab.reviews, cofab.designs)
+    return [invitation.expire_invitation, review.record_review_progress, review.release_revision]
+
+
 def build_worker(
     client: Client,
     task_queue: str,
-    activities: InvitationActivities,
+    activities: Sequence[Callable[..., Any]],
     executor: concurrent.futures.Executor,
 ) -> Worker:
-    """The worker with every workflow and activity; tests build it against their own server."""
+    """The worker with every workflow and the given activities; tests build it against their
+    own servers."""
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[activities.expire_invitation],
+        activities=list(activities),
         activity_executor=executor,
     )
 
@@ -60,9 +71,7 @@ async def run(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
-        worker = build_worker(
-            client, settings.temporal_task_queue, InvitationActivities(cofab.projects), executor
-        )
+        worker = build_worker(client, settings.temporal_task_queue, activities_for(cofab), executor)
         async with worker:
             mark_ready(settings)
             logging.info("worker polling task queue %s", settings.temporal_task_queue)

@@ -17,6 +17,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from clients.cli import events, network, procurement, revisions
 from clients.cli.common import (
     CliError,
     client,
@@ -422,6 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lat", type=float, required=True)
     p.add_argument("--lon", type=float, required=True)
     command(facility_sub, "list", cmd_facility_list, "list your facilities")
+    procurement.register(sub)
+    network.register(sub)
+    revisions.register(sub)
+    events.register(sub)
     return parser
 
 

@@ -5,5 +5,14 @@ with connect(token=os.environ["COFAB_TOKEN"]) as cofab:
 """
 
 from clients.sdk.client import Cofab, TokenInterceptor, connect, open_channel
+from clients.sdk.revisions import download, push_revision, wait_for
 
-__all__ = ["Cofab", "TokenInterceptor", "connect", "open_channel"]
+__all__ = [
+    "Cofab",
+    "TokenInterceptor",
+    "connect",
+    "download",
+    "open_channel",
+    "push_revision",
+    "wait_for",
+]

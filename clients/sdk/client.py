@@ -12,8 +12,10 @@ from typing import Any
 
 import grpc
 
-from cofab.design.v1 import design_pb2_grpc
+from cofab.design.v1 import design_pb2_grpc, review_pb2_grpc
+from cofab.events.v1 import feed_pb2_grpc
 from cofab.identity.v1 import identity_pb2_grpc
+from cofab.procurement.v1 import procurement_pb2_grpc
 from cofab.supply.v1 import supply_pb2_grpc
 
 
@@ -113,13 +115,20 @@ class Cofab:
     identity: identity_pb2_grpc.IdentityServiceStub = field(init=False)
     projects: identity_pb2_grpc.ProjectServiceStub = field(init=False)
     designs: design_pb2_grpc.DesignServiceStub = field(init=False)
+    reviews: review_pb2_grpc.ReviewServiceStub = field(init=False)
+    # The partner event feed (served by both services; this client reads it from design's).
+    events: feed_pb2_grpc.EventFeedServiceStub = field(init=False)
     supply: supply_pb2_grpc.SupplyServiceStub = field(init=False)
+    procurement: procurement_pb2_grpc.ProcurementServiceStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(self.design_channel)
         self.projects = identity_pb2_grpc.ProjectServiceStub(self.design_channel)
         self.designs = design_pb2_grpc.DesignServiceStub(self.design_channel)
+        self.reviews = review_pb2_grpc.ReviewServiceStub(self.design_channel)
+        self.events = feed_pb2_grpc.EventFeedServiceStub(self.design_channel)
         self.supply = supply_pb2_grpc.SupplyServiceStub(self.supply_channel)
+        self.procurement = procurement_pb2_grpc.ProcurementServiceStub(self.supply_channel)
 
     def close(self) -> None:
         self.design_channel.close()

@@ -100,6 +100,7 @@ PYTHON_PROCESSES: tuple[PythonProcess, ...] = (
     PythonProcess("design", "services.design", grpc_port="COFAB_DESIGN_PORT"),
     PythonProcess("supply", "services.supply", grpc_port="COFAB_SUPPLY_PORT"),
     PythonProcess("relay", "services.shared.relay"),
+    PythonProcess("feed", "services.shared.feed"),
     PythonProcess("worker", "workflows.worker"),
     PythonProcess("bridge", "workflows.bridge"),
 )

@@ -6,18 +6,29 @@ statuses in services.shared.server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from cofab.design.v1 import design_pb2, design_pb2_grpc
 from cofab.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.design.application import ANY_PROJECT, DesignApplication, check_role
-from services.design.convert import design_proto, membership_proto, project_proto
-from services.design.domain import Membership
+from services.design.convert import (
+    branch_proto,
+    design_proto,
+    membership_proto,
+    parameter_from_proto,
+    project_proto,
+    revision_proto,
+)
+from services.design.domain import Design, Membership
+from services.design.domain.ports import BlobStore
+from services.design.revisions import RevisionApplication
 from services.shared import names
-from services.shared.errors import InvalidArgument
+from services.shared.db import utcnow
+from services.shared.errors import InvalidArgument, ResourceExhausted
 from services.shared.identity import Principal
-from services.shared.paging import page
+from services.shared.paging import page, page_of
 from services.shared.server import current_principal
 
 Context = Any  # grpc.aio.ServicerContext; the handlers do not use it directly
@@ -139,9 +150,186 @@ def _membership_name(name: str) -> tuple[str, str]:
     return project_id, organization_id
 
 
-class DesignServicer(design_pb2_grpc.DesignServiceServicer):
-    def __init__(self, app: DesignApplication) -> None:
+CHUNK_BYTES = 1 << 20
+WATCH_POLL_SECONDS = 0.2
+
+
+class RevisionServicer:
+    """The revision RPCs of DesignService (mixed into DesignServicer)."""
+
+    _revisions: RevisionApplication
+    _blobs: BlobStore
+
+    async def PushRevision(
+        self, request_iterator: AsyncIterator[design_pb2.PushRevisionRequest], context: Context
+    ) -> design_pb2.Revision:
+        principal = current_principal()
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "header":
+            raise InvalidArgument.field("header", "the first message of a push must be its header")
+        h = first.header
+        header = self._revisions.check_header(
+            h.parent,
+            h.branch,
+            h.base_revision,
+            h.message,
+            h.format,
+            h.units,
+            h.sha256,
+            h.size_bytes,
+            {k: parameter_from_proto(v, f"parameters[{k}]") for k, v in h.parameters.items()},
+            h.request_id,
+        )
+        earlier = await asyncio.to_thread(self._revisions.authorize_push, principal, header)
+        if earlier is not None:
+            return revision_proto(earlier)
+        upload = await asyncio.to_thread(self._blobs.begin)
+        handed_over = False
+        # One chunk is written (and hashed) in a thread while the next one arrives.
+        writing: asyncio.Future[None] | None = None
+        try:
+            async for message in request_iterator:
+                if message.WhichOneof("part") != "chunk":
+                    raise InvalidArgument.field("header", "only the first message may be a header")
+                received = upload.size + len(message.chunk)
+                if received > self._revisions.max_upload_bytes:
+                    raise ResourceExhausted(
+                        f"the upload exceeds the limit of {self._revisions.max_upload_bytes} bytes"
+                    )
+                if received > header.size_bytes:
+                    raise InvalidArgument.field(
+                        "size_bytes",
+                        f"declared {header.size_bytes} bytes but the upload sent more",
+                    )
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(upload.write, message.chunk))
+            if writing is not None:
+                await writing
+                writing = None
+            header = await asyncio.to_thread(self._revisions.check_content, header, upload)
+            handed_over = True  # push commits or aborts the upload itself
+            revision = await asyncio.to_thread(self._revisions.push, principal, header, upload)
+        finally:
+            if writing is not None:
+                # Failed or cancelled mid-chunk: let the write end before the upload is removed.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(writing)
+            if not handed_over:
+                # Also on cancellation: a cancelled upload leaves no temporary file behind.
+                upload.abort()
+        return revision_proto(revision)
+
+    async def GetRevision(
+        self, request: design_pb2.GetRevisionRequest, context: Context
+    ) -> design_pb2.Revision:
+        revision = await asyncio.to_thread(
+            self._revisions.get_revision, current_principal(), request.name
+        )
+        return revision_proto(revision)
+
+    async def ListRevisions(
+        self, request: design_pb2.ListRevisionsRequest, context: Context
+    ) -> design_pb2.ListRevisionsResponse:
+        listed = await asyncio.to_thread(
+            self._revisions.list_revisions,
+            current_principal(),
+            request.parent,
+            request.branch,
+            page(
+                request.page_size,
+                request.page_token,
+                f"revisions:{request.parent}:{request.branch}",
+            ),
+        )
+        return design_pb2.ListRevisionsResponse(
+            revisions=[revision_proto(r) for r in listed.items],
+            next_page_token=listed.next_page_token,
+        )
+
+    async def ListBranches(
+        self, request: design_pb2.ListBranchesRequest, context: Context
+    ) -> design_pb2.ListBranchesResponse:
+        listed = await asyncio.to_thread(
+            self._revisions.list_branches,
+            current_principal(),
+            request.parent,
+            page(request.page_size, request.page_token, f"branches:{request.parent}"),
+        )
+        return design_pb2.ListBranchesResponse(
+            branches=[branch_proto(b) for b in listed.items],
+            next_page_token=listed.next_page_token,
+        )
+
+    async def DownloadRevision(
+        self, request: design_pb2.DownloadRevisionRequest, context: Context
+    ) -> AsyncIterator[design_pb2.DownloadRevisionResponse]:
+        found = await asyncio.to_thread(
+            self._revisions.download, current_principal(), request.name, request.artifact
+        )
+        chunks = self._blobs.read(found.sha256, CHUNK_BYTES)
+        first = True
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None or first:
+            response = design_pb2.DownloadRevisionResponse(chunk=chunk or b"")
+            if first:
+                response.media_type = found.media_type
+                response.size_bytes = found.size_bytes
+                response.sha256 = found.sha256
+                first = False
+            yield response
+            if chunk is None:
+                break
+
+    async def WatchRevision(
+        self, request: design_pb2.WatchRevisionRequest, context: Context
+    ) -> AsyncIterator[design_pb2.Revision]:
+        principal = current_principal()
+        revision = await asyncio.to_thread(self._revisions.get_revision, principal, request.name)
+        yield revision_proto(revision)
+        while not revision.state.finished:
+            await asyncio.sleep(WATCH_POLL_SECONDS)
+            latest = await asyncio.to_thread(self._revisions.peek_revision, principal, request.name)
+            if latest.state is not revision.state:
+                yield revision_proto(latest)
+            revision = latest
+
+    async def ReleaseRevision(
+        self, request: design_pb2.ReleaseRevisionRequest, context: Context
+    ) -> design_pb2.Revision:
+        revision = await asyncio.to_thread(
+            self._revisions.release, current_principal(), request.name, request.request_id
+        )
+        return revision_proto(revision)
+
+    async def ListRuleSets(
+        self, request: design_pb2.ListRuleSetsRequest, context: Context
+    ) -> design_pb2.ListRuleSetsResponse:
+        current_principal()  # any authenticated caller
+        wanted = page(request.page_size, request.page_token, "rule-sets")
+        rule_sets = await asyncio.to_thread(self._revisions.rule_sets)
+        rows = [(i + 1, r) for i, r in enumerate(rule_sets) if i + 1 > wanted.after_seq]
+        listed = page_of(wanted, rows[: wanted.limit + 1])
+        return design_pb2.ListRuleSetsResponse(
+            rule_sets=[
+                design_pb2.RuleSet(
+                    id=r.id,
+                    display_name=r.display_name,
+                    process=r.process,
+                    description=r.description,
+                )
+                for r in listed.items
+            ],
+            next_page_token=listed.next_page_token,
+        )
+
+
+class DesignServicer(RevisionServicer, design_pb2_grpc.DesignServiceServicer):
+    def __init__(
+        self, app: DesignApplication, revisions: RevisionApplication, blobs: BlobStore
+    ) -> None:
         self._app = app
+        self._revisions = revisions
+        self._blobs = blobs
 
     async def CreateDesign(
         self, request: design_pb2.CreateDesignRequest, context: Context
@@ -154,6 +342,38 @@ class DesignServicer(design_pb2_grpc.DesignServiceServicer):
             request.design.display_name,
             request.design.description,
             request.design.part_number,
+            request.request_id,
+            request.design.rule_set,
+            request.design.material,
+            dict(request.design.rule_overrides),
+        )
+        return design_proto(design)
+
+    async def UpdateDesign(
+        self, request: design_pb2.UpdateDesignRequest, context: Context
+    ) -> design_pb2.Design:
+        project_id, design_id = names.parse(
+            request.design.name, "projects/{project}/designs/{design}", "design.name"
+        )
+        d = request.design
+        design = await asyncio.to_thread(
+            self._app.update_design,
+            current_principal(),
+            project_id,
+            design_id,
+            list(request.update_mask.paths),
+            Design(
+                id=design_id,
+                project_id=project_id,
+                display_name=d.display_name,
+                description=d.description,
+                part_number=None,
+                creator="",
+                create_time=utcnow(),
+                rule_set=d.rule_set,
+                material=d.material or None,
+                rule_overrides=dict(d.rule_overrides),
+            ),
             request.request_id,
         )
         return design_proto(design)

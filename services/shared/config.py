@@ -32,6 +32,17 @@ class Settings:
     service_token_file: Path | None
     ready_file: Path | None
     auth_cache_seconds: float
+    # Design revisions: upload limit, blob directory, the ingest worker pool and its leases.
+    max_upload_bytes: int = 512 * 1024 * 1024
+    blob_dir: Path | None = None
+    ingest_workers: int = 2
+    ingest_attempts: int = 3
+    ingest_lease_seconds: float = 60.0
+
+    @property
+    def blob_root(self) -> Path:
+        """Where the design service keeps content-addressed blobs."""
+        return self.blob_dir if self.blob_dir is not None else self.state_dir / "blobs"
 
     @property
     def tls_enabled(self) -> bool:
@@ -64,6 +75,19 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Reads the COFAB_* environment once; a malformed value fails here with its name."""
     env = os.environ if environ is None else environ
@@ -91,4 +115,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         service_token_file=_path(env, "COFAB_SERVICE_TOKEN_FILE"),
         ready_file=_path(env, "COFAB_READY_FILE"),
         auth_cache_seconds=_seconds(env, "COFAB_AUTH_CACHE_SECONDS", 10.0),
+        max_upload_bytes=_int(env, "COFAB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, 1, 2**40),
+        blob_dir=_path(env, "COFAB_BLOB_DIR"),
+        ingest_workers=_int(env, "COFAB_INGEST_WORKERS", 2, 1, 64),
+        ingest_attempts=_int(env, "COFAB_INGEST_ATTEMPTS", 3, 1, 10),
+        ingest_lease_seconds=_seconds(env, "COFAB_INGEST_LEASE_SECONDS", 60.0) or 60.0,
     )

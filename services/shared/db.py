@@ -176,6 +176,21 @@ processed_events = Table(
     Column("process_time", UtcDateTime(), nullable=False),
 )
 
+# The partner event feed: one row per (organization allowed to see it, event), in the order the
+# single feed writer stored them. `seq` is the organization's resume cursor.
+feed_entries = Table(
+    "feed_entries",
+    metadata,
+    Column("seq", SeqKey, primary_key=True, autoincrement=True),
+    Column("organization_id", String(63), nullable=False),
+    Column("event_id", String(36), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    Column("store_time", UtcDateTime(), nullable=False),
+    UniqueConstraint("organization_id", "event_id", name="uq_feed_entries_organization_event"),
+    Index("ix_feed_entries_organization_seq", "organization_id", "seq"),
+)
+
 # AIP-155: a mutating call retried with the same request_id returns the first call's resource.
 request_log = Table(
     "request_log",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, insert
 
 from cofab.events.v1.envelope_pb2 import EventEnvelope
@@ -22,4 +24,26 @@ def enqueue(conn: Connection, envelope: EventEnvelope, key: str) -> None:
             payload=envelope.SerializeToString(),
             create_time=utcnow(),
         )
+    )
+
+
+def enqueue_many(conn: Connection, events: Sequence[tuple[EventEnvelope, str]]) -> None:
+    """Adds many (envelope, key) events in one statement: a fan-out of thousands of events
+    (one per recipient) costs one round trip instead of one per row."""
+    if not events:
+        return
+    now = utcnow()
+    conn.execute(
+        insert(outbox),
+        [
+            {
+                "event_id": envelope.id,
+                "topic": topic_for(envelope.type),
+                "key": key,
+                "event_type": envelope.type,
+                "payload": envelope.SerializeToString(),
+                "create_time": now,
+            }
+            for envelope, key in events
+        ],
     )

@@ -9,10 +9,12 @@ from sqlalchemy import Engine
 from cofab.supply.v1 import supply_pb2, supply_pb2_grpc
 from services.shared.config import Settings
 from services.shared.db import make_engine
+from services.shared.feed import feed_registration
 from services.shared.identity_api import TokenAuthenticator, identity_registration
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
 from services.supply.api import SupplyServicer
 from services.supply.application import SupplyApplication
+from services.supply.procurement import procurement_registration
 
 
 @dataclass
@@ -24,10 +26,13 @@ class SupplyDeps:
 
 def bootstrap(settings: Settings) -> SupplyDeps:
     engine = make_engine(settings.database_url)
+    app = SupplyApplication(engine)
+    # Before the server reports SERVING: a large network takes seconds to build.
+    app.load_network()
     return SupplyDeps(
         engine=engine,
         authenticator=TokenAuthenticator(engine, settings.auth_cache_seconds),
-        app=SupplyApplication(engine),
+        app=app,
     )
 
 
@@ -45,6 +50,8 @@ def build_server(
                 supply_pb2.DESCRIPTOR.services_by_name["SupplyService"].full_name,
                 lambda s: supply_pb2_grpc.add_SupplyServiceServicer_to_server(supply, s),
             ),
+            procurement_registration(settings, deps.engine, deps.app),
+            feed_registration(deps.engine),
         ],
         deps.authenticator,
         tls=read_tls(settings.tls_cert_file, settings.tls_key_file),

@@ -1,31 +1,98 @@
-"""Use cases of the supply service, each in one transaction with its audit entry and event."""
+"""Use cases of the supply service, each in one transaction with its audit entry and event.
+
+Every change of network data also bumps the network version in its transaction and, once
+committed, is applied to the process's in-memory SupplyNetwork (adapters/network_cache.py), which
+the analytics query.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 
-from services.shared import audit, authz, idempotency, outbox
-from services.shared.db import utcnow
-from services.shared.errors import NotFound
-from services.shared.events import make_envelope
+from cofab.supply.v1 import events_pb2, supply_pb2
+from services.shared import audit, idempotency
+from services.shared.db import read_only, utcnow
+from services.shared.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.shared.identity import Principal
 from services.shared.paging import Listed, Page, page_of
-from services.supply.adapters.repository import SqlRepository
-from services.supply.convert import facility_created
-from services.supply.domain import Facility, check_facility
+from services.supply.adapters.network_cache import NetworkCache
+from services.supply.adapters.repository import NetworkRepository, SqlRepository
+from services.supply.analytics import CapableSupplier, NetworkAnalytics
+from services.supply.convert import (
+    capability_proto,
+    edge_proto,
+    facility_created,
+    item_proto,
+)
+from services.supply.disruptions import DisruptionReports
+from services.supply.domain import (
+    Capability,
+    Facility,
+    Item,
+    SupplyEdge,
+    capability_problems,
+    capability_record,
+    check_facility,
+    check_id,
+    edge_problems,
+    edge_record,
+    find_cycle,
+    item_problems,
+    item_record,
+    raise_if,
+)
+from services.supply.domain.importing import (
+    Existing,
+    KindCounts,
+    parse_rows,
+    plan_import,
+    referenced_ids,
+)
+from services.supply.domain.importing import (
+    export_records as _export_records,
+)
+from services.supply.domain.importing import (
+    render_rows as _render_rows,
+)
+from services.supply.domain.network import SupplyNetwork
+from services.supply.domain.records import BomLine, FacilityRecord
+from services.supply.publishing import emit, own
 
-SOURCE = "//cofab/supply"
 Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    counts: dict[str, KindCounts]
+    rows: int
+
+
+def facility_record(f: Facility) -> FacilityRecord:
+    """The analytics' view of a facility."""
+    return FacilityRecord(
+        f.id, f.organization_id, f.region, f.country_code, f.latitude, f.longitude
+    )
 
 
 class SupplyApplication:
     def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
         self._engine = engine
         self._clock = clock
+        self._cache = NetworkCache(engine)
+        self.analytics = NetworkAnalytics(engine, self._cache)
+        self.disruptions = DisruptionReports(engine, self._cache, clock)
+
+    def load_network(self) -> None:
+        """Builds the in-memory network now (at start-up) rather than at the first query."""
+        with self._cache.network():
+            pass
+
+    # --- facilities -----
 
     def create_facility(
         self,
@@ -38,12 +105,11 @@ class SupplyApplication:
         longitude: float,
         request_id: str,
     ) -> Facility:
-        authz.require_own_organization(
-            principal, organization_id, f"organizations/{organization_id}"
-        )
+        """Registers a facility of the caller's own organization."""
+        own(principal, organization_id, f"organizations/{organization_id}")
         check_facility(display_name, region, country_code, latitude, longitude)
         with self._engine.begin() as conn:
-            repo = SqlRepository(conn)
+            repo = NetworkRepository(conn)
             earlier = idempotency.replayed(conn, principal, "CreateFacility", request_id)
             if earlier is not None:
                 return self._facility(repo, earlier.split("/")[1], earlier.split("/")[3])
@@ -58,33 +124,37 @@ class SupplyApplication:
                 self._clock(),
             )
             repo.add_facility(facility)
-            envelope = make_envelope(
-                source=SOURCE,
-                event_type="supply.facility.created",
-                subject=facility.name,
-                organization=principal.organization_name,
-                data=facility_created(facility),
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.facility.created",
+                facility.name,
+                facility_created(facility),
+                facility.id,
+                [organization_id],
             )
-            outbox.enqueue(conn, envelope, key=facility.id)
             audit.record(conn, principal, "facility.create", facility.name)
             idempotency.remember(conn, principal, "CreateFacility", request_id, facility.name)
+        record = facility_record(facility)
+        self._cache.committed(version, lambda n: n.upsert_facility(record))
         return facility
 
     def get_facility(
         self, principal: Principal, organization_id: str, facility_id: str
     ) -> Facility:
+        """A facility of the caller's organization; NotFound otherwise."""
         name = f"organizations/{organization_id}/facilities/{facility_id}"
-        authz.require_own_organization(principal, organization_id, name)
-        with self._engine.begin() as conn:
+        own(principal, organization_id, name)
+        with read_only(self._engine) as conn:
             return self._facility(SqlRepository(conn), organization_id, facility_id)
 
     def list_facilities(
         self, principal: Principal, organization_id: str, page: Page
     ) -> Listed[Facility]:
-        authz.require_own_organization(
-            principal, organization_id, f"organizations/{organization_id}"
-        )
-        with self._engine.begin() as conn:
+        """One page of the caller's facilities."""
+        own(principal, organization_id, f"organizations/{organization_id}")
+        with read_only(self._engine) as conn:
             rows = SqlRepository(conn).list_facilities(
                 organization_id, page.after_seq, page.limit + 1
             )
@@ -95,3 +165,618 @@ class SupplyApplication:
         if facility is None:
             raise NotFound(f"organizations/{organization_id}/facilities/{facility_id} not found")
         return facility
+
+    # --- capabilities -----
+
+    def create_capability(
+        self,
+        principal: Principal,
+        organization_id: str,
+        facility_id: str,
+        capability_id: str,
+        process: str,
+        materials: Sequence[str],
+        monthly_capacity: float,
+        certifications: Sequence[str],
+        request_id: str,
+    ) -> Capability:
+        """Publishes a capability of one of the caller's facilities."""
+        parent = f"organizations/{organization_id}/facilities/{facility_id}"
+        own(principal, organization_id, parent)
+        capability_id = capability_id or uuid.uuid4().hex
+        problems = check_id(capability_id, "capability_id")
+        problems += capability_problems(
+            "capability.", process, materials, monthly_capacity, certifications
+        )
+        raise_if(problems)
+        capability = Capability(
+            capability_id,
+            organization_id,
+            facility_id,
+            process,
+            tuple(sorted(set(materials))),
+            monthly_capacity,
+            tuple(sorted(set(certifications))),
+        )
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            earlier = idempotency.replayed(conn, principal, "CreateCapability", request_id)
+            if earlier is not None:
+                return self._capability(repo, earlier)
+            self._facility(repo, organization_id, facility_id)
+            if repo.capabilities_by_id([capability_id]):
+                raise InvalidArgument.field("capability_id", f"{capability_id!r} is already used")
+            repo.put_capability(capability, True, self._clock())
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.capability.created",
+                capability.name,
+                events_pb2.CapabilityCreated(capability=capability_proto(capability)),
+                facility_id,
+                [organization_id],
+            )
+            audit.record(conn, principal, "capability.create", capability.name)
+            idempotency.remember(conn, principal, "CreateCapability", request_id, capability.name)
+        record = capability_record(capability)
+        self._cache.committed(version, lambda n: n.upsert_capability(record))
+        return capability
+
+    def get_capability(self, principal: Principal, name: str) -> Capability:
+        """A capability of the caller's; NotFound otherwise."""
+        with read_only(self._engine) as conn:
+            return self._capability(NetworkRepository(conn), name, principal)
+
+    def _capability(
+        self, repo: NetworkRepository, name: str, principal: Principal | None = None
+    ) -> Capability:
+        parts = name.split("/")
+        organization_id, facility_id, capability_id = parts[1], parts[3], parts[5]
+        if principal is not None:
+            own(principal, organization_id, name)
+        capability = repo.get_capability(organization_id, facility_id, capability_id)
+        if capability is None:
+            raise NotFound(f"{name} not found")
+        return capability
+
+    def list_capabilities(
+        self, principal: Principal, organization_id: str, facility_id: str, page: Page
+    ) -> Listed[Capability]:
+        """One page of the capabilities of one of the caller's facilities."""
+        parent = f"organizations/{organization_id}/facilities/{facility_id}"
+        own(principal, organization_id, parent)
+        with read_only(self._engine) as conn:
+            repo = NetworkRepository(conn)
+            self._facility(repo, organization_id, facility_id)
+            rows = repo.list_capabilities(facility_id, page.after_seq, page.limit + 1)
+        return page_of(page, rows)
+
+    def delete_capability(self, principal: Principal, name: str, request_id: str) -> None:
+        """Withdraws a capability of the caller's."""
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            if idempotency.replayed(conn, principal, "DeleteCapability", request_id):
+                return
+            capability = self._capability(repo, name, principal)
+            repo.delete_capability(capability.id)
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.capability.deleted",
+                name,
+                events_pb2.NetworkResourceDeleted(name=name),
+                capability.facility_id,
+                [capability.organization_id],
+            )
+            audit.record(conn, principal, "capability.delete", name)
+            idempotency.remember(conn, principal, "DeleteCapability", request_id, name)
+        self._cache.committed(version, lambda n: n.remove_capability(capability.id))
+
+    # --- items -----
+
+    def create_item(self, principal: Principal, item: Item, request_id: str) -> Item:
+        """Creates `item` (id may be empty: one is generated) with its bill of materials."""
+        own(principal, item.organization_id, f"organizations/{item.organization_id}")
+        if not item.id:
+            item = _with_id(item, uuid.uuid4().hex)
+        raise_if(check_id(item.id, "item_id") + _item_problems(item))
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            earlier = idempotency.replayed(conn, principal, "CreateItem", request_id)
+            if earlier is not None:
+                return self._get_item(repo, principal, earlier)
+            if repo.items_by_id([item.id]):
+                raise InvalidArgument.field("item_id", f"{item.id!r} is already used")
+            _check_components_exist(repo, item)
+            # A new item has no parents yet, so its components cannot close a cycle.
+            repo.put_item(item, True, self._clock())
+            for component, quantity, _ in item.components:
+                repo.put_bom_line(item.id, component, quantity, True)
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.item.created",
+                item.name,
+                events_pb2.ItemCreated(item=item_proto(item)),
+                item.id,
+                [item.organization_id],
+            )
+            audit.record(conn, principal, "item.create", item.name)
+            idempotency.remember(conn, principal, "CreateItem", request_id, item.name)
+        record = item_record(item)
+        lines = [BomLine(item.id, c, q) for c, q, _ in item.components]
+
+        def apply(network: SupplyNetwork) -> None:
+            network.upsert_item(record)
+            for line in lines:
+                network.upsert_bom_line(line)
+
+        self._cache.committed(version, apply)
+        return item
+
+    def update_item(
+        self,
+        principal: Principal,
+        item_name: str,
+        changes: Item,
+        mask: Sequence[str],
+        request_id: str,
+    ) -> Item:
+        """Changes the fields of the caller's item named in `mask` (AIP-134); "components"
+        replaces its bill of materials, refused when it would close a cycle."""
+        unknown = sorted(set(mask) - UPDATABLE_ITEM_FIELDS)
+        if not mask or unknown:
+            raise InvalidArgument.field(
+                "update_mask",
+                f"name fields among {', '.join(sorted(UPDATABLE_ITEM_FIELDS))}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
+            )
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            # The cycle check reads every bill of materials; no other writer may add lines
+            # until this commits.
+            repo.lock_version()
+            current = self._get_item(repo, principal, item_name)
+            if idempotency.replayed(conn, principal, "UpdateItem", request_id):
+                return current
+            updated = replace(current, **{f: getattr(changes, f) for f in mask})
+            raise_if(_item_problems(updated))
+            if "components" in mask:
+                _check_components_exist(repo, updated)
+                bom = repo.all_bom()
+                bom[updated.id] = {c: q for c, q, _ in updated.components}
+                cycle = find_cycle(bom)
+                if cycle is not None:
+                    raise InvalidArgument.field(
+                        "item.components",
+                        "would close a cycle in the bill of materials: " + " -> ".join(cycle),
+                    )
+                repo.replace_bom(updated.id, [(c, q) for c, q, _ in updated.components])
+            repo.put_item(updated, False, self._clock())
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.item.updated",
+                updated.name,
+                events_pb2.ItemUpdated(item=item_proto(updated), update_mask=sorted(mask)),
+                updated.id,
+                [updated.organization_id],
+            )
+            audit.record(conn, principal, "item.update", updated.name, {"fields": sorted(mask)})
+            idempotency.remember(conn, principal, "UpdateItem", request_id, updated.name)
+        record = item_record(updated)
+        old = [c for c, _, _ in current.components]
+        new = [BomLine(updated.id, c, q) for c, q, _ in updated.components]
+
+        def apply(network: SupplyNetwork) -> None:
+            network.upsert_item(record)
+            if "components" in mask:
+                for component in old:
+                    network.remove_bom_line(updated.id, component)
+                for line in new:
+                    network.upsert_bom_line(line)
+
+        self._cache.committed(version, apply)
+        return updated
+
+    def get_item(self, principal: Principal, item_name: str) -> Item:
+        """The item named `organizations/{o}/items/{i}`; NotFound unless it is the caller's."""
+        with read_only(self._engine) as conn:
+            return self._get_item(NetworkRepository(conn), principal, item_name)
+
+    def _get_item(self, repo: NetworkRepository, principal: Principal, item_name: str) -> Item:
+        parts = item_name.split("/")
+        if len(parts) != 4 or parts[0] != "organizations" or parts[2] != "items":
+            raise InvalidArgument.field(
+                "item", f"{item_name!r} is not organizations/{{o}}/items/{{i}}"
+            )
+        own(principal, parts[1], item_name)
+        item = repo.get_item(parts[1], parts[3])
+        if item is None:
+            raise NotFound(f"{item_name} not found")
+        return item
+
+    def list_items(self, principal: Principal, organization_id: str, page: Page) -> Listed[Item]:
+        """One page of the caller's items with their bills of materials."""
+        own(principal, organization_id, f"organizations/{organization_id}")
+        with read_only(self._engine) as conn:
+            rows = NetworkRepository(conn).list_items(
+                organization_id, page.after_seq, page.limit + 1
+            )
+        return page_of(page, rows)
+
+    # --- supply edges -----
+
+    def create_supply_edge(
+        self,
+        principal: Principal,
+        organization_id: str,
+        edge_id: str,
+        facility_name: str,
+        item_name: str,
+        customer_name: str,
+        lead_time_days: float,
+        unit_price: float,
+        share: float,
+        monthly_volume: float,
+        request_id: str,
+    ) -> SupplyEdge:
+        """Records that a facility supplies an item to a customer; the caller is one of the two
+        parties."""
+        own(principal, organization_id, f"organizations/{organization_id}")
+        edge_id = edge_id or uuid.uuid4().hex
+        problems = check_id(edge_id, "supply_edge_id")
+        problems += edge_problems("supply_edge.", lead_time_days, unit_price, share, monthly_volume)
+        fparts, iparts, cparts = (
+            facility_name.split("/"),
+            item_name.split("/"),
+            customer_name.split("/"),
+        )
+        if len(fparts) != 4 or fparts[0] != "organizations" or fparts[2] != "facilities":
+            problems.append(
+                FieldViolation("supply_edge.facility", "must be organizations/{o}/facilities/{f}")
+            )
+        if len(iparts) != 4 or iparts[0] != "organizations" or iparts[2] != "items":
+            problems.append(
+                FieldViolation("supply_edge.item", "must be organizations/{o}/items/{i}")
+            )
+        if len(cparts) != 2 or cparts[0] != "organizations":
+            problems.append(FieldViolation("supply_edge.customer", "must be organizations/{o}"))
+        raise_if(problems)
+        supplier_id, facility_id = fparts[1], fparts[3]
+        item_owner, item_id = iparts[1], iparts[3]
+        customer_id = cparts[1]
+        if organization_id not in (supplier_id, customer_id):
+            raise InvalidArgument.field(
+                "supply_edge", "you must be the supplier (own the facility) or the customer"
+            )
+        if item_owner not in (supplier_id, customer_id):
+            raise InvalidArgument.field(
+                "supply_edge.item", "must be an item of the supplier or of the customer"
+            )
+        edge = SupplyEdge(
+            edge_id,
+            organization_id,
+            facility_id,
+            supplier_id,
+            item_id,
+            item_owner,
+            customer_id,
+            lead_time_days,
+            unit_price,
+            share,
+            monthly_volume,
+        )
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            earlier = idempotency.replayed(conn, principal, "CreateSupplyEdge", request_id)
+            if earlier is not None:
+                return self._edge(repo, principal, earlier)
+            # The other party's resources are referenced by the names it shared; a wrong one
+            # reads as not found, whether it exists elsewhere or not.
+            if repo.get_facility(supplier_id, facility_id) is None:
+                raise NotFound(f"{facility_name} not found")
+            if repo.get_item(item_owner, item_id) is None:
+                raise NotFound(f"{item_name} not found")
+            if not repo.organizations_among([customer_id]):
+                raise NotFound(f"{customer_name} not found")
+            if repo.edges_by_id([edge_id]):
+                raise InvalidArgument.field("supply_edge_id", f"{edge_id!r} is already used")
+            repo.put_edge(edge, True, self._clock())
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.edge.created",
+                edge.name,
+                events_pb2.SupplyEdgeCreated(supply_edge=edge_proto(edge)),
+                edge.id,
+                [supplier_id, customer_id],
+            )
+            audit.record(conn, principal, "supply_edge.create", edge.name)
+            idempotency.remember(conn, principal, "CreateSupplyEdge", request_id, edge.name)
+        record = edge_record(edge)
+        self._cache.committed(version, lambda n: n.upsert_edge(record))
+        return edge
+
+    def get_supply_edge(self, principal: Principal, name: str) -> SupplyEdge:
+        """An edge the caller is the supplier or the customer of; NotFound otherwise."""
+        with read_only(self._engine) as conn:
+            return self._edge(NetworkRepository(conn), principal, name)
+
+    def _edge(self, repo: NetworkRepository, principal: Principal, name: str) -> SupplyEdge:
+        parts = name.split("/")
+        edge = repo.get_edge(parts[3]) if len(parts) == 4 else None
+        if edge is None or edge.name != name or not edge.visible_to(principal.organization_id):
+            raise NotFound(f"{name} not found")
+        return edge
+
+    def list_supply_edges(
+        self, principal: Principal, organization_id: str, page: Page
+    ) -> Listed[SupplyEdge]:
+        """One page of the edges where the caller is the supplier or the customer."""
+        own(principal, organization_id, f"organizations/{organization_id}")
+        with read_only(self._engine) as conn:
+            rows = NetworkRepository(conn).list_visible_edges(
+                organization_id, page.after_seq, page.limit + 1
+            )
+        return page_of(page, rows)
+
+    def delete_supply_edge(self, principal: Principal, name: str, request_id: str) -> None:
+        """Deletes an edge; only the party that created it may."""
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            if idempotency.replayed(conn, principal, "DeleteSupplyEdge", request_id):
+                return
+            edge = self._edge(repo, principal, name)
+            if edge.owner_id != principal.organization_id:
+                raise PermissionDenied(
+                    f"only organizations/{edge.owner_id}, which created it, may delete {name}"
+                )
+            repo.delete_edge(edge.id)
+            version = repo.bump_version()
+            emit(
+                conn,
+                principal,
+                "supply.edge.deleted",
+                name,
+                events_pb2.NetworkResourceDeleted(name=name),
+                edge.id,
+                [edge.supplier_id, edge.customer_id],
+            )
+            audit.record(conn, principal, "supply_edge.delete", name)
+            idempotency.remember(conn, principal, "DeleteSupplyEdge", request_id, name)
+        self._cache.committed(version, lambda n: n.remove_edge(edge.id))
+
+    # --- import and export -----
+
+    def import_network(
+        self, principal: Principal, organization_id: str, fmt: str, content: bytes, request_id: str
+    ) -> ImportResult:
+        """Validates every row, then writes all of them in one transaction (or nothing)."""
+        own(principal, organization_id, f"organizations/{organization_id}")
+        idempotency.check_request_id(request_id)
+        rows, parse_problems = parse_rows(fmt, content)
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            # Validation reads the whole bill of materials: a concurrent import must not add
+            # lines between these reads and this commit (two halves of a cycle).
+            repo.lock_version()
+            replayed = idempotency.replayed(conn, principal, "ImportNetwork", request_id)
+            refs = referenced_ids(rows)
+            existing = Existing(
+                organizations=repo.organizations_among(refs.organizations),
+                facilities=repo.facilities_by_id(refs.facilities),
+                capabilities=repo.capabilities_by_id(refs.capabilities),
+                items=repo.items_by_id(refs.items),
+                edges=repo.edges_by_id(refs.edges),
+                bom=repo.all_bom(),
+                bought=repo.bought_items(organization_id),
+            )
+            now = self._clock()
+            plan = plan_import(organization_id, rows, existing, now, parse_problems)
+            result = ImportResult(plan.counts, len(rows))
+            if replayed is not None or not plan.changed:
+                # A retried or repeated import: nothing to write, the counts say why.
+                if replayed is None:
+                    idempotency.remember(
+                        conn,
+                        principal,
+                        "ImportNetwork",
+                        request_id,
+                        f"organizations/{organization_id}",
+                    )
+                return result
+            repo.insert_many(
+                [f for f, new in plan.facilities if new],
+                [c for c, new in plan.capabilities if new],
+                [i for i, new in plan.items if new],
+                [(p, c, q) for p, c, q, new in plan.bom_lines if new],
+                [e for e, new in plan.edges if new],
+                now,
+            )
+            for facility, new in plan.facilities:
+                if not new:
+                    repo.update_facility(facility)
+            for item, new in plan.items:
+                if not new:
+                    repo.put_item(item, False, now)
+            for capability, new in plan.capabilities:
+                if not new:
+                    repo.put_capability(capability, False, now)
+            for parent, component, quantity, new in plan.bom_lines:
+                if not new:
+                    repo.put_bom_line(parent, component, quantity, False)
+            for edge, new in plan.edges:
+                if not new:
+                    repo.put_edge(edge, False, now)
+            version = repo.bump_version()
+            counts = [
+                supply_pb2.ImportCounts(
+                    kind=kind, created=c.created, updated=c.updated, unchanged=c.unchanged
+                )
+                for kind, c in plan.counts.items()
+            ]
+            partners = {e.supplier_id for e, _ in plan.edges} | {
+                e.customer_id for e, _ in plan.edges
+            }
+            emit(
+                conn,
+                principal,
+                "supply.network.imported",
+                f"organizations/{organization_id}",
+                events_pb2.NetworkImported(
+                    organization=f"organizations/{organization_id}", counts=counts
+                ),
+                organization_id,
+                [organization_id, *sorted(partners)],
+            )
+            audit.record(
+                conn,
+                principal,
+                "network.import",
+                f"organizations/{organization_id}",
+                {k: [c.created, c.updated, c.unchanged] for k, c in plan.counts.items()},
+            )
+            idempotency.remember(
+                conn, principal, "ImportNetwork", request_id, f"organizations/{organization_id}"
+            )
+        facility_records = [facility_record(f) for f, _ in plan.facilities]
+        item_records = [item_record(i) for i, _ in plan.items]
+        capability_records = [capability_record(c) for c, _ in plan.capabilities]
+        lines = [BomLine(p, c, q) for p, c, q, _ in plan.bom_lines]
+        edge_records = [edge_record(e) for e, _ in plan.edges]
+
+        def apply(network: SupplyNetwork) -> None:
+            for f in facility_records:
+                network.upsert_facility(f)
+            for i in item_records:
+                network.upsert_item(i)
+            for c in capability_records:
+                network.upsert_capability(c)
+            for line in lines:
+                network.upsert_bom_line(line)
+            for e in edge_records:
+                network.upsert_edge(e)
+
+        self._cache.committed(version, apply)
+        return result
+
+    def export_network(
+        self, principal: Principal, organization_id: str, fmt: str, chunk_bytes: int = 1 << 20
+    ) -> list[bytes]:
+        """The caller's data as import rows, read in one snapshot and rendered here (in the
+        caller's worker thread, not the event loop), as chunks of about `chunk_bytes`."""
+        own(principal, organization_id, f"organizations/{organization_id}")
+        if fmt not in ("csv", "jsonl"):
+            raise InvalidArgument.field("format", "must be NETWORK_FORMAT_CSV or _JSON_LINES")
+        with read_only(self._engine) as conn:
+            repo = NetworkRepository(conn)
+            records = list(
+                _export_records(
+                    repo.all_facilities(organization_id),
+                    repo.all_capabilities(organization_id),
+                    repo.all_items(organization_id),
+                    repo.owned_edges(organization_id),
+                )
+            )
+        chunks: list[bytes] = []
+        pending: list[str] = []
+        size = 0
+        for line in _render_rows(fmt, records):
+            pending.append(line)
+            size += len(line)
+            if size >= chunk_bytes:
+                chunks.append("".join(pending).encode())
+                pending, size = [], 0
+        if pending:
+            chunks.append("".join(pending).encode())
+        return chunks
+
+    # --- for procurement and the servicer -----
+
+    def search_capable(
+        self,
+        principal: Principal,
+        process: str,
+        material: str,
+        region: str,
+        min_capacity: float,
+        certification: str,
+        limit: int,
+    ) -> list[CapableSupplier]:
+        """Discovery: supplier organizations with the matching facility and capability."""
+        return self.analytics.search_capable(
+            principal, process, material, region, min_capacity, certification, limit
+        )
+
+    def supplier_risk(self, organization_id: str) -> float:
+        """The supplier's risk score in [0, 1] (see SupplyNetwork.supplier_risk)."""
+        return self.analytics.supplier_risk(organization_id)
+
+
+UPDATABLE_ITEM_FIELDS = frozenset(
+    {
+        "display_name",
+        "part_number",
+        "end_item",
+        "unit_revenue",
+        "weekly_demand",
+        "inventory_weeks",
+        "design",
+        "revision",
+        "process",
+        "material",
+        "components",
+    }
+)
+
+
+def _item_problems(item: Item) -> list[FieldViolation]:
+    problems = item_problems(
+        "item.",
+        item.display_name,
+        item.part_number,
+        item.unit_revenue,
+        item.weekly_demand,
+        item.inventory_weeks,
+        item.design,
+        item.revision,
+        item.process,
+        item.material,
+    )
+    seen: set[str] = set()
+    for index, (component, quantity, _) in enumerate(item.components):
+        where = f"item.components[{index}]."
+        if component in seen:
+            problems.append(FieldViolation(where + "component", "is listed twice"))
+        seen.add(component)
+        if component == item.id:
+            problems.append(FieldViolation(where + "component", "an item cannot contain itself"))
+        if not (quantity > 0):
+            problems.append(FieldViolation(where + "quantity", "must be a number > 0"))
+    return problems
+
+
+def _check_components_exist(repo: NetworkRepository, item: Item) -> None:
+    """Components are the organization's own items or items it buys; others read as absent."""
+    if not item.components:
+        return
+    known = repo.items_by_id(c for c, _, _ in item.components)
+    bought = repo.bought_items(item.organization_id)
+    for index, (component, _, owner) in enumerate(item.components):
+        found = known.get(component)
+        if (
+            found is None
+            or found.organization_id != owner
+            or not (owner == item.organization_id or component in bought)
+        ):
+            raise NotFound(f"item.components[{index}].component: {component} not found")
+
+
+def _with_id(item: Item, item_id: str) -> Item:
+    return replace(item, id=item_id)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cadquery as cq
 import pytest
 
 from deploy.local.cli import PORTS
@@ -96,7 +97,7 @@ def token_of(output: str) -> str:
     return match.group(1)
 
 
-def test_make_up_story_and_restart(local_stack: LocalStack) -> None:
+def test_make_up_story_and_restart(local_stack: LocalStack, tmp_path: Path) -> None:
     local_stack.up()
     assert served_services(local_stack.env["COFAB_DESIGN_ADDRESS"]) >= {
         "cofab.design.v1.DesignService"
@@ -112,7 +113,8 @@ def test_make_up_story_and_restart(local_stack: LocalStack) -> None:
     globex = token_of(cofab("admin", "create-token", "globex", "admin"))
     assert "organizations/acme/users/admin" in cofab("whoami", token=acme)
     project = cofab("project", "create", "Bracket", token=acme).split()[0]
-    cofab("design", "create", project, "Bracket", "--part-number", "BR-1", token=acme)
+    design = cofab("design", "create", project, "Bracket", "--part-number", "BR-1", token=acme)
+    design = design.split()[0]
     cofab(
         "project", "invite", project, "globex", "--role", "viewer", "--expires-in", "3s", token=acme
     )
@@ -123,6 +125,18 @@ def test_make_up_story_and_restart(local_stack: LocalStack) -> None:
         assert time.monotonic() < deadline, members
         time.sleep(1)
     assert "UNAUTHENTICATED" in cofab("whoami", token="cofab_nope", ok=False)
+
+    # A revision is uploaded, converted and validated by the design service's workers.
+    step = tmp_path / "bracket.step"
+    cq.exporters.export(cq.Workplane().box(60, 30, 8).faces(">Z").hole(6), str(step))
+    pushed = cofab("revision", "push", design, str(step), "--wait", token=acme)
+    assert "SUCCEEDED" in pushed, pushed
+    # ...and the events reach ACME's partner feed through Kafka and the feed writer.
+    deadline = time.monotonic() + 60
+    while "design.revision.validated" not in (feed := cofab("events", token=acme)):
+        assert time.monotonic() < deadline, feed
+        time.sleep(1)
+    assert "identity.membership.invited" in feed
 
     assert local_stack.interrupt() == 0
     assert "cofab stopped" in "".join(local_stack.output)

@@ -32,8 +32,8 @@ from services.shared.relay import OutboxRelay
 from tests.integration.conftest import Stack
 from tests.integration.test_design_api import create_project, invite
 from workflows.bridge import EventBridge, run_bridge
-from workflows.invitation import InvitationActivities, InvitationOutcome, workflow_id
-from workflows.worker import build_worker
+from workflows.invitation import InvitationOutcome, workflow_id
+from workflows.worker import activities_for, build_worker
 
 
 @dataclass
@@ -72,9 +72,7 @@ async def pipeline(
     assert token is not None
     service = connect(token, stack.design.address, stack.supply.address)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
-        async with build_worker(
-            workflow_env.client, task_queue, InvitationActivities(service.projects), executor
-        ):
+        async with build_worker(workflow_env.client, task_queue, activities_for(service), executor):
             yield Pipeline(workflow_env.client, task_queue)
             stop.set()
             await bridge_task

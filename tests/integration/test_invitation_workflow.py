@@ -23,12 +23,11 @@ from services.shared.db import outbox
 from tests.integration.conftest import Stack
 from tests.integration.test_design_api import create_project, invite
 from workflows.invitation import (
-    InvitationActivities,
     InvitationInput,
     ProjectInvitationWorkflow,
     workflow_id,
 )
-from workflows.worker import build_worker
+from workflows.worker import activities_for, build_worker
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -55,9 +54,7 @@ async def run_invitation(
 ) -> tuple[str, WorkflowHistory]:
     task_queue = f"test-{uuid.uuid4().hex}"
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
-        async with build_worker(
-            client, task_queue, InvitationActivities(service.projects), executor
-        ):
+        async with build_worker(client, task_queue, activities_for(service), executor):
             handle = await client.start_workflow(
                 ProjectInvitationWorkflow.run,
                 invitation_input(membership),

@@ -44,6 +44,9 @@ def _design(row: Any) -> Design:
         part_number=row.part_number,
         creator=row.creator,
         create_time=row.create_time,
+        rule_set=row.rule_set,
+        material=row.material,
+        rule_overrides=dict(row.rule_overrides or {}),
     )
 
 
@@ -180,6 +183,22 @@ class SqlRepository:
                 part_number=design.part_number,
                 creator=design.creator,
                 create_time=design.create_time,
+                rule_set=design.rule_set,
+                material=design.material,
+                rule_overrides=dict(design.rule_overrides),
+            )
+        )
+
+    def update_design(self, design: Design) -> None:
+        self.conn.execute(
+            update(designs)
+            .where(designs.c.id == design.id)
+            .values(
+                display_name=design.display_name,
+                description=design.description,
+                rule_set=design.rule_set,
+                material=design.material,
+                rule_overrides=dict(design.rule_overrides),
             )
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, String, Table, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, String, Table, Text, UniqueConstraint
 
 from services.shared.db import SeqKey, UtcDateTime, metadata
 
@@ -17,5 +17,9 @@ designs = Table(
     Column("part_number", String(100), nullable=True),
     Column("creator", String(200), nullable=False),
     Column("create_time", UtcDateTime(), nullable=False),
+    # Validation settings of the design's revisions (migration 0003).
+    Column("rule_set", String(63), nullable=False, server_default="cnc-milling"),
+    Column("material", String(63), nullable=True),
+    Column("rule_overrides", JSON, nullable=True),
     UniqueConstraint("project_id", "part_number", name="uq_designs_project_part_number"),
 )

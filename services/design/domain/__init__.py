@@ -10,12 +10,30 @@ from services.design.domain.model import (
     expire,
     invite,
 )
+from services.design.domain.ports import BlobStore, BlobUpload, GeometryChecks
+from services.design.domain.revisions import (
+    ArtifactRef,
+    Branch,
+    ProcessingError,
+    PushHeader,
+    Revision,
+    RevisionState,
+)
 
 __all__ = [
+    "ArtifactRef",
+    "BlobStore",
+    "BlobUpload",
+    "Branch",
     "Design",
+    "GeometryChecks",
     "Membership",
     "MembershipState",
+    "ProcessingError",
     "Project",
+    "PushHeader",
+    "Revision",
+    "RevisionState",
     "accept",
     "decline",
     "expire",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 
 from services.shared.errors import FailedPrecondition, InvalidArgument, PreconditionViolation
 from services.shared.identity import Role
@@ -62,6 +64,11 @@ class Design:
     part_number: str | None
     creator: str
     create_time: dt.datetime
+    # Validation of its revisions: rule set id, material (None: the rule set's default) and
+    # per-rule limits overriding the rule set's.
+    rule_set: str = "cnc-milling"
+    material: str | None = None
+    rule_overrides: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -91,6 +98,30 @@ def check_part_number(value: str) -> str | None:
             "design.part_number", "must be 1-100 letters, digits or . _ / -, starting alphanumeric"
         )
     return value
+
+
+_RULE_SET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def check_validation(
+    rule_set: str, material: str, overrides: Mapping[str, float], known: Collection[str]
+) -> tuple[str, str | None, dict[str, float]]:
+    """A design's (rule set, material, overrides); the rule set defaults to CNC milling.
+    `known` lists the valid rule set ids (empty: only the shape is checked)."""
+    rule_set = rule_set or "cnc-milling"
+    if not _RULE_SET_RE.match(rule_set) or (known and rule_set not in known):
+        listed = f": one of {', '.join(sorted(known))}" if known else ""
+        raise InvalidArgument.field("design.rule_set", f"{rule_set!r} is not a rule set{listed}")
+    if len(material) > 63:
+        raise InvalidArgument.field("design.material", "must be at most 63 characters")
+    checked: dict[str, float] = {}
+    for rule, limit in overrides.items():
+        if not _RULE_SET_RE.match(rule) or not math.isfinite(limit):
+            raise InvalidArgument.field(
+                f"design.rule_overrides[{rule}]", "needs a rule id and a finite limit"
+            )
+        checked[rule] = limit
+    return rule_set, material or None, checked
 
 
 def invite_ttl(seconds: int) -> dt.timedelta:

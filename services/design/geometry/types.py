@@ -92,6 +92,7 @@ class Properties:
     solids: int | None = None  # B-rep only
     faces: int | None = None
     edges: int | None = None
+    holes: int | None = None  # B-rep only: distinct cylindrical holes (concave cylinders)
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,49 @@ class IngestResult:
     artifacts: Mapping[str, Path]
     # A script's declared parameters with the values used (defaults filled in).
     parameters: Mapping[str, ParameterValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """A script parameter as `build()` declares it: `name: type = default`."""
+
+    name: str
+    type: str  # "float", "int", "bool" or "str"
+    default: ParameterValue
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check of a rule set; `limit` (in `unit`) is what a design may override."""
+
+    id: str
+    check: str  # which measurement: see services.design.geometry.rules.CHECKS
+    severity: Severity
+    description: str
+    limit: float | None = None
+    unit: str = ""
+    axis: str | None = None  # envelope rules: "x", "y" or "z"
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The design rules of one manufacturing process, loaded from a data file."""
+
+    id: str
+    display_name: str
+    process: str
+    description: str
+    default_material: str
+    rules: tuple[Rule, ...]
+
+    @property
+    def limits(self) -> dict[str, float]:
+        """Rule id -> limit, for the rules that have one."""
+        return {r.id: r.limit for r in self.rules if r.limit is not None}
+
+
+@dataclass(frozen=True)
+class Material:
+    id: str
+    display_name: str
+    density_g_cm3: float

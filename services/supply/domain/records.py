@@ -1,7 +1,8 @@
 """The supplier network as plain records: what the SQL adapter loads and the analytics consume.
 
 Ids are the resource ids used in names (`organizations/{organization}/items/{item}` ...), unique
-platform-wide for facilities, items and edges. Plain Python, no I/O.
+platform-wide for facilities, items and edges. Plain Python, no I/O. Slotted, because the
+analytics hold a million edges in memory and a per-instance __dict__ would double that.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FacilityRecord:
     id: str
     organization_id: str
@@ -19,7 +20,7 @@ class FacilityRecord:
     longitude: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CapabilityRecord:
     id: str
     facility_id: str
@@ -29,7 +30,7 @@ class CapabilityRecord:
     certifications: frozenset[str]  # e.g. {"ISO9001", "IATF16949"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemRecord:
     id: str
     organization_id: str  # the owner (the OEM or the supplier that defines the item)
@@ -43,16 +44,20 @@ class ItemRecord:
     inventory_weeks: float
     design: str = ""  # projects/{p}/designs/{d}, when the item is a designed part
     revision: str = ""  # the released revision it is pinned to
+    # What making the item takes, matched against capabilities when re-sourcing it; empty when
+    # unknown (then only its current suppliers count as alternatives).
+    process: str = ""
+    material: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BomLine:
     parent_item_id: str
     component_item_id: str
     quantity: float  # components per parent
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SupplyEdgeRecord:
     """Facility `facility_id` supplies `item_id` to organization `customer_id`."""
 
@@ -66,7 +71,7 @@ class SupplyEdgeRecord:
     monthly_volume: float  # units per month on this edge
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FacilityOutage:
     """A facility down (capacity_factor 0) or reduced (0 < factor < 1) for `duration_days`."""
 

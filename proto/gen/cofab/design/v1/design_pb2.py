@@ -22,26 +22,93 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/design/v1/design.proto\x12\x0f\x63ofab.design.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x01\n\x06\x44\x65sign\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bpart_number\x18\x04 \x01(\t\x12\x0f\n\x07\x63reator\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x13\x43reateDesignRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\'\n\x06\x64\x65sign\x18\x02 \x01(\x0b\x32\x17.cofab.design.v1.Design\x12\x12\n\nrequest_id\x18\x03 \x01(\t\" \n\x10GetDesignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListDesignsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListDesignsResponse\x12(\n\x07\x64\x65signs\x18\x01 \x03(\x0b\x32\x17.cofab.design.v1.Design\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x81\x02\n\rDesignService\x12M\n\x0c\x43reateDesign\x12$.cofab.design.v1.CreateDesignRequest\x1a\x17.cofab.design.v1.Design\x12G\n\tGetDesign\x12!.cofab.design.v1.GetDesignRequest\x1a\x17.cofab.design.v1.Design\x12X\n\x0bListDesigns\x12#.cofab.design.v1.ListDesignsRequest\x1a$.cofab.design.v1.ListDesignsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/design/v1/design.proto\x12\x0f\x63ofab.design.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n\x06\x44\x65sign\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x13\n\x0bpart_number\x18\x04 \x01(\t\x12\x0f\n\x07\x63reator\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08rule_set\x18\x07 \x01(\t\x12\x10\n\x08material\x18\x08 \x01(\t\x12\x42\n\x0erule_overrides\x18\t \x03(\x0b\x32*.cofab.design.v1.Design.RuleOverridesEntry\x1a\x34\n\x12RuleOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x13\x43reateDesignRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\'\n\x06\x64\x65sign\x18\x02 \x01(\x0b\x32\x17.cofab.design.v1.Design\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\x83\x01\n\x13UpdateDesignRequest\x12\'\n\x06\x64\x65sign\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Design\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\" \n\x10GetDesignRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListDesignsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListDesignsResponse\x12(\n\x07\x64\x65signs\x18\x01 \x03(\x0b\x32\x17.cofab.design.v1.Design\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x07Vector3\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\x12\t\n\x01z\x18\x03 \x01(\x01\"s\n\x0eParameterValue\x12\x16\n\x0cnumber_value\x18\x01 \x01(\x01H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x03H\x00\x12\x16\n\x0cstring_value\x18\x03 \x01(\tH\x00\x12\x14\n\nbool_value\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind\"\xee\x02\n\nProperties\x12\x12\n\nvolume_mm3\x18\x01 \x01(\x01\x12\x10\n\x08\x61rea_mm2\x18\x02 \x01(\x01\x12*\n\x08\x62\x62ox_min\x18\x03 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12*\n\x08\x62\x62ox_max\x18\x04 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12\x30\n\x0e\x63\x65nter_of_mass\x18\x05 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12\x13\n\x06mass_g\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x08material\x18\x07 \x01(\t\x12\x11\n\ttriangles\x18\x08 \x01(\x03\x12\x0f\n\x07is_brep\x18\t \x01(\x08\x12\x13\n\x06solids\x18\n \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05\x66\x61\x63\x65s\x18\x0b \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05\x65\x64ges\x18\x0c \x01(\x05H\x03\x88\x01\x01\x42\t\n\x07_mass_gB\t\n\x07_solidsB\x08\n\x06_facesB\x08\n\x06_edges\"U\n\x08Location\x12\'\n\x05point\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12\x14\n\x07\x66\x61\x63\x65_id\x18\x02 \x01(\x05H\x00\x88\x01\x01\x42\n\n\x08_face_id\"\xd5\x01\n\x07\x46inding\x12\x0f\n\x07rule_id\x18\x01 \x01(\t\x12+\n\x08severity\x18\x02 \x01(\x0e\x32\x19.cofab.design.v1.Severity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\x08measured\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05limit\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04unit\x18\x06 \x01(\t\x12+\n\x08location\x18\x07 \x01(\x0b\x32\x19.cofab.design.v1.LocationB\x0b\n\t_measuredB\x08\n\x06_limit\"P\n\x08\x41rtifact\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x12\n\nmedia_type\x18\x04 \x01(\t\"0\n\x0fProcessingError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"?\n\x0f\x46indingsSummary\x12\x0c\n\x04info\x18\x01 \x01(\x05\x12\x0f\n\x07warning\x18\x02 \x01(\x05\x12\r\n\x05\x65rror\x18\x03 \x01(\x05\"\xcc\x06\n\x08Revision\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07parents\x18\x02 \x03(\t\x12\x0e\n\x06\x62ranch\x18\x03 \x01(\t\x12\x0e\n\x06\x61uthor\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x06 \x01(\t\x12\r\n\x05units\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x12\n\nsize_bytes\x18\t \x01(\x03\x12=\n\nparameters\x18\n \x03(\x0b\x32).cofab.design.v1.Revision.ParametersEntry\x12\x10\n\x08rule_set\x18\x0b \x01(\t\x12.\n\x05state\x18\x0c \x01(\x0e\x32\x1f.cofab.design.v1.Revision.State\x12/\n\x05\x65rror\x18\r \x01(\x0b\x32 .cofab.design.v1.ProcessingError\x12/\n\nproperties\x18\x0e \x01(\x0b\x32\x1b.cofab.design.v1.Properties\x12*\n\x08\x66indings\x18\x0f \x03(\x0b\x32\x18.cofab.design.v1.Finding\x12,\n\tartifacts\x18\x10 \x03(\x0b\x32\x19.cofab.design.v1.Artifact\x12/\n\x0b\x63reate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08released\x18\x12 \x01(\x08\x12\x30\n\x0crelease_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x10\x66indings_summary\x18\x14 \x01(\x0b\x32 .cofab.design.v1.FindingsSummary\x1aR\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.cofab.design.v1.ParameterValue:\x02\x38\x01\"k\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x11\n\rSTATE_RUNNING\x10\x02\x12\x13\n\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\"\xd0\x02\n\x12PushRevisionHeader\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x15\n\rbase_revision\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\r\n\x05units\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12G\n\nparameters\x18\t \x03(\x0b\x32\x33.cofab.design.v1.PushRevisionHeader.ParametersEntry\x12\x12\n\nrequest_id\x18\n \x01(\t\x1aR\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12.\n\x05value\x18\x02 \x01(\x0b\x32\x1f.cofab.design.v1.ParameterValue:\x02\x38\x01\"e\n\x13PushRevisionRequest\x12\x35\n\x06header\x18\x01 \x01(\x0b\x32#.cofab.design.v1.PushRevisionHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\"\n\x12GetRevisionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"]\n\x14ListRevisionsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\"^\n\x15ListRevisionsResponse\x12,\n\trevisions\x18\x01 \x03(\x0b\x32\x19.cofab.design.v1.Revision\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"U\n\x06\x42ranch\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04head\x18\x02 \x01(\t\x12/\n\x0bupdate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x13ListBranchesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListBranchesResponse\x12)\n\x08\x62ranches\x18\x01 \x03(\x0b\x32\x17.cofab.design.v1.Branch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x17\x44ownloadRevisionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x61rtifact\x18\x02 \x01(\t\"a\n\x18\x44ownloadRevisionResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"$\n\x14WatchRevisionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\":\n\x16ReleaseRevisionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"Q\n\x07RuleSet\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0f\n\x07process\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\"<\n\x13ListRuleSetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\\\n\x14ListRuleSetsResponse\x12+\n\trule_sets\x18\x01 \x03(\x0b\x32\x18.cofab.design.v1.RuleSet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*a\n\x08Severity\x12\x18\n\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n\rSEVERITY_INFO\x10\x01\x12\x14\n\x10SEVERITY_WARNING\x10\x02\x12\x12\n\x0eSEVERITY_ERROR\x10\x03\x32\xa3\x08\n\rDesignService\x12M\n\x0c\x43reateDesign\x12$.cofab.design.v1.CreateDesignRequest\x1a\x17.cofab.design.v1.Design\x12G\n\tGetDesign\x12!.cofab.design.v1.GetDesignRequest\x1a\x17.cofab.design.v1.Design\x12X\n\x0bListDesigns\x12#.cofab.design.v1.ListDesignsRequest\x1a$.cofab.design.v1.ListDesignsResponse\x12M\n\x0cUpdateDesign\x12$.cofab.design.v1.UpdateDesignRequest\x1a\x17.cofab.design.v1.Design\x12Q\n\x0cPushRevision\x12$.cofab.design.v1.PushRevisionRequest\x1a\x19.cofab.design.v1.Revision(\x01\x12M\n\x0bGetRevision\x12#.cofab.design.v1.GetRevisionRequest\x1a\x19.cofab.design.v1.Revision\x12^\n\rListRevisions\x12%.cofab.design.v1.ListRevisionsRequest\x1a&.cofab.design.v1.ListRevisionsResponse\x12[\n\x0cListBranches\x12$.cofab.design.v1.ListBranchesRequest\x1a%.cofab.design.v1.ListBranchesResponse\x12i\n\x10\x44ownloadRevision\x12(.cofab.design.v1.DownloadRevisionRequest\x1a).cofab.design.v1.DownloadRevisionResponse0\x01\x12S\n\rWatchRevision\x12%.cofab.design.v1.WatchRevisionRequest\x1a\x19.cofab.design.v1.Revision0\x01\x12U\n\x0fReleaseRevision\x12\'.cofab.design.v1.ReleaseRevisionRequest\x1a\x19.cofab.design.v1.Revision\x12[\n\x0cListRuleSets\x12$.cofab.design.v1.ListRuleSetsRequest\x1a%.cofab.design.v1.ListRuleSetsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.design.v1.design_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESIGN']._serialized_start=83
-  _globals['_DESIGN']._serialized_end=235
-  _globals['_CREATEDESIGNREQUEST']._serialized_start=237
-  _globals['_CREATEDESIGNREQUEST']._serialized_end=335
-  _globals['_GETDESIGNREQUEST']._serialized_start=337
-  _globals['_GETDESIGNREQUEST']._serialized_end=369
-  _globals['_LISTDESIGNSREQUEST']._serialized_start=371
-  _globals['_LISTDESIGNSREQUEST']._serialized_end=446
-  _globals['_LISTDESIGNSRESPONSE']._serialized_start=448
-  _globals['_LISTDESIGNSRESPONSE']._serialized_end=536
-  _globals['_DESIGNSERVICE']._serialized_start=539
-  _globals['_DESIGNSERVICE']._serialized_end=796
+  _globals['_DESIGN_RULEOVERRIDESENTRY']._loaded_options = None
+  _globals['_DESIGN_RULEOVERRIDESENTRY']._serialized_options = b'8\001'
+  _globals['_REVISION_PARAMETERSENTRY']._loaded_options = None
+  _globals['_REVISION_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_PUSHREVISIONHEADER_PARAMETERSENTRY']._loaded_options = None
+  _globals['_PUSHREVISIONHEADER_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_SEVERITY']._serialized_start=4162
+  _globals['_SEVERITY']._serialized_end=4259
+  _globals['_DESIGN']._serialized_start=117
+  _globals['_DESIGN']._serialized_end=427
+  _globals['_DESIGN_RULEOVERRIDESENTRY']._serialized_start=375
+  _globals['_DESIGN_RULEOVERRIDESENTRY']._serialized_end=427
+  _globals['_CREATEDESIGNREQUEST']._serialized_start=429
+  _globals['_CREATEDESIGNREQUEST']._serialized_end=527
+  _globals['_UPDATEDESIGNREQUEST']._serialized_start=530
+  _globals['_UPDATEDESIGNREQUEST']._serialized_end=661
+  _globals['_GETDESIGNREQUEST']._serialized_start=663
+  _globals['_GETDESIGNREQUEST']._serialized_end=695
+  _globals['_LISTDESIGNSREQUEST']._serialized_start=697
+  _globals['_LISTDESIGNSREQUEST']._serialized_end=772
+  _globals['_LISTDESIGNSRESPONSE']._serialized_start=774
+  _globals['_LISTDESIGNSRESPONSE']._serialized_end=862
+  _globals['_VECTOR3']._serialized_start=864
+  _globals['_VECTOR3']._serialized_end=906
+  _globals['_PARAMETERVALUE']._serialized_start=908
+  _globals['_PARAMETERVALUE']._serialized_end=1023
+  _globals['_PROPERTIES']._serialized_start=1026
+  _globals['_PROPERTIES']._serialized_end=1392
+  _globals['_LOCATION']._serialized_start=1394
+  _globals['_LOCATION']._serialized_end=1479
+  _globals['_FINDING']._serialized_start=1482
+  _globals['_FINDING']._serialized_end=1695
+  _globals['_ARTIFACT']._serialized_start=1697
+  _globals['_ARTIFACT']._serialized_end=1777
+  _globals['_PROCESSINGERROR']._serialized_start=1779
+  _globals['_PROCESSINGERROR']._serialized_end=1827
+  _globals['_FINDINGSSUMMARY']._serialized_start=1829
+  _globals['_FINDINGSSUMMARY']._serialized_end=1892
+  _globals['_REVISION']._serialized_start=1895
+  _globals['_REVISION']._serialized_end=2739
+  _globals['_REVISION_PARAMETERSENTRY']._serialized_start=2548
+  _globals['_REVISION_PARAMETERSENTRY']._serialized_end=2630
+  _globals['_REVISION_STATE']._serialized_start=2632
+  _globals['_REVISION_STATE']._serialized_end=2739
+  _globals['_PUSHREVISIONHEADER']._serialized_start=2742
+  _globals['_PUSHREVISIONHEADER']._serialized_end=3078
+  _globals['_PUSHREVISIONHEADER_PARAMETERSENTRY']._serialized_start=2548
+  _globals['_PUSHREVISIONHEADER_PARAMETERSENTRY']._serialized_end=2630
+  _globals['_PUSHREVISIONREQUEST']._serialized_start=3080
+  _globals['_PUSHREVISIONREQUEST']._serialized_end=3181
+  _globals['_GETREVISIONREQUEST']._serialized_start=3183
+  _globals['_GETREVISIONREQUEST']._serialized_end=3217
+  _globals['_LISTREVISIONSREQUEST']._serialized_start=3219
+  _globals['_LISTREVISIONSREQUEST']._serialized_end=3312
+  _globals['_LISTREVISIONSRESPONSE']._serialized_start=3314
+  _globals['_LISTREVISIONSRESPONSE']._serialized_end=3408
+  _globals['_BRANCH']._serialized_start=3410
+  _globals['_BRANCH']._serialized_end=3495
+  _globals['_LISTBRANCHESREQUEST']._serialized_start=3497
+  _globals['_LISTBRANCHESREQUEST']._serialized_end=3573
+  _globals['_LISTBRANCHESRESPONSE']._serialized_start=3575
+  _globals['_LISTBRANCHESRESPONSE']._serialized_end=3665
+  _globals['_DOWNLOADREVISIONREQUEST']._serialized_start=3667
+  _globals['_DOWNLOADREVISIONREQUEST']._serialized_end=3724
+  _globals['_DOWNLOADREVISIONRESPONSE']._serialized_start=3726
+  _globals['_DOWNLOADREVISIONRESPONSE']._serialized_end=3823
+  _globals['_WATCHREVISIONREQUEST']._serialized_start=3825
+  _globals['_WATCHREVISIONREQUEST']._serialized_end=3861
+  _globals['_RELEASEREVISIONREQUEST']._serialized_start=3863
+  _globals['_RELEASEREVISIONREQUEST']._serialized_end=3921
+  _globals['_RULESET']._serialized_start=3923
+  _globals['_RULESET']._serialized_end=4004
+  _globals['_LISTRULESETSREQUEST']._serialized_start=4006
+  _globals['_LISTRULESETSREQUEST']._serialized_end=4066
+  _globals['_LISTRULESETSRESPONSE']._serialized_start=4068
+  _globals['_LISTRULESETSRESPONSE']._serialized_end=4160
+  _globals['_DESIGNSERVICE']._serialized_start=4262
+  _globals['_DESIGNSERVICE']._serialized_end=5321
 # @@protoc_insertion_point(module_scope)

@@ -5,9 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,9 +21,48 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Severity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Severity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEVERITY_UNSPECIFIED: _Severity.ValueType  # 0
+    SEVERITY_INFO: _Severity.ValueType  # 1
+    SEVERITY_WARNING: _Severity.ValueType  # 2
+    SEVERITY_ERROR: _Severity.ValueType  # 3
+
+class Severity(_Severity, metaclass=_SeverityEnumTypeWrapper): ...
+
+SEVERITY_UNSPECIFIED: Severity.ValueType  # 0
+SEVERITY_INFO: Severity.ValueType  # 1
+SEVERITY_WARNING: Severity.ValueType  # 2
+SEVERITY_ERROR: Severity.ValueType  # 3
+Global___Severity: _TypeAlias = Severity  # noqa: Y015
+
 @_typing.final
 class Design(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class RuleOverridesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
 
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
@@ -29,6 +70,9 @@ class Design(_message.Message):
     PART_NUMBER_FIELD_NUMBER: _builtins.int
     CREATOR_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    RULE_SET_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    RULE_OVERRIDES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """projects/{project}/designs/{design}"""
     display_name: _builtins.str
@@ -37,8 +81,16 @@ class Design(_message.Message):
     """The company's own part number, unique within the project when set."""
     creator: _builtins.str
     """organizations/{organization}/users/{user}"""
+    rule_set: _builtins.str
+    """Validation rule set id (ListRuleSets); "cnc-milling" when not set at creation."""
+    material: _builtins.str
+    """Key of the material density table; empty: the rule set's default material."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def rule_overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Per-design limits overriding the rule set's, by rule id."""
+
     def __init__(
         self,
         *,
@@ -48,10 +100,13 @@ class Design(_message.Message):
         part_number: _builtins.str = ...,
         creator: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        rule_set: _builtins.str = ...,
+        material: _builtins.str = ...,
+        rule_overrides: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "description", b"description", "display_name", b"display_name", "name", b"name", "part_number", b"part_number"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "creator", b"creator", "description", b"description", "display_name", b"display_name", "material", b"material", "name", b"name", "part_number", b"part_number", "rule_overrides", b"rule_overrides", "rule_set", b"rule_set"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -83,6 +138,37 @@ class CreateDesignRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateDesignRequest: _TypeAlias = CreateDesignRequest  # noqa: Y015
+
+@_typing.final
+class UpdateDesignRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESIGN_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def design(self) -> Global___Design:
+        """The design, with its name set; only the fields in update_mask change."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Paths among display_name, description, rule_set, material, rule_overrides."""
+
+    def __init__(
+        self,
+        *,
+        design: Global___Design | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["design", b"design", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["design", b"design", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateDesignRequest: _TypeAlias = UpdateDesignRequest  # noqa: Y015
 
 @_typing.final
 class GetDesignRequest(_message.Message):
@@ -152,3 +238,858 @@ class ListDesignsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListDesignsResponse: _TypeAlias = ListDesignsResponse  # noqa: Y015
+
+@_typing.final
+class Vector3(_message.Message):
+    """A 3D point or vector, in millimetres."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    X_FIELD_NUMBER: _builtins.int
+    Y_FIELD_NUMBER: _builtins.int
+    Z_FIELD_NUMBER: _builtins.int
+    x: _builtins.float
+    y: _builtins.float
+    z: _builtins.float
+    def __init__(
+        self,
+        *,
+        x: _builtins.float = ...,
+        y: _builtins.float = ...,
+        z: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["x", b"x", "y", b"y", "z", b"z"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Vector3: _TypeAlias = Vector3  # noqa: Y015
+
+@_typing.final
+class ParameterValue(_message.Message):
+    """A value of a parametric script's parameter."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_VALUE_FIELD_NUMBER: _builtins.int
+    INT_VALUE_FIELD_NUMBER: _builtins.int
+    STRING_VALUE_FIELD_NUMBER: _builtins.int
+    BOOL_VALUE_FIELD_NUMBER: _builtins.int
+    number_value: _builtins.float
+    int_value: _builtins.int
+    string_value: _builtins.str
+    bool_value: _builtins.bool
+    def __init__(
+        self,
+        *,
+        number_value: _builtins.float = ...,
+        int_value: _builtins.int = ...,
+        string_value: _builtins.str = ...,
+        bool_value: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bool_value", b"bool_value", "int_value", b"int_value", "kind", b"kind", "number_value", b"number_value", "string_value", b"string_value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bool_value", b"bool_value", "int_value", b"int_value", "kind", b"kind", "number_value", b"number_value", "string_value", b"string_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["number_value", "int_value", "string_value", "bool_value"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___ParameterValue: _TypeAlias = ParameterValue  # noqa: Y015
+
+@_typing.final
+class Properties(_message.Message):
+    """Measured properties of a revision, in millimetres and grams."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUME_MM3_FIELD_NUMBER: _builtins.int
+    AREA_MM2_FIELD_NUMBER: _builtins.int
+    BBOX_MIN_FIELD_NUMBER: _builtins.int
+    BBOX_MAX_FIELD_NUMBER: _builtins.int
+    CENTER_OF_MASS_FIELD_NUMBER: _builtins.int
+    MASS_G_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    TRIANGLES_FIELD_NUMBER: _builtins.int
+    IS_BREP_FIELD_NUMBER: _builtins.int
+    SOLIDS_FIELD_NUMBER: _builtins.int
+    FACES_FIELD_NUMBER: _builtins.int
+    EDGES_FIELD_NUMBER: _builtins.int
+    volume_mm3: _builtins.float
+    area_mm2: _builtins.float
+    mass_g: _builtins.float
+    material: _builtins.str
+    triangles: _builtins.int
+    is_brep: _builtins.bool
+    solids: _builtins.int
+    faces: _builtins.int
+    edges: _builtins.int
+    @_builtins.property
+    def bbox_min(self) -> Global___Vector3: ...
+    @_builtins.property
+    def bbox_max(self) -> Global___Vector3: ...
+    @_builtins.property
+    def center_of_mass(self) -> Global___Vector3: ...
+    def __init__(
+        self,
+        *,
+        volume_mm3: _builtins.float = ...,
+        area_mm2: _builtins.float = ...,
+        bbox_min: Global___Vector3 | None = ...,
+        bbox_max: Global___Vector3 | None = ...,
+        center_of_mass: Global___Vector3 | None = ...,
+        mass_g: _builtins.float | None = ...,
+        material: _builtins.str = ...,
+        triangles: _builtins.int = ...,
+        is_brep: _builtins.bool = ...,
+        solids: _builtins.int | None = ...,
+        faces: _builtins.int | None = ...,
+        edges: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_edges", b"_edges", "_faces", b"_faces", "_mass_g", b"_mass_g", "_solids", b"_solids", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "center_of_mass", b"center_of_mass", "edges", b"edges", "faces", b"faces", "mass_g", b"mass_g", "solids", b"solids"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_edges", b"_edges", "_faces", b"_faces", "_mass_g", b"_mass_g", "_solids", b"_solids", "area_mm2", b"area_mm2", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "center_of_mass", b"center_of_mass", "edges", b"edges", "faces", b"faces", "is_brep", b"is_brep", "mass_g", b"mass_g", "material", b"material", "solids", b"solids", "triangles", b"triangles", "volume_mm3", b"volume_mm3"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__edges: _TypeAlias = _typing.Literal["edges"]  # noqa: Y015
+    _WhichOneofArgType__edges: _TypeAlias = _typing.Literal["_edges", b"_edges"]  # noqa: Y015
+    _WhichOneofReturnType__faces: _TypeAlias = _typing.Literal["faces"]  # noqa: Y015
+    _WhichOneofArgType__faces: _TypeAlias = _typing.Literal["_faces", b"_faces"]  # noqa: Y015
+    _WhichOneofReturnType__mass_g: _TypeAlias = _typing.Literal["mass_g"]  # noqa: Y015
+    _WhichOneofArgType__mass_g: _TypeAlias = _typing.Literal["_mass_g", b"_mass_g"]  # noqa: Y015
+    _WhichOneofReturnType__solids: _TypeAlias = _typing.Literal["solids"]  # noqa: Y015
+    _WhichOneofArgType__solids: _TypeAlias = _typing.Literal["_solids", b"_solids"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__edges) -> _WhichOneofReturnType__edges | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__faces) -> _WhichOneofReturnType__faces | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mass_g) -> _WhichOneofReturnType__mass_g | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__solids) -> _WhichOneofReturnType__solids | None: ...
+
+Global___Properties: _TypeAlias = Properties  # noqa: Y015
+
+@_typing.final
+class Location(_message.Message):
+    """Where on the part a finding applies."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINT_FIELD_NUMBER: _builtins.int
+    FACE_ID_FIELD_NUMBER: _builtins.int
+    face_id: _builtins.int
+    """B-rep face index; absent for meshes."""
+    @_builtins.property
+    def point(self) -> Global___Vector3: ...
+    def __init__(
+        self,
+        *,
+        point: Global___Vector3 | None = ...,
+        face_id: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_face_id", b"_face_id", "face_id", b"face_id", "point", b"point"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_face_id", b"_face_id", "face_id", b"face_id", "point", b"point"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__face_id: _TypeAlias = _typing.Literal["face_id"]  # noqa: Y015
+    _WhichOneofArgType__face_id: _TypeAlias = _typing.Literal["_face_id", b"_face_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__face_id) -> _WhichOneofReturnType__face_id | None: ...
+
+Global___Location: _TypeAlias = Location  # noqa: Y015
+
+@_typing.final
+class Finding(_message.Message):
+    """One design-rule check result."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    MEASURED_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    severity: Global___Severity.ValueType
+    message: _builtins.str
+    measured: _builtins.float
+    limit: _builtins.float
+    unit: _builtins.str
+    @_builtins.property
+    def location(self) -> Global___Location: ...
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        severity: Global___Severity.ValueType = ...,
+        message: _builtins.str = ...,
+        measured: _builtins.float | None = ...,
+        limit: _builtins.float | None = ...,
+        unit: _builtins.str = ...,
+        location: Global___Location | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_measured", b"_measured", "limit", b"limit", "location", b"location", "measured", b"measured"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "_measured", b"_measured", "limit", b"limit", "location", b"location", "measured", b"measured", "message", b"message", "rule_id", b"rule_id", "severity", b"severity", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__measured: _TypeAlias = _typing.Literal["measured"]  # noqa: Y015
+    _WhichOneofArgType__measured: _TypeAlias = _typing.Literal["_measured", b"_measured"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__measured) -> _WhichOneofReturnType__measured | None: ...
+
+Global___Finding: _TypeAlias = Finding  # noqa: Y015
+
+@_typing.final
+class Artifact(_message.Message):
+    """A file derived from a revision ("mesh.glb", "thumbnail.png", "report.json", "model.step")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    sha256: _builtins.str
+    size_bytes: _builtins.int
+    media_type: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        media_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["media_type", b"media_type", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Artifact: _TypeAlias = Artifact  # noqa: Y015
+
+@_typing.final
+class ProcessingError(_message.Message):
+    """Why processing failed, shaped like google.rpc.Status: a google.rpc.Code value and a message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    message: _builtins.str
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProcessingError: _TypeAlias = ProcessingError  # noqa: Y015
+
+@_typing.final
+class FindingsSummary(_message.Message):
+    """Counts of findings by severity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INFO_FIELD_NUMBER: _builtins.int
+    WARNING_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    info: _builtins.int
+    warning: _builtins.int
+    error: _builtins.int
+    def __init__(
+        self,
+        *,
+        info: _builtins.int = ...,
+        warning: _builtins.int = ...,
+        error: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "info", b"info", "warning", b"warning"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindingsSummary: _TypeAlias = FindingsSummary  # noqa: Y015
+
+@_typing.final
+class Revision(_message.Message):
+    """An immutable revision of a design."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Revision._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Revision._State.ValueType  # 0
+        STATE_PENDING: Revision._State.ValueType  # 1
+        STATE_RUNNING: Revision._State.ValueType  # 2
+        STATE_SUCCEEDED: Revision._State.ValueType  # 3
+        STATE_FAILED: Revision._State.ValueType  # 4
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: Revision.State.ValueType  # 0
+    STATE_PENDING: Revision.State.ValueType  # 1
+    STATE_RUNNING: Revision.State.ValueType  # 2
+    STATE_SUCCEEDED: Revision.State.ValueType  # 3
+    STATE_FAILED: Revision.State.ValueType  # 4
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___ParameterValue: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___ParameterValue | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PARENTS_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    RULE_SET_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    ARTIFACTS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    FINDINGS_SUMMARY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision}"""
+    branch: _builtins.str
+    author: _builtins.str
+    """organizations/{organization}/users/{user}"""
+    message: _builtins.str
+    format: _builtins.str
+    """step, stl, obj, 3mf, gltf, glb or cadquery"""
+    units: _builtins.str
+    """mm, cm, m or in"""
+    sha256: _builtins.str
+    """sha256 (hex) and size of the original content."""
+    size_bytes: _builtins.int
+    rule_set: _builtins.str
+    state: Global___Revision.State.ValueType
+    released: _builtins.bool
+    @_builtins.property
+    def parents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of the parent revisions (none for a branch's first revision)."""
+
+    @_builtins.property
+    def parameters(self) -> _containers.MessageMap[_builtins.str, Global___ParameterValue]:
+        """A script's parameters (the declared defaults filled in once processed)."""
+
+    @_builtins.property
+    def error(self) -> Global___ProcessingError:
+        """Set when state is FAILED."""
+
+    @_builtins.property
+    def properties(self) -> Global___Properties:
+        """Set when state is SUCCEEDED."""
+
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
+    @_builtins.property
+    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Artifact]: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def findings_summary(self) -> Global___FindingsSummary: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        parents: _abc.Iterable[_builtins.str] | None = ...,
+        branch: _builtins.str = ...,
+        author: _builtins.str = ...,
+        message: _builtins.str = ...,
+        format: _builtins.str = ...,
+        units: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        parameters: _abc.Mapping[_builtins.str, Global___ParameterValue] | None = ...,
+        rule_set: _builtins.str = ...,
+        state: Global___Revision.State.ValueType = ...,
+        error: Global___ProcessingError | None = ...,
+        properties: Global___Properties | None = ...,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+        artifacts: _abc.Iterable[Global___Artifact] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        released: _builtins.bool = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+        findings_summary: Global___FindingsSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "findings_summary", b"findings_summary", "properties", b"properties", "release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "author", b"author", "branch", b"branch", "create_time", b"create_time", "error", b"error", "findings", b"findings", "findings_summary", b"findings_summary", "format", b"format", "message", b"message", "name", b"name", "parameters", b"parameters", "parents", b"parents", "properties", b"properties", "release_time", b"release_time", "released", b"released", "rule_set", b"rule_set", "sha256", b"sha256", "size_bytes", b"size_bytes", "state", b"state", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Revision: _TypeAlias = Revision  # noqa: Y015
+
+@_typing.final
+class PushRevisionHeader(_message.Message):
+    """The header of a push: what the following chunks are."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParametersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___ParameterValue: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___ParameterValue | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
+    BASE_REVISION_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """projects/{project}/designs/{design}"""
+    branch: _builtins.str
+    """"main" when empty."""
+    base_revision: _builtins.str
+    """The revision the author started from: the branch head it expects. Empty only for the
+    first revision of a branch.
+    """
+    message: _builtins.str
+    format: _builtins.str
+    units: _builtins.str
+    """"mm" when empty."""
+    sha256: _builtins.str
+    """sha256 (hex) of the whole file and its size in bytes."""
+    size_bytes: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def parameters(self) -> _containers.MessageMap[_builtins.str, Global___ParameterValue]: ...
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        branch: _builtins.str = ...,
+        base_revision: _builtins.str = ...,
+        message: _builtins.str = ...,
+        format: _builtins.str = ...,
+        units: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        parameters: _abc.Mapping[_builtins.str, Global___ParameterValue] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_revision", b"base_revision", "branch", b"branch", "format", b"format", "message", b"message", "parameters", b"parameters", "parent", b"parent", "request_id", b"request_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PushRevisionHeader: _TypeAlias = PushRevisionHeader  # noqa: Y015
+
+@_typing.final
+class PushRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """Every later message: the next bytes of the file."""
+    @_builtins.property
+    def header(self) -> Global___PushRevisionHeader:
+        """The first message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        header: Global___PushRevisionHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___PushRevisionRequest: _TypeAlias = PushRevisionRequest  # noqa: Y015
+
+@_typing.final
+class GetRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRevisionRequest: _TypeAlias = GetRevisionRequest  # noqa: Y015
+
+@_typing.final
+class ListRevisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    BRANCH_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """projects/{project}/designs/{design}"""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    branch: _builtins.str
+    """Only the revisions pushed on this branch, when set."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        branch: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRevisionsRequest: _TypeAlias = ListRevisionsRequest  # noqa: Y015
+
+@_typing.final
+class ListRevisionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def revisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Revision]: ...
+    def __init__(
+        self,
+        *,
+        revisions: _abc.Iterable[Global___Revision] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "revisions", b"revisions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRevisionsResponse: _TypeAlias = ListRevisionsResponse  # noqa: Y015
+
+@_typing.final
+class Branch(_message.Message):
+    """A line of development of a design; its head moves by compare-and-set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HEAD_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/branches/{branch}"""
+    head: _builtins.str
+    """The head revision's name."""
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        head: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["head", b"head", "name", b"name", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Branch: _TypeAlias = Branch  # noqa: Y015
+
+@_typing.final
+class ListBranchesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """projects/{project}/designs/{design}"""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBranchesRequest: _TypeAlias = ListBranchesRequest  # noqa: Y015
+
+@_typing.final
+class ListBranchesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BRANCHES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def branches(self) -> _containers.RepeatedCompositeFieldContainer[Global___Branch]: ...
+    def __init__(
+        self,
+        *,
+        branches: _abc.Iterable[Global___Branch] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["branches", b"branches", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBranchesResponse: _TypeAlias = ListBranchesResponse  # noqa: Y015
+
+@_typing.final
+class DownloadRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ARTIFACT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision}"""
+    artifact: _builtins.str
+    """An artifact name ("mesh.glb", ...); empty: the original content."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        artifact: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadRevisionRequest: _TypeAlias = DownloadRevisionRequest  # noqa: Y015
+
+@_typing.final
+class DownloadRevisionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    media_type: _builtins.str
+    """Set in the first message only."""
+    size_bytes: _builtins.int
+    sha256: _builtins.str
+    def __init__(
+        self,
+        *,
+        chunk: _builtins.bytes = ...,
+        media_type: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "media_type", b"media_type", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadRevisionResponse: _TypeAlias = DownloadRevisionResponse  # noqa: Y015
+
+@_typing.final
+class WatchRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevisionRequest: _TypeAlias = WatchRevisionRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseRevisionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision}"""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseRevisionRequest: _TypeAlias = ReleaseRevisionRequest  # noqa: Y015
+
+@_typing.final
+class RuleSet(_message.Message):
+    """A validation rule set of one manufacturing process."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    display_name: _builtins.str
+    process: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        process: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "display_name", b"display_name", "id", b"id", "process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuleSet: _TypeAlias = RuleSet  # noqa: Y015
+
+@_typing.final
+class ListRuleSetsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRuleSetsRequest: _TypeAlias = ListRuleSetsRequest  # noqa: Y015
+
+@_typing.final
+class ListRuleSetsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_SETS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def rule_sets(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuleSet]: ...
+    def __init__(
+        self,
+        *,
+        rule_sets: _abc.Iterable[Global___RuleSet] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rule_sets", b"rule_sets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRuleSetsResponse: _TypeAlias = ListRuleSetsResponse  # noqa: Y015

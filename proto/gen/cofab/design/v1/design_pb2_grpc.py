@@ -50,6 +50,51 @@ class DesignServiceStub:
                 request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListDesignsRequest.SerializeToString,
                 response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListDesignsResponse.FromString,
                 _registered_method=True)
+        self.UpdateDesign = channel.unary_unary(
+                '/cofab.design.v1.DesignService/UpdateDesign',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.UpdateDesignRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.Design.FromString,
+                _registered_method=True)
+        self.PushRevision = channel.stream_unary(
+                '/cofab.design.v1.DesignService/PushRevision',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.PushRevisionRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+                _registered_method=True)
+        self.GetRevision = channel.unary_unary(
+                '/cofab.design.v1.DesignService/GetRevision',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+                _registered_method=True)
+        self.ListRevisions = channel.unary_unary(
+                '/cofab.design.v1.DesignService/ListRevisions',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRevisionsRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRevisionsResponse.FromString,
+                _registered_method=True)
+        self.ListBranches = channel.unary_unary(
+                '/cofab.design.v1.DesignService/ListBranches',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListBranchesRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListBranchesResponse.FromString,
+                _registered_method=True)
+        self.DownloadRevision = channel.unary_stream(
+                '/cofab.design.v1.DesignService/DownloadRevision',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionResponse.FromString,
+                _registered_method=True)
+        self.WatchRevision = channel.unary_stream(
+                '/cofab.design.v1.DesignService/WatchRevision',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+                _registered_method=True)
+        self.ReleaseRevision = channel.unary_unary(
+                '/cofab.design.v1.DesignService/ReleaseRevision',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ReleaseRevisionRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+                _registered_method=True)
+        self.ListRuleSets = channel.unary_unary(
+                '/cofab.design.v1.DesignService/ListRuleSets',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.FromString,
+                _registered_method=True)
 
 
 class DesignServiceServicer:
@@ -77,6 +122,72 @@ class DesignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateDesign(self, request, context):
+        """Updates a design's display name, description or validation settings (editor role needed).
+        Revisions pushed afterwards use the new settings; earlier ones keep theirs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushRevision(self, request_iterator, context):
+        """Pushes a revision: a header message, then the file in chunks (editor role needed). Returns
+        the PENDING revision at once; conversion and validation run afterwards (WatchRevision).
+        The branch head moves by compare-and-set from `base_revision`: ABORTED names the current head.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRevision(self, request, context):
+        """Gets a revision (viewer role needed). Every read is audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevisions(self, request, context):
+        """Lists a design's revisions, oldest first, optionally of one branch (viewer role needed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBranches(self, request, context):
+        """Lists a design's branches and their heads (viewer role needed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadRevision(self, request, context):
+        """Streams a revision's original content, or one of its artifacts (viewer role needed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevision(self, request, context):
+        """Streams the revision now, then every change of its state until SUCCEEDED or FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseRevision(self, request, context):
+        """Releases a SUCCEEDED revision (owner role, or a platform service account).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuleSets(self, request, context):
+        """Lists the validation rule sets designs can use (any authenticated caller).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesignServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +205,51 @@ def add_DesignServiceServicer_to_server(servicer, server):
                     servicer.ListDesigns,
                     request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListDesignsRequest.FromString,
                     response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListDesignsResponse.SerializeToString,
+            ),
+            'UpdateDesign': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDesign,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.UpdateDesignRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.Design.SerializeToString,
+            ),
+            'PushRevision': grpc.stream_unary_rpc_method_handler(
+                    servicer.PushRevision,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.PushRevisionRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.SerializeToString,
+            ),
+            'GetRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevision,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.SerializeToString,
+            ),
+            'ListRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevisions,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRevisionsRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRevisionsResponse.SerializeToString,
+            ),
+            'ListBranches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBranches,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListBranchesRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListBranchesResponse.SerializeToString,
+            ),
+            'DownloadRevision': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadRevision,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionResponse.SerializeToString,
+            ),
+            'WatchRevision': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevision,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.SerializeToString,
+            ),
+            'ReleaseRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseRevision,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ReleaseRevisionRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.Revision.SerializeToString,
+            ),
+            'ListRuleSets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuleSets,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +334,249 @@ class DesignService:
             '/cofab.design.v1.DesignService/ListDesigns',
             cofab_dot_design_dot_v1_dot_design__pb2.ListDesignsRequest.SerializeToString,
             cofab_dot_design_dot_v1_dot_design__pb2.ListDesignsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDesign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/UpdateDesign',
+            cofab_dot_design_dot_v1_dot_design__pb2.UpdateDesignRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.Design.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushRevision(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cofab.design.v1.DesignService/PushRevision',
+            cofab_dot_design_dot_v1_dot_design__pb2.PushRevisionRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/GetRevision',
+            cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/ListRevisions',
+            cofab_dot_design_dot_v1_dot_design__pb2.ListRevisionsRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.ListRevisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBranches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/ListBranches',
+            cofab_dot_design_dot_v1_dot_design__pb2.ListBranchesRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.ListBranchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/DownloadRevision',
+            cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/WatchRevision',
+            cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/ReleaseRevision',
+            cofab_dot_design_dot_v1_dot_design__pb2.ReleaseRevisionRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.Revision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuleSets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/ListRuleSets',
+            cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

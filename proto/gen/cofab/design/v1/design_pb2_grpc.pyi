@@ -39,6 +39,29 @@ class DesignServiceStub:
     """Gets a design (viewer role needed). Every read is audited."""
     ListDesigns: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListDesignsRequest, _design_pb2.ListDesignsResponse]
     """Lists a project's designs (viewer role needed)."""
+    UpdateDesign: _grpc.UnaryUnaryMultiCallable[_design_pb2.UpdateDesignRequest, _design_pb2.Design]
+    """Updates a design's display name, description or validation settings (editor role needed).
+    Revisions pushed afterwards use the new settings; earlier ones keep theirs.
+    """
+    PushRevision: _grpc.StreamUnaryMultiCallable[_design_pb2.PushRevisionRequest, _design_pb2.Revision]
+    """Pushes a revision: a header message, then the file in chunks (editor role needed). Returns
+    the PENDING revision at once; conversion and validation run afterwards (WatchRevision).
+    The branch head moves by compare-and-set from `base_revision`: ABORTED names the current head.
+    """
+    GetRevision: _grpc.UnaryUnaryMultiCallable[_design_pb2.GetRevisionRequest, _design_pb2.Revision]
+    """Gets a revision (viewer role needed). Every read is audited."""
+    ListRevisions: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListRevisionsRequest, _design_pb2.ListRevisionsResponse]
+    """Lists a design's revisions, oldest first, optionally of one branch (viewer role needed)."""
+    ListBranches: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListBranchesRequest, _design_pb2.ListBranchesResponse]
+    """Lists a design's branches and their heads (viewer role needed)."""
+    DownloadRevision: _grpc.UnaryStreamMultiCallable[_design_pb2.DownloadRevisionRequest, _design_pb2.DownloadRevisionResponse]
+    """Streams a revision's original content, or one of its artifacts (viewer role needed)."""
+    WatchRevision: _grpc.UnaryStreamMultiCallable[_design_pb2.WatchRevisionRequest, _design_pb2.Revision]
+    """Streams the revision now, then every change of its state until SUCCEEDED or FAILED."""
+    ReleaseRevision: _grpc.UnaryUnaryMultiCallable[_design_pb2.ReleaseRevisionRequest, _design_pb2.Revision]
+    """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
+    ListRuleSets: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListRuleSetsRequest, _design_pb2.ListRuleSetsResponse]
+    """Lists the validation rule sets designs can use (any authenticated caller)."""
 
 @_typing.type_check_only
 class DesignServiceAsyncStub(DesignServiceStub):
@@ -51,6 +74,29 @@ class DesignServiceAsyncStub(DesignServiceStub):
     """Gets a design (viewer role needed). Every read is audited."""
     ListDesigns: _aio.UnaryUnaryMultiCallable[_design_pb2.ListDesignsRequest, _design_pb2.ListDesignsResponse]  # type: ignore[assignment]
     """Lists a project's designs (viewer role needed)."""
+    UpdateDesign: _aio.UnaryUnaryMultiCallable[_design_pb2.UpdateDesignRequest, _design_pb2.Design]  # type: ignore[assignment]
+    """Updates a design's display name, description or validation settings (editor role needed).
+    Revisions pushed afterwards use the new settings; earlier ones keep theirs.
+    """
+    PushRevision: _aio.StreamUnaryMultiCallable[_design_pb2.PushRevisionRequest, _design_pb2.Revision]  # type: ignore[assignment]
+    """Pushes a revision: a header message, then the file in chunks (editor role needed). Returns
+    the PENDING revision at once; conversion and validation run afterwards (WatchRevision).
+    The branch head moves by compare-and-set from `base_revision`: ABORTED names the current head.
+    """
+    GetRevision: _aio.UnaryUnaryMultiCallable[_design_pb2.GetRevisionRequest, _design_pb2.Revision]  # type: ignore[assignment]
+    """Gets a revision (viewer role needed). Every read is audited."""
+    ListRevisions: _aio.UnaryUnaryMultiCallable[_design_pb2.ListRevisionsRequest, _design_pb2.ListRevisionsResponse]  # type: ignore[assignment]
+    """Lists a design's revisions, oldest first, optionally of one branch (viewer role needed)."""
+    ListBranches: _aio.UnaryUnaryMultiCallable[_design_pb2.ListBranchesRequest, _design_pb2.ListBranchesResponse]  # type: ignore[assignment]
+    """Lists a design's branches and their heads (viewer role needed)."""
+    DownloadRevision: _aio.UnaryStreamMultiCallable[_design_pb2.DownloadRevisionRequest, _design_pb2.DownloadRevisionResponse]  # type: ignore[assignment]
+    """Streams a revision's original content, or one of its artifacts (viewer role needed)."""
+    WatchRevision: _aio.UnaryStreamMultiCallable[_design_pb2.WatchRevisionRequest, _design_pb2.Revision]  # type: ignore[assignment]
+    """Streams the revision now, then every change of its state until SUCCEEDED or FAILED."""
+    ReleaseRevision: _aio.UnaryUnaryMultiCallable[_design_pb2.ReleaseRevisionRequest, _design_pb2.Revision]  # type: ignore[assignment]
+    """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
+    ListRuleSets: _aio.UnaryUnaryMultiCallable[_design_pb2.ListRuleSetsRequest, _design_pb2.ListRuleSetsResponse]  # type: ignore[assignment]
+    """Lists the validation rule sets designs can use (any authenticated caller)."""
 
 class DesignServiceServicer(metaclass=_abc_1.ABCMeta):
     """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge."""
@@ -78,5 +124,82 @@ class DesignServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_design_pb2.ListDesignsResponse, _abc.Awaitable[_design_pb2.ListDesignsResponse]]:
         """Lists a project's designs (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def UpdateDesign(
+        self,
+        request: _design_pb2.UpdateDesignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.Design, _abc.Awaitable[_design_pb2.Design]]:
+        """Updates a design's display name, description or validation settings (editor role needed).
+        Revisions pushed afterwards use the new settings; earlier ones keep theirs.
+        """
+
+    @_abc_1.abstractmethod
+    def PushRevision(
+        self,
+        request_iterator: _MaybeAsyncIterator[_design_pb2.PushRevisionRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.Revision, _abc.Awaitable[_design_pb2.Revision]]:
+        """Pushes a revision: a header message, then the file in chunks (editor role needed). Returns
+        the PENDING revision at once; conversion and validation run afterwards (WatchRevision).
+        The branch head moves by compare-and-set from `base_revision`: ABORTED names the current head.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRevision(
+        self,
+        request: _design_pb2.GetRevisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.Revision, _abc.Awaitable[_design_pb2.Revision]]:
+        """Gets a revision (viewer role needed). Every read is audited."""
+
+    @_abc_1.abstractmethod
+    def ListRevisions(
+        self,
+        request: _design_pb2.ListRevisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.ListRevisionsResponse, _abc.Awaitable[_design_pb2.ListRevisionsResponse]]:
+        """Lists a design's revisions, oldest first, optionally of one branch (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def ListBranches(
+        self,
+        request: _design_pb2.ListBranchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.ListBranchesResponse, _abc.Awaitable[_design_pb2.ListBranchesResponse]]:
+        """Lists a design's branches and their heads (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def DownloadRevision(
+        self,
+        request: _design_pb2.DownloadRevisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_design_pb2.DownloadRevisionResponse], _abc.AsyncIterator[_design_pb2.DownloadRevisionResponse]]:
+        """Streams a revision's original content, or one of its artifacts (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def WatchRevision(
+        self,
+        request: _design_pb2.WatchRevisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_design_pb2.Revision], _abc.AsyncIterator[_design_pb2.Revision]]:
+        """Streams the revision now, then every change of its state until SUCCEEDED or FAILED."""
+
+    @_abc_1.abstractmethod
+    def ReleaseRevision(
+        self,
+        request: _design_pb2.ReleaseRevisionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.Revision, _abc.Awaitable[_design_pb2.Revision]]:
+        """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
+
+    @_abc_1.abstractmethod
+    def ListRuleSets(
+        self,
+        request: _design_pb2.ListRuleSetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.ListRuleSetsResponse, _abc.Awaitable[_design_pb2.ListRuleSetsResponse]]:
+        """Lists the validation rule sets designs can use (any authenticated caller)."""
 
 def add_DesignServiceServicer_to_server(servicer: DesignServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

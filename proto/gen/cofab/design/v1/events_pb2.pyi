@@ -4,8 +4,10 @@ isort:skip_file
 """
 
 from cofab.design.v1 import design_pb2 as _design_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -38,3 +40,101 @@ class DesignCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DesignCreated: _TypeAlias = DesignCreated  # noqa: Y015
+
+@_typing.final
+class RevisionValidated(_message.Message):
+    """Payload of `design.revision.validated`: processing ended, SUCCEEDED or FAILED."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    FINDINGS_SUMMARY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def revision(self) -> _design_pb2.Revision: ...
+    @_builtins.property
+    def findings_summary(self) -> _design_pb2.FindingsSummary: ...
+    def __init__(
+        self,
+        *,
+        revision: _design_pb2.Revision | None = ...,
+        findings_summary: _design_pb2.FindingsSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["findings_summary", b"findings_summary", "revision", b"revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings_summary", b"findings_summary", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionValidated: _TypeAlias = RevisionValidated  # noqa: Y015
+
+@_typing.final
+class RevisionReleased(_message.Message):
+    """Payload of `design.revision.released`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def revision(self) -> _design_pb2.Revision: ...
+    def __init__(
+        self,
+        *,
+        revision: _design_pb2.Revision | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionReleased: _TypeAlias = RevisionReleased  # noqa: Y015
+
+@_typing.final
+class RevisionPushed(_message.Message):
+    """Payload of `design.revision.pushed`: a revision was stored and waits for processing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def revision(self) -> _design_pb2.Revision: ...
+    def __init__(
+        self,
+        *,
+        revision: _design_pb2.Revision | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionPushed: _TypeAlias = RevisionPushed  # noqa: Y015
+
+@_typing.final
+class DesignUpdated(_message.Message):
+    """Payload of `design.design.updated`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESIGN_FIELD_NUMBER: _builtins.int
+    PATHS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def design(self) -> _design_pb2.Design: ...
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The fields that changed."""
+
+    def __init__(
+        self,
+        *,
+        design: _design_pb2.Design | None = ...,
+        paths: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["design", b"design"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["design", b"design", "paths", b"paths"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DesignUpdated: _TypeAlias = DesignUpdated  # noqa: Y015

@@ -4,8 +4,10 @@ isort:skip_file
 """
 
 from cofab.supply.v1 import supply_pb2 as _supply_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -38,3 +40,230 @@ class FacilityCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FacilityCreated: _TypeAlias = FacilityCreated  # noqa: Y015
+
+@_typing.final
+class NetworkImported(_message.Message):
+    """Payload of `supply.network.imported`: the caller's import committed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[_supply_pb2.ImportCounts]: ...
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        counts: _abc.Iterable[_supply_pb2.ImportCounts] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "organization", b"organization"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkImported: _TypeAlias = NetworkImported  # noqa: Y015
+
+@_typing.final
+class DisruptionReported(_message.Message):
+    """Payload of `supply.disruption.reported`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISRUPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def disruption(self) -> _supply_pb2.Disruption: ...
+    def __init__(
+        self,
+        *,
+        disruption: _supply_pb2.Disruption | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisruptionReported: _TypeAlias = DisruptionReported  # noqa: Y015
+
+@_typing.final
+class ImpactComputed(_message.Message):
+    """Payload of `supply.impact.computed`: one per affected customer organization, showing it only
+    its own hit items and, for the rest, counts.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISRUPTION_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    REVENUE_AT_RISK_FIELD_NUMBER: _builtins.int
+    OTHER_ITEMS_HIT_FIELD_NUMBER: _builtins.int
+    disruption: _builtins.str
+    """organizations/{organization}/disruptions/{disruption}"""
+    customer: _builtins.str
+    """organizations/{organization}, the customer this event is for."""
+    facility: _builtins.str
+    """The disrupted facility when it is a direct supplier of this customer; else empty."""
+    region: _builtins.str
+    revenue_at_risk: _builtins.float
+    other_items_hit: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[_supply_pb2.ItemImpact]: ...
+    def __init__(
+        self,
+        *,
+        disruption: _builtins.str = ...,
+        customer: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        region: _builtins.str = ...,
+        items: _abc.Iterable[_supply_pb2.ItemImpact] | None = ...,
+        revenue_at_risk: _builtins.float = ...,
+        other_items_hit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "disruption", b"disruption", "facility", b"facility", "items", b"items", "other_items_hit", b"other_items_hit", "region", b"region", "revenue_at_risk", b"revenue_at_risk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImpactComputed: _TypeAlias = ImpactComputed  # noqa: Y015
+
+@_typing.final
+class DisruptionResolved(_message.Message):
+    """Payload of `supply.disruption.resolved`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISRUPTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def disruption(self) -> _supply_pb2.Disruption: ...
+    def __init__(
+        self,
+        *,
+        disruption: _supply_pb2.Disruption | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisruptionResolved: _TypeAlias = DisruptionResolved  # noqa: Y015
+
+@_typing.final
+class CapabilityCreated(_message.Message):
+    """Payload of `supply.capability.created`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPABILITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def capability(self) -> _supply_pb2.Capability: ...
+    def __init__(
+        self,
+        *,
+        capability: _supply_pb2.Capability | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapabilityCreated: _TypeAlias = CapabilityCreated  # noqa: Y015
+
+@_typing.final
+class ItemCreated(_message.Message):
+    """Payload of `supply.item.created`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item(self) -> _supply_pb2.Item: ...
+    def __init__(
+        self,
+        *,
+        item: _supply_pb2.Item | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemCreated: _TypeAlias = ItemCreated  # noqa: Y015
+
+@_typing.final
+class SupplyEdgeCreated(_message.Message):
+    """Payload of `supply.edge.created`; audience: the supplier and the customer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUPPLY_EDGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def supply_edge(self) -> _supply_pb2.SupplyEdge: ...
+    def __init__(
+        self,
+        *,
+        supply_edge: _supply_pb2.SupplyEdge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["supply_edge", b"supply_edge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["supply_edge", b"supply_edge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SupplyEdgeCreated: _TypeAlias = SupplyEdgeCreated  # noqa: Y015
+
+@_typing.final
+class NetworkResourceDeleted(_message.Message):
+    """Payload of `supply.capability.deleted` and `supply.edge.deleted`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NetworkResourceDeleted: _TypeAlias = NetworkResourceDeleted  # noqa: Y015
+
+@_typing.final
+class ItemUpdated(_message.Message):
+    """Payload of `supply.item.updated`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item(self) -> _supply_pb2.Item: ...
+    @_builtins.property
+    def update_mask(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        item: _supply_pb2.Item | None = ...,
+        update_mask: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemUpdated: _TypeAlias = ItemUpdated  # noqa: Y015

@@ -5,9 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +20,52 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _NetworkFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _NetworkFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_NetworkFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    NETWORK_FORMAT_UNSPECIFIED: _NetworkFormat.ValueType  # 0
+    NETWORK_FORMAT_CSV: _NetworkFormat.ValueType  # 1
+    """One header line naming the columns (kind,id,...), then one row per line; list columns
+    (materials, certifications) separated by ';'.
+    """
+    NETWORK_FORMAT_JSON_LINES: _NetworkFormat.ValueType  # 2
+    """One JSON object per line with a "kind" key: facility, capability, item, bom or edge."""
+
+class NetworkFormat(_NetworkFormat, metaclass=_NetworkFormatEnumTypeWrapper): ...
+
+NETWORK_FORMAT_UNSPECIFIED: NetworkFormat.ValueType  # 0
+NETWORK_FORMAT_CSV: NetworkFormat.ValueType  # 1
+"""One header line naming the columns (kind,id,...), then one row per line; list columns
+(materials, certifications) separated by ';'.
+"""
+NETWORK_FORMAT_JSON_LINES: NetworkFormat.ValueType  # 2
+"""One JSON object per line with a "kind" key: facility, capability, item, bom or edge."""
+Global___NetworkFormat: _TypeAlias = NetworkFormat  # noqa: Y015
+
+class _TraceDirection:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TraceDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TraceDirection.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRACE_DIRECTION_UNSPECIFIED: _TraceDirection.ValueType  # 0
+    TRACE_DIRECTION_UPSTREAM: _TraceDirection.ValueType  # 1
+    """Toward suppliers."""
+    TRACE_DIRECTION_DOWNSTREAM: _TraceDirection.ValueType  # 2
+    """Toward customers."""
+
+class TraceDirection(_TraceDirection, metaclass=_TraceDirectionEnumTypeWrapper): ...
+
+TRACE_DIRECTION_UNSPECIFIED: TraceDirection.ValueType  # 0
+TRACE_DIRECTION_UPSTREAM: TraceDirection.ValueType  # 1
+"""Toward suppliers."""
+TRACE_DIRECTION_DOWNSTREAM: TraceDirection.ValueType  # 2
+"""Toward customers."""
+Global___TraceDirection: _TypeAlias = TraceDirection  # noqa: Y015
 
 @_typing.final
 class Facility(_message.Message):
@@ -155,3 +203,1440 @@ class ListFacilitiesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFacilitiesResponse: _TypeAlias = ListFacilitiesResponse  # noqa: Y015
+
+@_typing.final
+class Capability(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    MONTHLY_CAPACITY_FIELD_NUMBER: _builtins.int
+    CERTIFICATIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/facilities/{facility}/capabilities/{capability}"""
+    process: _builtins.str
+    """e.g. "cnc-milling", "injection-moulding": lower-case letters, digits, '-'."""
+    monthly_capacity: _builtins.float
+    """Units per month, >= 0."""
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def certifications(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """e.g. "ISO9001", "IATF16949"."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        process: _builtins.str = ...,
+        materials: _abc.Iterable[_builtins.str] | None = ...,
+        monthly_capacity: _builtins.float = ...,
+        certifications: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certifications", b"certifications", "materials", b"materials", "monthly_capacity", b"monthly_capacity", "name", b"name", "process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Capability: _TypeAlias = Capability  # noqa: Y015
+
+@_typing.final
+class CreateCapabilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    CAPABILITY_FIELD_NUMBER: _builtins.int
+    CAPABILITY_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}/facilities/{facility}; the caller's own facility."""
+    capability_id: _builtins.str
+    """Optional id (lower-case letters, digits, '-'); generated when empty."""
+    request_id: _builtins.str
+    @_builtins.property
+    def capability(self) -> Global___Capability: ...
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        capability: Global___Capability | None = ...,
+        capability_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "capability_id", b"capability_id", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCapabilityRequest: _TypeAlias = CreateCapabilityRequest  # noqa: Y015
+
+@_typing.final
+class GetCapabilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCapabilityRequest: _TypeAlias = GetCapabilityRequest  # noqa: Y015
+
+@_typing.final
+class ListCapabilitiesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}/facilities/{facility}"""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCapabilitiesRequest: _TypeAlias = ListCapabilitiesRequest  # noqa: Y015
+
+@_typing.final
+class ListCapabilitiesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAPABILITIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def capabilities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Capability]: ...
+    def __init__(
+        self,
+        *,
+        capabilities: _abc.Iterable[Global___Capability] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capabilities", b"capabilities", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCapabilitiesResponse: _TypeAlias = ListCapabilitiesResponse  # noqa: Y015
+
+@_typing.final
+class DeleteCapabilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteCapabilityRequest: _TypeAlias = DeleteCapabilityRequest  # noqa: Y015
+
+@_typing.final
+class BomLine(_message.Message):
+    """One line of an item's bill of materials."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPONENT_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    component: _builtins.str
+    """organizations/{organization}/items/{item}, an item of the same organization."""
+    quantity: _builtins.float
+    """Components per unit of the parent, > 0."""
+    def __init__(
+        self,
+        *,
+        component: _builtins.str = ...,
+        quantity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BomLine: _TypeAlias = BomLine  # noqa: Y015
+
+@_typing.final
+class Item(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PART_NUMBER_FIELD_NUMBER: _builtins.int
+    END_ITEM_FIELD_NUMBER: _builtins.int
+    UNIT_REVENUE_FIELD_NUMBER: _builtins.int
+    WEEKLY_DEMAND_FIELD_NUMBER: _builtins.int
+    INVENTORY_WEEKS_FIELD_NUMBER: _builtins.int
+    DESIGN_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    COMPONENTS_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/items/{item}"""
+    display_name: _builtins.str
+    part_number: _builtins.str
+    end_item: _builtins.bool
+    """A product sold to the market: disruption impact reports on end items."""
+    unit_revenue: _builtins.float
+    weekly_demand: _builtins.float
+    inventory_weeks: _builtins.float
+    """Stock on hand across the chain, in weeks of demand (time-to-survive basis)."""
+    design: _builtins.str
+    """projects/{project}/designs/{design}, when the item is a designed part."""
+    revision: _builtins.str
+    """The released revision the item is pinned to (projects/{p}/designs/{d}/revisions/{r})."""
+    process: _builtins.str
+    """What making the item takes (e.g. "cnc-milling"), matched against capabilities when
+    re-sourcing it; empty when unknown.
+    """
+    material: _builtins.str
+    @_builtins.property
+    def components(self) -> _containers.RepeatedCompositeFieldContainer[Global___BomLine]:
+        """The bill of materials; cycles are rejected."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        part_number: _builtins.str = ...,
+        end_item: _builtins.bool = ...,
+        unit_revenue: _builtins.float = ...,
+        weekly_demand: _builtins.float = ...,
+        inventory_weeks: _builtins.float = ...,
+        design: _builtins.str = ...,
+        revision: _builtins.str = ...,
+        components: _abc.Iterable[Global___BomLine] | None = ...,
+        process: _builtins.str = ...,
+        material: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "design", b"design", "display_name", b"display_name", "end_item", b"end_item", "inventory_weeks", b"inventory_weeks", "material", b"material", "name", b"name", "part_number", b"part_number", "process", b"process", "revision", b"revision", "unit_revenue", b"unit_revenue", "weekly_demand", b"weekly_demand"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Item: _TypeAlias = Item  # noqa: Y015
+
+@_typing.final
+class CreateItemRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}"""
+    item_id: _builtins.str
+    """Optional id; generated when empty."""
+    request_id: _builtins.str
+    @_builtins.property
+    def item(self) -> Global___Item: ...
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        item: Global___Item | None = ...,
+        item_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "item_id", b"item_id", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateItemRequest: _TypeAlias = CreateItemRequest  # noqa: Y015
+
+@_typing.final
+class GetItemRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetItemRequest: _TypeAlias = GetItemRequest  # noqa: Y015
+
+@_typing.final
+class UpdateItemRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def item(self) -> Global___Item:
+        """item.name identifies the item."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Required: display_name, part_number, end_item, unit_revenue, weekly_demand,
+        inventory_weeks, design, revision, process, material, components.
+        """
+
+    def __init__(
+        self,
+        *,
+        item: Global___Item | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateItemRequest: _TypeAlias = UpdateItemRequest  # noqa: Y015
+
+@_typing.final
+class ListItemsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}"""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListItemsRequest: _TypeAlias = ListItemsRequest  # noqa: Y015
+
+@_typing.final
+class ListItemsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Item]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Item] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListItemsResponse: _TypeAlias = ListItemsResponse  # noqa: Y015
+
+@_typing.final
+class SupplyEdge(_message.Message):
+    """Facility `facility` supplies `item` to organization `customer`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    MONTHLY_VOLUME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/supplyEdges/{edge}: {organization} is the party that created it."""
+    facility: _builtins.str
+    """organizations/{organization}/facilities/{facility}, the supplier's facility."""
+    item: _builtins.str
+    """organizations/{organization}/items/{item}, an item of the supplier or of the customer."""
+    customer: _builtins.str
+    """organizations/{organization}, the buyer."""
+    lead_time_days: _builtins.float
+    unit_price: _builtins.float
+    share: _builtins.float
+    """Share of the customer's volume of this item, 0..1."""
+    monthly_volume: _builtins.float
+    """Units per month on this edge."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        item: _builtins.str = ...,
+        customer: _builtins.str = ...,
+        lead_time_days: _builtins.float = ...,
+        unit_price: _builtins.float = ...,
+        share: _builtins.float = ...,
+        monthly_volume: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "facility", b"facility", "item", b"item", "lead_time_days", b"lead_time_days", "monthly_volume", b"monthly_volume", "name", b"name", "share", b"share", "unit_price", b"unit_price"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SupplyEdge: _TypeAlias = SupplyEdge  # noqa: Y015
+
+@_typing.final
+class CreateSupplyEdgeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    SUPPLY_EDGE_FIELD_NUMBER: _builtins.int
+    SUPPLY_EDGE_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}; the caller's own organization (supplier or customer)."""
+    supply_edge_id: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def supply_edge(self) -> Global___SupplyEdge: ...
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        supply_edge: Global___SupplyEdge | None = ...,
+        supply_edge_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["supply_edge", b"supply_edge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "request_id", b"request_id", "supply_edge", b"supply_edge", "supply_edge_id", b"supply_edge_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSupplyEdgeRequest: _TypeAlias = CreateSupplyEdgeRequest  # noqa: Y015
+
+@_typing.final
+class GetSupplyEdgeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSupplyEdgeRequest: _TypeAlias = GetSupplyEdgeRequest  # noqa: Y015
+
+@_typing.final
+class ListSupplyEdgesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}; the caller's own organization."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSupplyEdgesRequest: _TypeAlias = ListSupplyEdgesRequest  # noqa: Y015
+
+@_typing.final
+class ListSupplyEdgesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUPPLY_EDGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def supply_edges(self) -> _containers.RepeatedCompositeFieldContainer[Global___SupplyEdge]: ...
+    def __init__(
+        self,
+        *,
+        supply_edges: _abc.Iterable[Global___SupplyEdge] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "supply_edges", b"supply_edges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSupplyEdgesResponse: _TypeAlias = ListSupplyEdgesResponse  # noqa: Y015
+
+@_typing.final
+class DeleteSupplyEdgeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteSupplyEdgeRequest: _TypeAlias = DeleteSupplyEdgeRequest  # noqa: Y015
+
+@_typing.final
+class ImportNetworkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class Header(_message.Message):
+        """The first message carries the header, every later one a chunk of the content."""
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PARENT_FIELD_NUMBER: _builtins.int
+        FORMAT_FIELD_NUMBER: _builtins.int
+        REQUEST_ID_FIELD_NUMBER: _builtins.int
+        parent: _builtins.str
+        """organizations/{organization}; the caller's own organization."""
+        format: Global___NetworkFormat.ValueType
+        request_id: _builtins.str
+        def __init__(
+            self,
+            *,
+            parent: _builtins.str = ...,
+            format: Global___NetworkFormat.ValueType = ...,
+            request_id: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    @_builtins.property
+    def header(self) -> Global___ImportNetworkRequest.Header: ...
+    def __init__(
+        self,
+        *,
+        header: Global___ImportNetworkRequest.Header | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___ImportNetworkRequest: _TypeAlias = ImportNetworkRequest  # noqa: Y015
+
+@_typing.final
+class ImportCounts(_message.Message):
+    """How many rows of each kind an import created, changed or left as they were."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    CREATED_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    UNCHANGED_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    created: _builtins.int
+    updated: _builtins.int
+    unchanged: _builtins.int
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        created: _builtins.int = ...,
+        updated: _builtins.int = ...,
+        unchanged: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created", b"created", "kind", b"kind", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportCounts: _TypeAlias = ImportCounts  # noqa: Y015
+
+@_typing.final
+class ImportNetworkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportCounts]: ...
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[Global___ImportCounts] | None = ...,
+        rows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "rows", b"rows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportNetworkResponse: _TypeAlias = ImportNetworkResponse  # noqa: Y015
+
+@_typing.final
+class ExportNetworkRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}; the caller's own organization."""
+    format: Global___NetworkFormat.ValueType
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        format: Global___NetworkFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportNetworkRequest: _TypeAlias = ExportNetworkRequest  # noqa: Y015
+
+@_typing.final
+class ExportNetworkResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportNetworkResponse: _TypeAlias = ExportNetworkResponse  # noqa: Y015
+
+@_typing.final
+class TraceSupplyChainRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    MAX_TIERS_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    """organizations/{organization}/items/{item} of the caller, or the caller's organizations/{organization}."""
+    direction: Global___TraceDirection.ValueType
+    max_tiers: _builtins.int
+    """0: all tiers."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.str = ...,
+        direction: Global___TraceDirection.ValueType = ...,
+        max_tiers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["direction", b"direction", "max_tiers", b"max_tiers", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TraceSupplyChainRequest: _TypeAlias = TraceSupplyChainRequest  # noqa: Y015
+
+@_typing.final
+class TraceEntry(_message.Message):
+    """One visible step of a trace."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIER_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    SUPPLY_EDGE_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    tier: _builtins.int
+    organization: _builtins.str
+    facility: _builtins.str
+    """Empty when the step is an organization without a facility in the result."""
+    item: _builtins.str
+    supply_edge: _builtins.str
+    """The supply edge it came through (the caller is always a party of a named entry)."""
+    customer: _builtins.str
+    """organizations/{organization}, the buyer on that edge (`organization` is the supplier)."""
+    def __init__(
+        self,
+        *,
+        tier: _builtins.int = ...,
+        organization: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        item: _builtins.str = ...,
+        supply_edge: _builtins.str = ...,
+        customer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "facility", b"facility", "item", b"item", "organization", b"organization", "supply_edge", b"supply_edge", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TraceEntry: _TypeAlias = TraceEntry  # noqa: Y015
+
+@_typing.final
+class TierSummary(_message.Message):
+    """What lies beyond the caller's direct partners, without identities."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIER_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    FACILITIES_FIELD_NUMBER: _builtins.int
+    ORGANIZATIONS_FIELD_NUMBER: _builtins.int
+    tier: _builtins.int
+    region: _builtins.str
+    facilities: _builtins.int
+    organizations: _builtins.int
+    def __init__(
+        self,
+        *,
+        tier: _builtins.int = ...,
+        region: _builtins.str = ...,
+        facilities: _builtins.int = ...,
+        organizations: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facilities", b"facilities", "organizations", b"organizations", "region", b"region", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TierSummary: _TypeAlias = TierSummary  # noqa: Y015
+
+@_typing.final
+class TraceSupplyChainResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    HIDDEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceEntry]: ...
+    @_builtins.property
+    def hidden(self) -> _containers.RepeatedCompositeFieldContainer[Global___TierSummary]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___TraceEntry] | None = ...,
+        hidden: _abc.Iterable[Global___TierSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "hidden", b"hidden"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TraceSupplyChainResponse: _TypeAlias = TraceSupplyChainResponse  # noqa: Y015
+
+@_typing.final
+class SearchCapableSuppliersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROCESS_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    MIN_MONTHLY_CAPACITY_FIELD_NUMBER: _builtins.int
+    CERTIFICATION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    process: _builtins.str
+    material: _builtins.str
+    region: _builtins.str
+    min_monthly_capacity: _builtins.float
+    certification: _builtins.str
+    page_size: _builtins.int
+    """At most this many matches (default 50, at most 1000)."""
+    def __init__(
+        self,
+        *,
+        process: _builtins.str = ...,
+        material: _builtins.str = ...,
+        region: _builtins.str = ...,
+        min_monthly_capacity: _builtins.float = ...,
+        certification: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["certification", b"certification", "material", b"material", "min_monthly_capacity", b"min_monthly_capacity", "page_size", b"page_size", "process", b"process", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchCapableSuppliersRequest: _TypeAlias = SearchCapableSuppliersRequest  # noqa: Y015
+
+@_typing.final
+class CapableSupplier(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    COUNTRY_CODE_FIELD_NUMBER: _builtins.int
+    CAPABILITY_FIELD_NUMBER: _builtins.int
+    organization: _builtins.str
+    facility: _builtins.str
+    region: _builtins.str
+    country_code: _builtins.str
+    @_builtins.property
+    def capability(self) -> Global___Capability: ...
+    def __init__(
+        self,
+        *,
+        organization: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        region: _builtins.str = ...,
+        country_code: _builtins.str = ...,
+        capability: Global___Capability | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "country_code", b"country_code", "facility", b"facility", "organization", b"organization", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CapableSupplier: _TypeAlias = CapableSupplier  # noqa: Y015
+
+@_typing.final
+class SearchCapableSuppliersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUPPLIERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def suppliers(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapableSupplier]: ...
+    def __init__(
+        self,
+        *,
+        suppliers: _abc.Iterable[Global___CapableSupplier] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["suppliers", b"suppliers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchCapableSuppliersResponse: _TypeAlias = SearchCapableSuppliersResponse  # noqa: Y015
+
+@_typing.final
+class AnalyzeRiskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}; the caller's own organization."""
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalyzeRiskRequest: _TypeAlias = AnalyzeRiskRequest  # noqa: Y015
+
+@_typing.final
+class SingleSourceItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    SUPPLIER_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    facility: _builtins.str
+    """The one facility supplying it, when the caller may see it (its own or a direct supplier's)."""
+    supplier: _builtins.str
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        supplier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility", b"facility", "item", b"item", "supplier", b"supplier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SingleSourceItem: _TypeAlias = SingleSourceItem  # noqa: Y015
+
+@_typing.final
+class CriticalFacility(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FACILITY_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    END_ITEMS_FIELD_NUMBER: _builtins.int
+    facility: _builtins.str
+    """Named only when it is the caller's own or a direct supplier's facility."""
+    organization: _builtins.str
+    region: _builtins.str
+    @_builtins.property
+    def end_items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The caller's end items it cuts off from all their sources."""
+
+    def __init__(
+        self,
+        *,
+        facility: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        region: _builtins.str = ...,
+        end_items: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_items", b"end_items", "facility", b"facility", "organization", b"organization", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CriticalFacility: _TypeAlias = CriticalFacility  # noqa: Y015
+
+@_typing.final
+class HiddenCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    region: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        region: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HiddenCount: _TypeAlias = HiddenCount  # noqa: Y015
+
+@_typing.final
+class AnalyzeRiskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINGLE_SOURCE_ITEMS_FIELD_NUMBER: _builtins.int
+    CRITICAL_FACILITIES_FIELD_NUMBER: _builtins.int
+    HIDDEN_CRITICAL_FACILITIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def single_source_items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SingleSourceItem]: ...
+    @_builtins.property
+    def critical_facilities(self) -> _containers.RepeatedCompositeFieldContainer[Global___CriticalFacility]: ...
+    @_builtins.property
+    def hidden_critical_facilities(self) -> _containers.RepeatedCompositeFieldContainer[Global___HiddenCount]:
+        """Critical facilities of deeper tiers, counted per region."""
+
+    def __init__(
+        self,
+        *,
+        single_source_items: _abc.Iterable[Global___SingleSourceItem] | None = ...,
+        critical_facilities: _abc.Iterable[Global___CriticalFacility] | None = ...,
+        hidden_critical_facilities: _abc.Iterable[Global___HiddenCount] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["critical_facilities", b"critical_facilities", "hidden_critical_facilities", b"hidden_critical_facilities", "single_source_items", b"single_source_items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnalyzeRiskResponse: _TypeAlias = AnalyzeRiskResponse  # noqa: Y015
+
+@_typing.final
+class ComputeDisruptionImpactRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    FACILITIES_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    DURATION_DAYS_FIELD_NUMBER: _builtins.int
+    CAPACITY_FACTOR_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}; the caller's own organization."""
+    region: _builtins.str
+    """Or every facility of a region (regions are public)."""
+    duration_days: _builtins.float
+    capacity_factor: _builtins.float
+    """0 = outage; between 0 and 1 = capacity drop to that fraction."""
+    @_builtins.property
+    def facilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Facilities down: organizations/{o}/facilities/{f} names of the caller or of its direct
+        suppliers.
+        """
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        facilities: _abc.Iterable[_builtins.str] | None = ...,
+        region: _builtins.str = ...,
+        duration_days: _builtins.float = ...,
+        capacity_factor: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_factor", b"capacity_factor", "duration_days", b"duration_days", "facilities", b"facilities", "parent", b"parent", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComputeDisruptionImpactRequest: _TypeAlias = ComputeDisruptionImpactRequest  # noqa: Y015
+
+@_typing.final
+class ItemImpact(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    END_ITEM_FIELD_NUMBER: _builtins.int
+    UNITS_AT_RISK_FIELD_NUMBER: _builtins.int
+    REVENUE_AT_RISK_FIELD_NUMBER: _builtins.int
+    TIME_TO_SURVIVE_DAYS_FIELD_NUMBER: _builtins.int
+    TIME_TO_RECOVER_DAYS_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    end_item: _builtins.bool
+    units_at_risk: _builtins.float
+    revenue_at_risk: _builtins.float
+    time_to_survive_days: _builtins.float
+    time_to_recover_days: _builtins.float
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        end_item: _builtins.bool = ...,
+        units_at_risk: _builtins.float = ...,
+        revenue_at_risk: _builtins.float = ...,
+        time_to_survive_days: _builtins.float = ...,
+        time_to_recover_days: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_item", b"end_item", "item", b"item", "revenue_at_risk", b"revenue_at_risk", "time_to_recover_days", b"time_to_recover_days", "time_to_survive_days", b"time_to_survive_days", "units_at_risk", b"units_at_risk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemImpact: _TypeAlias = ItemImpact  # noqa: Y015
+
+@_typing.final
+class ComputeDisruptionImpactResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    REVENUE_AT_RISK_FIELD_NUMBER: _builtins.int
+    OTHER_ITEMS_HIT_FIELD_NUMBER: _builtins.int
+    revenue_at_risk: _builtins.float
+    other_items_hit: _builtins.int
+    """Other companies' items hit, counted only."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemImpact]:
+        """The caller's own hit items."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ItemImpact] | None = ...,
+        revenue_at_risk: _builtins.float = ...,
+        other_items_hit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "other_items_hit", b"other_items_hit", "revenue_at_risk", b"revenue_at_risk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ComputeDisruptionImpactResponse: _TypeAlias = ComputeDisruptionImpactResponse  # noqa: Y015
+
+@_typing.final
+class PlanAlternativeSourcingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    FACILITIES_FIELD_NUMBER: _builtins.int
+    REGION_FIELD_NUMBER: _builtins.int
+    DURATION_DAYS_FIELD_NUMBER: _builtins.int
+    CAPACITY_FACTOR_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    region: _builtins.str
+    duration_days: _builtins.float
+    capacity_factor: _builtins.float
+    @_builtins.property
+    def facilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        facilities: _abc.Iterable[_builtins.str] | None = ...,
+        region: _builtins.str = ...,
+        duration_days: _builtins.float = ...,
+        capacity_factor: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity_factor", b"capacity_factor", "duration_days", b"duration_days", "facilities", b"facilities", "parent", b"parent", "region", b"region"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanAlternativeSourcingRequest: _TypeAlias = PlanAlternativeSourcingRequest  # noqa: Y015
+
+@_typing.final
+class SourcingAssignment(_message.Message):
+    """Volume of an item moved to a facility. The facility (and its price) is named when it is a
+    capability match (discoverable) or one of the caller's direct suppliers; a facility that today
+    supplies the item only to others is left unnamed (empty, price 0).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    ORGANIZATION_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    MONTHLY_VOLUME_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    organization: _builtins.str
+    facility: _builtins.str
+    monthly_volume: _builtins.float
+    unit_price: _builtins.float
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        organization: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        monthly_volume: _builtins.float = ...,
+        unit_price: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["facility", b"facility", "item", b"item", "monthly_volume", b"monthly_volume", "organization", b"organization", "unit_price", b"unit_price"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SourcingAssignment: _TypeAlias = SourcingAssignment  # noqa: Y015
+
+@_typing.final
+class UnmetVolume(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_FIELD_NUMBER: _builtins.int
+    MONTHLY_VOLUME_FIELD_NUMBER: _builtins.int
+    item: _builtins.str
+    monthly_volume: _builtins.float
+    def __init__(
+        self,
+        *,
+        item: _builtins.str = ...,
+        monthly_volume: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item", b"item", "monthly_volume", b"monthly_volume"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnmetVolume: _TypeAlias = UnmetVolume  # noqa: Y015
+
+@_typing.final
+class PlanAlternativeSourcingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSIGNMENTS_FIELD_NUMBER: _builtins.int
+    UNMET_FIELD_NUMBER: _builtins.int
+    TOTAL_COST_FIELD_NUMBER: _builtins.int
+    total_cost: _builtins.float
+    @_builtins.property
+    def assignments(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourcingAssignment]: ...
+    @_builtins.property
+    def unmet(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnmetVolume]: ...
+    def __init__(
+        self,
+        *,
+        assignments: _abc.Iterable[Global___SourcingAssignment] | None = ...,
+        unmet: _abc.Iterable[Global___UnmetVolume] | None = ...,
+        total_cost: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignments", b"assignments", "total_cost", b"total_cost", "unmet", b"unmet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanAlternativeSourcingResponse: _TypeAlias = PlanAlternativeSourcingResponse  # noqa: Y015
+
+@_typing.final
+class Disruption(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Disruption._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: Disruption._Kind.ValueType  # 0
+        KIND_OUTAGE: Disruption._Kind.ValueType  # 1
+        KIND_CAPACITY_DROP: Disruption._Kind.ValueType  # 2
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: Disruption.Kind.ValueType  # 0
+    KIND_OUTAGE: Disruption.Kind.ValueType  # 1
+    KIND_CAPACITY_DROP: Disruption.Kind.ValueType  # 2
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Disruption._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: Disruption._State.ValueType  # 0
+        STATE_ACTIVE: Disruption._State.ValueType  # 1
+        STATE_RESOLVED: Disruption._State.ValueType  # 2
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: Disruption.State.ValueType  # 0
+    STATE_ACTIVE: Disruption.State.ValueType  # 1
+    STATE_RESOLVED: Disruption.State.ValueType  # 2
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FACILITY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CAPACITY_FACTOR_FIELD_NUMBER: _builtins.int
+    EXPECTED_DURATION_DAYS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    RESOLVE_TIME_FIELD_NUMBER: _builtins.int
+    AFFECTED_CUSTOMERS_FIELD_NUMBER: _builtins.int
+    OTHER_AFFECTED_CUSTOMERS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/disruptions/{disruption}"""
+    facility: _builtins.str
+    """organizations/{organization}/facilities/{facility}, of the same organization."""
+    kind: Global___Disruption.Kind.ValueType
+    capacity_factor: _builtins.float
+    """For a capacity drop: the remaining fraction of capacity, in (0, 1)."""
+    expected_duration_days: _builtins.float
+    description: _builtins.str
+    state: Global___Disruption.State.ValueType
+    other_affected_customers: _builtins.int
+    """How many further customer organizations, deeper downstream, are hit; not named."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolve_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def affected_customers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Customer organizations whose items are hit (filled by the service).
+        Direct customers of the facility whose items are hit (filled by the service).
+        """
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        facility: _builtins.str = ...,
+        kind: Global___Disruption.Kind.ValueType = ...,
+        capacity_factor: _builtins.float = ...,
+        expected_duration_days: _builtins.float = ...,
+        description: _builtins.str = ...,
+        state: Global___Disruption.State.ValueType = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        resolve_time: _timestamp_pb2.Timestamp | None = ...,
+        affected_customers: _abc.Iterable[_builtins.str] | None = ...,
+        other_affected_customers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "resolve_time", b"resolve_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_customers", b"affected_customers", "capacity_factor", b"capacity_factor", "create_time", b"create_time", "description", b"description", "expected_duration_days", b"expected_duration_days", "facility", b"facility", "kind", b"kind", "name", b"name", "other_affected_customers", b"other_affected_customers", "resolve_time", b"resolve_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Disruption: _TypeAlias = Disruption  # noqa: Y015
+
+@_typing.final
+class ReportDisruptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    DISRUPTION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{organization}; the facility's own organization."""
+    request_id: _builtins.str
+    @_builtins.property
+    def disruption(self) -> Global___Disruption: ...
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        disruption: Global___Disruption | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportDisruptionRequest: _TypeAlias = ReportDisruptionRequest  # noqa: Y015
+
+@_typing.final
+class ListDisruptionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDisruptionsRequest: _TypeAlias = ListDisruptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListDisruptionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISRUPTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def disruptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Disruption]: ...
+    def __init__(
+        self,
+        *,
+        disruptions: _abc.Iterable[Global___Disruption] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disruptions", b"disruptions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDisruptionsResponse: _TypeAlias = ListDisruptionsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveDisruptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveDisruptionRequest: _TypeAlias = ResolveDisruptionRequest  # noqa: Y015

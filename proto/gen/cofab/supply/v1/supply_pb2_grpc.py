@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from cofab.supply.v1 import supply_pb2 as cofab_dot_supply_dot_v1_dot_supply__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -50,6 +51,116 @@ class SupplyServiceStub:
                 request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListFacilitiesRequest.SerializeToString,
                 response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListFacilitiesResponse.FromString,
                 _registered_method=True)
+        self.CreateCapability = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/CreateCapability',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.CreateCapabilityRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Capability.FromString,
+                _registered_method=True)
+        self.GetCapability = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/GetCapability',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.GetCapabilityRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Capability.FromString,
+                _registered_method=True)
+        self.ListCapabilities = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ListCapabilities',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListCapabilitiesRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListCapabilitiesResponse.FromString,
+                _registered_method=True)
+        self.DeleteCapability = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/DeleteCapability',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteCapabilityRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateItem = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/CreateItem',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.CreateItemRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Item.FromString,
+                _registered_method=True)
+        self.GetItem = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/GetItem',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.GetItemRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Item.FromString,
+                _registered_method=True)
+        self.ListItems = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ListItems',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListItemsRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListItemsResponse.FromString,
+                _registered_method=True)
+        self.UpdateItem = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/UpdateItem',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.UpdateItemRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Item.FromString,
+                _registered_method=True)
+        self.CreateSupplyEdge = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/CreateSupplyEdge',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.CreateSupplyEdgeRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+                _registered_method=True)
+        self.GetSupplyEdge = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/GetSupplyEdge',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.GetSupplyEdgeRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+                _registered_method=True)
+        self.ListSupplyEdges = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ListSupplyEdges',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListSupplyEdgesRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListSupplyEdgesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSupplyEdge = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/DeleteSupplyEdge',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteSupplyEdgeRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ImportNetwork = channel.stream_unary(
+                '/cofab.supply.v1.SupplyService/ImportNetwork',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkResponse.FromString,
+                _registered_method=True)
+        self.ExportNetwork = channel.unary_stream(
+                '/cofab.supply.v1.SupplyService/ExportNetwork',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ExportNetworkRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ExportNetworkResponse.FromString,
+                _registered_method=True)
+        self.TraceSupplyChain = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/TraceSupplyChain',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.TraceSupplyChainRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.TraceSupplyChainResponse.FromString,
+                _registered_method=True)
+        self.SearchCapableSuppliers = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/SearchCapableSuppliers',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SearchCapableSuppliersRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SearchCapableSuppliersResponse.FromString,
+                _registered_method=True)
+        self.AnalyzeRisk = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/AnalyzeRisk',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.AnalyzeRiskRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.AnalyzeRiskResponse.FromString,
+                _registered_method=True)
+        self.ComputeDisruptionImpact = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ComputeDisruptionImpact',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ComputeDisruptionImpactRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ComputeDisruptionImpactResponse.FromString,
+                _registered_method=True)
+        self.PlanAlternativeSourcing = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/PlanAlternativeSourcing',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanAlternativeSourcingRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanAlternativeSourcingResponse.FromString,
+                _registered_method=True)
+        self.ReportDisruption = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ReportDisruption',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ReportDisruptionRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
+                _registered_method=True)
+        self.ListDisruptions = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ListDisruptions',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListDisruptionsRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListDisruptionsResponse.FromString,
+                _registered_method=True)
+        self.ResolveDisruption = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ResolveDisruption',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ResolveDisruptionRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
+                _registered_method=True)
 
 
 class SupplyServiceServicer:
@@ -77,6 +188,181 @@ class SupplyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateCapability(self, request, context):
+        """Publishes a capability of one of the caller's facilities (visible to capable-supplier search).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCapability(self, request, context):
+        """Gets a capability of one of the caller's facilities.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCapabilities(self, request, context):
+        """Lists the capabilities of one of the caller's facilities.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCapability(self, request, context):
+        """Withdraws a capability.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateItem(self, request, context):
+        """Defines an item (a part or product) of the caller's organization, with its bill of materials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetItem(self, request, context):
+        """Gets an item of the caller's organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListItems(self, request, context):
+        """Lists the items of the caller's organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateItem(self, request, context):
+        """Changes the fields of an item named in update_mask; `components` replaces its bill of
+        materials (a change that would close a cycle is INVALID_ARGUMENT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSupplyEdge(self, request, context):
+        """Records that a facility supplies an item to a customer organization. The caller must be the
+        supplier (it owns the facility) or the customer; the item belongs to one of the two.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSupplyEdge(self, request, context):
+        """Gets a supply edge the caller is the supplier or the customer of.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSupplyEdges(self, request, context):
+        """Lists the supply edges where the caller is the supplier or the customer, whoever created them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSupplyEdge(self, request, context):
+        """Deletes a supply edge the caller created.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportNetwork(self, request_iterator, context):
+        """Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
+        Every row is validated before anything is written; any bad row rejects the whole import
+        with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
+        the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
+        keyed by their ids, so re-importing the same rows changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportNetwork(self, request, context):
+        """Streams the caller's network data (its facilities, capabilities, items, bills of materials
+        and the supply edges it created) in the import format: exporting and re-importing is a no-op.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TraceSupplyChain(self, request, context):
+        """Multi-tier upstream (suppliers) or downstream (customers) of an item or organization.
+        Visibility: entries name only the caller's own facilities and items and its direct partners
+        (the other party of an edge the caller is on); anything deeper is reported only as counts per
+        tier and region (`hidden`), never by identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchCapableSuppliers(self, request, context):
+        """Discovery: facilities whose published capabilities match. Returns what suppliers published
+        (organization, facility, region, country, capability), never their customers or volumes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AnalyzeRisk(self, request, context):
+        """Single-source items and critical facilities of the caller's network, computed on the whole
+        network. Named: the caller's own items and facilities and its direct suppliers' facilities;
+        critical facilities deeper in the chain are counted per region without identities.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ComputeDisruptionImpact(self, request, context):
+        """What-if: the impact on the caller's items if the given facilities (or a whole region) were
+        down for a duration. Only the caller's own items are reported; hit items of other companies
+        are summed into counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanAlternativeSourcing(self, request, context):
+        """What-if: a minimum-cost re-sourcing plan, under capacity limits, of the caller's items hit
+        by the given outage, to capable unaffected facilities (discoverable, see
+        SearchCapableSuppliers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDisruption(self, request, context):
+        """A facility's own organization reports an outage or a capacity drop. Emits
+        `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
+        one `supply.impact.computed` per affected customer organization, keyed by it and showing it
+        only its own hit items and aggregates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDisruptions(self, request, context):
+        """Lists the disruptions the caller's organization reported.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveDisruption(self, request, context):
+        """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
+        nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SupplyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +380,116 @@ def add_SupplyServiceServicer_to_server(servicer, server):
                     servicer.ListFacilities,
                     request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListFacilitiesRequest.FromString,
                     response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListFacilitiesResponse.SerializeToString,
+            ),
+            'CreateCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCapability,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.CreateCapabilityRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Capability.SerializeToString,
+            ),
+            'GetCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCapability,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.GetCapabilityRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Capability.SerializeToString,
+            ),
+            'ListCapabilities': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCapabilities,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListCapabilitiesRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListCapabilitiesResponse.SerializeToString,
+            ),
+            'DeleteCapability': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCapability,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteCapabilityRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateItem,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.CreateItemRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Item.SerializeToString,
+            ),
+            'GetItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetItem,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.GetItemRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Item.SerializeToString,
+            ),
+            'ListItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListItems,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListItemsRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListItemsResponse.SerializeToString,
+            ),
+            'UpdateItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateItem,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.UpdateItemRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Item.SerializeToString,
+            ),
+            'CreateSupplyEdge': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSupplyEdge,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.CreateSupplyEdgeRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.SerializeToString,
+            ),
+            'GetSupplyEdge': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSupplyEdge,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.GetSupplyEdgeRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.SerializeToString,
+            ),
+            'ListSupplyEdges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSupplyEdges,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListSupplyEdgesRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListSupplyEdgesResponse.SerializeToString,
+            ),
+            'DeleteSupplyEdge': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSupplyEdge,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteSupplyEdgeRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ImportNetwork': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportNetwork,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkResponse.SerializeToString,
+            ),
+            'ExportNetwork': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportNetwork,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ExportNetworkRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ExportNetworkResponse.SerializeToString,
+            ),
+            'TraceSupplyChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.TraceSupplyChain,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.TraceSupplyChainRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.TraceSupplyChainResponse.SerializeToString,
+            ),
+            'SearchCapableSuppliers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchCapableSuppliers,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SearchCapableSuppliersRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SearchCapableSuppliersResponse.SerializeToString,
+            ),
+            'AnalyzeRisk': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeRisk,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.AnalyzeRiskRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.AnalyzeRiskResponse.SerializeToString,
+            ),
+            'ComputeDisruptionImpact': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComputeDisruptionImpact,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ComputeDisruptionImpactRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ComputeDisruptionImpactResponse.SerializeToString,
+            ),
+            'PlanAlternativeSourcing': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanAlternativeSourcing,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanAlternativeSourcingRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanAlternativeSourcingResponse.SerializeToString,
+            ),
+            'ReportDisruption': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDisruption,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ReportDisruptionRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.SerializeToString,
+            ),
+            'ListDisruptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDisruptions,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListDisruptionsRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ListDisruptionsResponse.SerializeToString,
+            ),
+            'ResolveDisruption': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveDisruption,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ResolveDisruptionRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +574,600 @@ class SupplyService:
             '/cofab.supply.v1.SupplyService/ListFacilities',
             cofab_dot_supply_dot_v1_dot_supply__pb2.ListFacilitiesRequest.SerializeToString,
             cofab_dot_supply_dot_v1_dot_supply__pb2.ListFacilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/CreateCapability',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.CreateCapabilityRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Capability.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/GetCapability',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.GetCapabilityRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Capability.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCapabilities(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ListCapabilities',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListCapabilitiesRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCapability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/DeleteCapability',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteCapabilityRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/CreateItem',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.CreateItemRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Item.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/GetItem',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.GetItemRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Item.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ListItems',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListItemsRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/UpdateItem',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.UpdateItemRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Item.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSupplyEdge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/CreateSupplyEdge',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.CreateSupplyEdgeRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSupplyEdge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/GetSupplyEdge',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.GetSupplyEdgeRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSupplyEdges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ListSupplyEdges',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListSupplyEdgesRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListSupplyEdgesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSupplyEdge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/DeleteSupplyEdge',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteSupplyEdgeRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportNetwork(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/cofab.supply.v1.SupplyService/ImportNetwork',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ExportNetwork',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ExportNetworkRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ExportNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TraceSupplyChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/TraceSupplyChain',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.TraceSupplyChainRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.TraceSupplyChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchCapableSuppliers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/SearchCapableSuppliers',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SearchCapableSuppliersRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SearchCapableSuppliersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeRisk(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/AnalyzeRisk',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.AnalyzeRiskRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.AnalyzeRiskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComputeDisruptionImpact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ComputeDisruptionImpact',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ComputeDisruptionImpactRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ComputeDisruptionImpactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanAlternativeSourcing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/PlanAlternativeSourcing',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.PlanAlternativeSourcingRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.PlanAlternativeSourcingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDisruption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ReportDisruption',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ReportDisruptionRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDisruptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ListDisruptions',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListDisruptionsRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ListDisruptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveDisruption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ResolveDisruption',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ResolveDisruptionRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ isort:skip_file
 
 from cofab.supply.v1 import supply_pb2 as _supply_pb2
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -39,6 +40,82 @@ class SupplyServiceStub:
     """Gets a facility of the caller's organization."""
     ListFacilities: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListFacilitiesRequest, _supply_pb2.ListFacilitiesResponse]
     """Lists the facilities of the caller's organization."""
+    CreateCapability: _grpc.UnaryUnaryMultiCallable[_supply_pb2.CreateCapabilityRequest, _supply_pb2.Capability]
+    """Publishes a capability of one of the caller's facilities (visible to capable-supplier search)."""
+    GetCapability: _grpc.UnaryUnaryMultiCallable[_supply_pb2.GetCapabilityRequest, _supply_pb2.Capability]
+    """Gets a capability of one of the caller's facilities."""
+    ListCapabilities: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListCapabilitiesRequest, _supply_pb2.ListCapabilitiesResponse]
+    """Lists the capabilities of one of the caller's facilities."""
+    DeleteCapability: _grpc.UnaryUnaryMultiCallable[_supply_pb2.DeleteCapabilityRequest, _empty_pb2.Empty]
+    """Withdraws a capability."""
+    CreateItem: _grpc.UnaryUnaryMultiCallable[_supply_pb2.CreateItemRequest, _supply_pb2.Item]
+    """Defines an item (a part or product) of the caller's organization, with its bill of materials."""
+    GetItem: _grpc.UnaryUnaryMultiCallable[_supply_pb2.GetItemRequest, _supply_pb2.Item]
+    """Gets an item of the caller's organization."""
+    ListItems: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListItemsRequest, _supply_pb2.ListItemsResponse]
+    """Lists the items of the caller's organization."""
+    UpdateItem: _grpc.UnaryUnaryMultiCallable[_supply_pb2.UpdateItemRequest, _supply_pb2.Item]
+    """Changes the fields of an item named in update_mask; `components` replaces its bill of
+    materials (a change that would close a cycle is INVALID_ARGUMENT).
+    """
+    CreateSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.CreateSupplyEdgeRequest, _supply_pb2.SupplyEdge]
+    """Records that a facility supplies an item to a customer organization. The caller must be the
+    supplier (it owns the facility) or the customer; the item belongs to one of the two.
+    """
+    GetSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.GetSupplyEdgeRequest, _supply_pb2.SupplyEdge]
+    """Gets a supply edge the caller is the supplier or the customer of."""
+    ListSupplyEdges: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListSupplyEdgesRequest, _supply_pb2.ListSupplyEdgesResponse]
+    """Lists the supply edges where the caller is the supplier or the customer, whoever created them."""
+    DeleteSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.DeleteSupplyEdgeRequest, _empty_pb2.Empty]
+    """Deletes a supply edge the caller created."""
+    ImportNetwork: _grpc.StreamUnaryMultiCallable[_supply_pb2.ImportNetworkRequest, _supply_pb2.ImportNetworkResponse]
+    """Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
+    Every row is validated before anything is written; any bad row rejects the whole import
+    with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
+    the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
+    keyed by their ids, so re-importing the same rows changes nothing.
+    """
+    ExportNetwork: _grpc.UnaryStreamMultiCallable[_supply_pb2.ExportNetworkRequest, _supply_pb2.ExportNetworkResponse]
+    """Streams the caller's network data (its facilities, capabilities, items, bills of materials
+    and the supply edges it created) in the import format: exporting and re-importing is a no-op.
+    """
+    TraceSupplyChain: _grpc.UnaryUnaryMultiCallable[_supply_pb2.TraceSupplyChainRequest, _supply_pb2.TraceSupplyChainResponse]
+    """Multi-tier upstream (suppliers) or downstream (customers) of an item or organization.
+    Visibility: entries name only the caller's own facilities and items and its direct partners
+    (the other party of an edge the caller is on); anything deeper is reported only as counts per
+    tier and region (`hidden`), never by identity.
+    """
+    SearchCapableSuppliers: _grpc.UnaryUnaryMultiCallable[_supply_pb2.SearchCapableSuppliersRequest, _supply_pb2.SearchCapableSuppliersResponse]
+    """Discovery: facilities whose published capabilities match. Returns what suppliers published
+    (organization, facility, region, country, capability), never their customers or volumes.
+    """
+    AnalyzeRisk: _grpc.UnaryUnaryMultiCallable[_supply_pb2.AnalyzeRiskRequest, _supply_pb2.AnalyzeRiskResponse]
+    """Single-source items and critical facilities of the caller's network, computed on the whole
+    network. Named: the caller's own items and facilities and its direct suppliers' facilities;
+    critical facilities deeper in the chain are counted per region without identities.
+    """
+    ComputeDisruptionImpact: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ComputeDisruptionImpactRequest, _supply_pb2.ComputeDisruptionImpactResponse]
+    """What-if: the impact on the caller's items if the given facilities (or a whole region) were
+    down for a duration. Only the caller's own items are reported; hit items of other companies
+    are summed into counts.
+    """
+    PlanAlternativeSourcing: _grpc.UnaryUnaryMultiCallable[_supply_pb2.PlanAlternativeSourcingRequest, _supply_pb2.PlanAlternativeSourcingResponse]
+    """What-if: a minimum-cost re-sourcing plan, under capacity limits, of the caller's items hit
+    by the given outage, to capable unaffected facilities (discoverable, see
+    SearchCapableSuppliers).
+    """
+    ReportDisruption: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ReportDisruptionRequest, _supply_pb2.Disruption]
+    """A facility's own organization reports an outage or a capacity drop. Emits
+    `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
+    one `supply.impact.computed` per affected customer organization, keyed by it and showing it
+    only its own hit items and aggregates.
+    """
+    ListDisruptions: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListDisruptionsRequest, _supply_pb2.ListDisruptionsResponse]
+    """Lists the disruptions the caller's organization reported."""
+    ResolveDisruption: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ResolveDisruptionRequest, _supply_pb2.Disruption]
+    """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
+    nothing).
+    """
 
 @_typing.type_check_only
 class SupplyServiceAsyncStub(SupplyServiceStub):
@@ -51,6 +128,82 @@ class SupplyServiceAsyncStub(SupplyServiceStub):
     """Gets a facility of the caller's organization."""
     ListFacilities: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListFacilitiesRequest, _supply_pb2.ListFacilitiesResponse]  # type: ignore[assignment]
     """Lists the facilities of the caller's organization."""
+    CreateCapability: _aio.UnaryUnaryMultiCallable[_supply_pb2.CreateCapabilityRequest, _supply_pb2.Capability]  # type: ignore[assignment]
+    """Publishes a capability of one of the caller's facilities (visible to capable-supplier search)."""
+    GetCapability: _aio.UnaryUnaryMultiCallable[_supply_pb2.GetCapabilityRequest, _supply_pb2.Capability]  # type: ignore[assignment]
+    """Gets a capability of one of the caller's facilities."""
+    ListCapabilities: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListCapabilitiesRequest, _supply_pb2.ListCapabilitiesResponse]  # type: ignore[assignment]
+    """Lists the capabilities of one of the caller's facilities."""
+    DeleteCapability: _aio.UnaryUnaryMultiCallable[_supply_pb2.DeleteCapabilityRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Withdraws a capability."""
+    CreateItem: _aio.UnaryUnaryMultiCallable[_supply_pb2.CreateItemRequest, _supply_pb2.Item]  # type: ignore[assignment]
+    """Defines an item (a part or product) of the caller's organization, with its bill of materials."""
+    GetItem: _aio.UnaryUnaryMultiCallable[_supply_pb2.GetItemRequest, _supply_pb2.Item]  # type: ignore[assignment]
+    """Gets an item of the caller's organization."""
+    ListItems: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListItemsRequest, _supply_pb2.ListItemsResponse]  # type: ignore[assignment]
+    """Lists the items of the caller's organization."""
+    UpdateItem: _aio.UnaryUnaryMultiCallable[_supply_pb2.UpdateItemRequest, _supply_pb2.Item]  # type: ignore[assignment]
+    """Changes the fields of an item named in update_mask; `components` replaces its bill of
+    materials (a change that would close a cycle is INVALID_ARGUMENT).
+    """
+    CreateSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.CreateSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
+    """Records that a facility supplies an item to a customer organization. The caller must be the
+    supplier (it owns the facility) or the customer; the item belongs to one of the two.
+    """
+    GetSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.GetSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
+    """Gets a supply edge the caller is the supplier or the customer of."""
+    ListSupplyEdges: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListSupplyEdgesRequest, _supply_pb2.ListSupplyEdgesResponse]  # type: ignore[assignment]
+    """Lists the supply edges where the caller is the supplier or the customer, whoever created them."""
+    DeleteSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.DeleteSupplyEdgeRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a supply edge the caller created."""
+    ImportNetwork: _aio.StreamUnaryMultiCallable[_supply_pb2.ImportNetworkRequest, _supply_pb2.ImportNetworkResponse]  # type: ignore[assignment]
+    """Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
+    Every row is validated before anything is written; any bad row rejects the whole import
+    with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
+    the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
+    keyed by their ids, so re-importing the same rows changes nothing.
+    """
+    ExportNetwork: _aio.UnaryStreamMultiCallable[_supply_pb2.ExportNetworkRequest, _supply_pb2.ExportNetworkResponse]  # type: ignore[assignment]
+    """Streams the caller's network data (its facilities, capabilities, items, bills of materials
+    and the supply edges it created) in the import format: exporting and re-importing is a no-op.
+    """
+    TraceSupplyChain: _aio.UnaryUnaryMultiCallable[_supply_pb2.TraceSupplyChainRequest, _supply_pb2.TraceSupplyChainResponse]  # type: ignore[assignment]
+    """Multi-tier upstream (suppliers) or downstream (customers) of an item or organization.
+    Visibility: entries name only the caller's own facilities and items and its direct partners
+    (the other party of an edge the caller is on); anything deeper is reported only as counts per
+    tier and region (`hidden`), never by identity.
+    """
+    SearchCapableSuppliers: _aio.UnaryUnaryMultiCallable[_supply_pb2.SearchCapableSuppliersRequest, _supply_pb2.SearchCapableSuppliersResponse]  # type: ignore[assignment]
+    """Discovery: facilities whose published capabilities match. Returns what suppliers published
+    (organization, facility, region, country, capability), never their customers or volumes.
+    """
+    AnalyzeRisk: _aio.UnaryUnaryMultiCallable[_supply_pb2.AnalyzeRiskRequest, _supply_pb2.AnalyzeRiskResponse]  # type: ignore[assignment]
+    """Single-source items and critical facilities of the caller's network, computed on the whole
+    network. Named: the caller's own items and facilities and its direct suppliers' facilities;
+    critical facilities deeper in the chain are counted per region without identities.
+    """
+    ComputeDisruptionImpact: _aio.UnaryUnaryMultiCallable[_supply_pb2.ComputeDisruptionImpactRequest, _supply_pb2.ComputeDisruptionImpactResponse]  # type: ignore[assignment]
+    """What-if: the impact on the caller's items if the given facilities (or a whole region) were
+    down for a duration. Only the caller's own items are reported; hit items of other companies
+    are summed into counts.
+    """
+    PlanAlternativeSourcing: _aio.UnaryUnaryMultiCallable[_supply_pb2.PlanAlternativeSourcingRequest, _supply_pb2.PlanAlternativeSourcingResponse]  # type: ignore[assignment]
+    """What-if: a minimum-cost re-sourcing plan, under capacity limits, of the caller's items hit
+    by the given outage, to capable unaffected facilities (discoverable, see
+    SearchCapableSuppliers).
+    """
+    ReportDisruption: _aio.UnaryUnaryMultiCallable[_supply_pb2.ReportDisruptionRequest, _supply_pb2.Disruption]  # type: ignore[assignment]
+    """A facility's own organization reports an outage or a capacity drop. Emits
+    `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
+    one `supply.impact.computed` per affected customer organization, keyed by it and showing it
+    only its own hit items and aggregates.
+    """
+    ListDisruptions: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListDisruptionsRequest, _supply_pb2.ListDisruptionsResponse]  # type: ignore[assignment]
+    """Lists the disruptions the caller's organization reported."""
+    ResolveDisruption: _aio.UnaryUnaryMultiCallable[_supply_pb2.ResolveDisruptionRequest, _supply_pb2.Disruption]  # type: ignore[assignment]
+    """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
+    nothing).
+    """
 
 class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
     """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions."""
@@ -78,5 +231,213 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_supply_pb2.ListFacilitiesResponse, _abc.Awaitable[_supply_pb2.ListFacilitiesResponse]]:
         """Lists the facilities of the caller's organization."""
+
+    @_abc_1.abstractmethod
+    def CreateCapability(
+        self,
+        request: _supply_pb2.CreateCapabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Capability, _abc.Awaitable[_supply_pb2.Capability]]:
+        """Publishes a capability of one of the caller's facilities (visible to capable-supplier search)."""
+
+    @_abc_1.abstractmethod
+    def GetCapability(
+        self,
+        request: _supply_pb2.GetCapabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Capability, _abc.Awaitable[_supply_pb2.Capability]]:
+        """Gets a capability of one of the caller's facilities."""
+
+    @_abc_1.abstractmethod
+    def ListCapabilities(
+        self,
+        request: _supply_pb2.ListCapabilitiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.ListCapabilitiesResponse, _abc.Awaitable[_supply_pb2.ListCapabilitiesResponse]]:
+        """Lists the capabilities of one of the caller's facilities."""
+
+    @_abc_1.abstractmethod
+    def DeleteCapability(
+        self,
+        request: _supply_pb2.DeleteCapabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Withdraws a capability."""
+
+    @_abc_1.abstractmethod
+    def CreateItem(
+        self,
+        request: _supply_pb2.CreateItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Item, _abc.Awaitable[_supply_pb2.Item]]:
+        """Defines an item (a part or product) of the caller's organization, with its bill of materials."""
+
+    @_abc_1.abstractmethod
+    def GetItem(
+        self,
+        request: _supply_pb2.GetItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Item, _abc.Awaitable[_supply_pb2.Item]]:
+        """Gets an item of the caller's organization."""
+
+    @_abc_1.abstractmethod
+    def ListItems(
+        self,
+        request: _supply_pb2.ListItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.ListItemsResponse, _abc.Awaitable[_supply_pb2.ListItemsResponse]]:
+        """Lists the items of the caller's organization."""
+
+    @_abc_1.abstractmethod
+    def UpdateItem(
+        self,
+        request: _supply_pb2.UpdateItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Item, _abc.Awaitable[_supply_pb2.Item]]:
+        """Changes the fields of an item named in update_mask; `components` replaces its bill of
+        materials (a change that would close a cycle is INVALID_ARGUMENT).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateSupplyEdge(
+        self,
+        request: _supply_pb2.CreateSupplyEdgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.SupplyEdge, _abc.Awaitable[_supply_pb2.SupplyEdge]]:
+        """Records that a facility supplies an item to a customer organization. The caller must be the
+        supplier (it owns the facility) or the customer; the item belongs to one of the two.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSupplyEdge(
+        self,
+        request: _supply_pb2.GetSupplyEdgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.SupplyEdge, _abc.Awaitable[_supply_pb2.SupplyEdge]]:
+        """Gets a supply edge the caller is the supplier or the customer of."""
+
+    @_abc_1.abstractmethod
+    def ListSupplyEdges(
+        self,
+        request: _supply_pb2.ListSupplyEdgesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.ListSupplyEdgesResponse, _abc.Awaitable[_supply_pb2.ListSupplyEdgesResponse]]:
+        """Lists the supply edges where the caller is the supplier or the customer, whoever created them."""
+
+    @_abc_1.abstractmethod
+    def DeleteSupplyEdge(
+        self,
+        request: _supply_pb2.DeleteSupplyEdgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a supply edge the caller created."""
+
+    @_abc_1.abstractmethod
+    def ImportNetwork(
+        self,
+        request_iterator: _MaybeAsyncIterator[_supply_pb2.ImportNetworkRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.ImportNetworkResponse, _abc.Awaitable[_supply_pb2.ImportNetworkResponse]]:
+        """Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
+        Every row is validated before anything is written; any bad row rejects the whole import
+        with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
+        the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
+        keyed by their ids, so re-importing the same rows changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportNetwork(
+        self,
+        request: _supply_pb2.ExportNetworkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_supply_pb2.ExportNetworkResponse], _abc.AsyncIterator[_supply_pb2.ExportNetworkResponse]]:
+        """Streams the caller's network data (its facilities, capabilities, items, bills of materials
+        and the supply edges it created) in the import format: exporting and re-importing is a no-op.
+        """
+
+    @_abc_1.abstractmethod
+    def TraceSupplyChain(
+        self,
+        request: _supply_pb2.TraceSupplyChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.TraceSupplyChainResponse, _abc.Awaitable[_supply_pb2.TraceSupplyChainResponse]]:
+        """Multi-tier upstream (suppliers) or downstream (customers) of an item or organization.
+        Visibility: entries name only the caller's own facilities and items and its direct partners
+        (the other party of an edge the caller is on); anything deeper is reported only as counts per
+        tier and region (`hidden`), never by identity.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchCapableSuppliers(
+        self,
+        request: _supply_pb2.SearchCapableSuppliersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.SearchCapableSuppliersResponse, _abc.Awaitable[_supply_pb2.SearchCapableSuppliersResponse]]:
+        """Discovery: facilities whose published capabilities match. Returns what suppliers published
+        (organization, facility, region, country, capability), never their customers or volumes.
+        """
+
+    @_abc_1.abstractmethod
+    def AnalyzeRisk(
+        self,
+        request: _supply_pb2.AnalyzeRiskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.AnalyzeRiskResponse, _abc.Awaitable[_supply_pb2.AnalyzeRiskResponse]]:
+        """Single-source items and critical facilities of the caller's network, computed on the whole
+        network. Named: the caller's own items and facilities and its direct suppliers' facilities;
+        critical facilities deeper in the chain are counted per region without identities.
+        """
+
+    @_abc_1.abstractmethod
+    def ComputeDisruptionImpact(
+        self,
+        request: _supply_pb2.ComputeDisruptionImpactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.ComputeDisruptionImpactResponse, _abc.Awaitable[_supply_pb2.ComputeDisruptionImpactResponse]]:
+        """What-if: the impact on the caller's items if the given facilities (or a whole region) were
+        down for a duration. Only the caller's own items are reported; hit items of other companies
+        are summed into counts.
+        """
+
+    @_abc_1.abstractmethod
+    def PlanAlternativeSourcing(
+        self,
+        request: _supply_pb2.PlanAlternativeSourcingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.PlanAlternativeSourcingResponse, _abc.Awaitable[_supply_pb2.PlanAlternativeSourcingResponse]]:
+        """What-if: a minimum-cost re-sourcing plan, under capacity limits, of the caller's items hit
+        by the given outage, to capable unaffected facilities (discoverable, see
+        SearchCapableSuppliers).
+        """
+
+    @_abc_1.abstractmethod
+    def ReportDisruption(
+        self,
+        request: _supply_pb2.ReportDisruptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Disruption, _abc.Awaitable[_supply_pb2.Disruption]]:
+        """A facility's own organization reports an outage or a capacity drop. Emits
+        `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
+        one `supply.impact.computed` per affected customer organization, keyed by it and showing it
+        only its own hit items and aggregates.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDisruptions(
+        self,
+        request: _supply_pb2.ListDisruptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.ListDisruptionsResponse, _abc.Awaitable[_supply_pb2.ListDisruptionsResponse]]:
+        """Lists the disruptions the caller's organization reported."""
+
+    @_abc_1.abstractmethod
+    def ResolveDisruption(
+        self,
+        request: _supply_pb2.ResolveDisruptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Disruption, _abc.Awaitable[_supply_pb2.Disruption]]:
+        """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
+        nothing).
+        """
 
 def add_SupplyServiceServicer_to_server(servicer: SupplyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,133 @@
+"""Revision helpers: push a file as a client-streaming upload, download to a file, wait."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from clients.sdk.client import Cofab
+from cofab.design.v1 import design_pb2
+
+CHUNK_BYTES = 1 << 20
+FORMATS_BY_SUFFIX = {
+    ".step": "step",
+    ".stp": "step",
+    ".stl": "stl",
+    ".obj": "obj",
+    ".3mf": "3mf",
+    ".gltf": "gltf",
+    ".glb": "glb",
+    ".py": "cadquery",
+}
+FINISHED = (design_pb2.Revision.STATE_SUCCEEDED, design_pb2.Revision.STATE_FAILED)
+
+
+def format_of(path: Path) -> str:
+    """The revision format a file name suggests ("" when the suffix says nothing)."""
+    return FORMATS_BY_SUFFIX.get(path.suffix.lower(), "")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parameter(value: float | int | str | bool) -> design_pb2.ParameterValue:
+    if isinstance(value, bool):
+        return design_pb2.ParameterValue(bool_value=value)
+    if isinstance(value, int):
+        return design_pb2.ParameterValue(int_value=value)
+    if isinstance(value, float):
+        return design_pb2.ParameterValue(number_value=value)
+    return design_pb2.ParameterValue(string_value=value)
+
+
+def push_requests(
+    header: design_pb2.PushRevisionHeader, path: Path, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[design_pb2.PushRevisionRequest]:
+    """The header, then the file in chunks."""
+    yield design_pb2.PushRevisionRequest(header=header)
+    with path.open("rb") as source:
+        while chunk := source.read(chunk_bytes):
+            yield design_pb2.PushRevisionRequest(chunk=chunk)
+
+
+def push_revision(
+    cofab: Cofab,
+    design: str,
+    path: Path,
+    *,
+    base_revision: str = "",
+    branch: str = "",
+    message: str = "",
+    format: str = "",
+    units: str = "",
+    parameters: Mapping[str, float | int | str | bool] | None = None,
+    request_id: str = "",
+    chunk_bytes: int = CHUNK_BYTES,
+    timeout: float | None = None,
+) -> design_pb2.Revision:
+    """Pushes a file as a new revision of `design` (projects/{p}/designs/{d}); returns it
+    PENDING. The format defaults to the one the file's suffix names."""
+    path = Path(path)
+    header = design_pb2.PushRevisionHeader(
+        parent=design,
+        branch=branch,
+        base_revision=base_revision,
+        message=message,
+        format=format or format_of(path),
+        units=units,
+        sha256=file_sha256(path),
+        size_bytes=os.path.getsize(path),
+        parameters={k: parameter(v) for k, v in (parameters or {}).items()},
+        request_id=request_id,
+    )
+    revision: design_pb2.Revision = cofab.designs.PushRevision(
+        push_requests(header, path, chunk_bytes), timeout=timeout
+    )
+    return revision
+
+
+def download(
+    cofab: Cofab, revision: str, destination: Path, artifact: str = "", timeout: float | None = None
+) -> design_pb2.DownloadRevisionResponse:
+    """Writes a revision's content (or a named artifact) to `destination`, checking its sha256;
+    returns the first response (media type, size, sha256). Nothing is left on a failure."""
+    destination = Path(destination)
+    partial = destination.with_name(destination.name + ".part")
+    first: design_pb2.DownloadRevisionResponse | None = None
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as sink:
+            for response in cofab.designs.DownloadRevision(
+                design_pb2.DownloadRevisionRequest(name=revision, artifact=artifact),
+                timeout=timeout,
+            ):
+                if first is None:
+                    first = response
+                sink.write(response.chunk)
+                digest.update(response.chunk)
+        if first is None or digest.hexdigest() != first.sha256:
+            raise OSError(f"the download of {revision} {artifact} was incomplete or corrupted")
+        partial.replace(destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return first
+
+
+def wait_for(cofab: Cofab, revision: str, timeout: float | None = None) -> design_pb2.Revision:
+    """Watches a revision until it SUCCEEDED or FAILED; returns it then."""
+    last = None
+    for last in cofab.designs.WatchRevision(
+        design_pb2.WatchRevisionRequest(name=revision), timeout=timeout
+    ):
+        if last.state in FINISHED:
+            return last
+    if last is None:
+        raise RuntimeError(f"the watch of {revision} ended without a state")
+    return last

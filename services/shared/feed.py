@@ -1,0 +1,208 @@
+"""The partner event feed: each organization's events over gRPC, resumable from a cursor.
+
+The feed writer (`python -m services.shared.feed`) consumes every area topic and stores each
+event once per organization allowed to see it (the one that caused it and those in its
+`audience`). Run exactly one writer per database: rows then get their `seq` in commit order, so a
+reader that resumes after the last `seq` it saw can never skip a row committed later with a
+smaller one. `EventFeedServicer.StreamEvents`, served by every service, reads an organization's
+rows after its cursor and, with `follow`, polls for new ones. Partners need no Kafka credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, insert, or_, select
+
+from cofab.events.v1 import feed_pb2, feed_pb2_grpc
+from cofab.events.v1.envelope_pb2 import EventEnvelope
+from services.shared.config import Settings, load_settings
+from services.shared.consumer import ConsumeLoop
+from services.shared.db import feed_entries, make_engine, read_only, utcnow
+from services.shared.errors import InvalidArgument
+from services.shared.events import AREAS, TOPIC_PREFIX
+from services.shared.kafka import ensure_topics, make_consumer, make_producer
+from services.shared.process import mark_ready, run_until_signalled
+from services.shared.server import ServiceRegistration, current_principal
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "cofab-feed"
+_CURSOR_PREFIX = "feed1:"
+_ORGANIZATION_PREFIX = "organizations/"
+READ_BATCH = 500
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    seq: int
+    envelope: bytes
+
+
+def visible_to(envelope: EventEnvelope) -> list[str]:
+    """Ids of the organizations that may see `envelope`: its originator and its audience."""
+    ids: list[str] = []
+    for name in (envelope.organization, *envelope.audience):
+        if name.startswith(_ORGANIZATION_PREFIX):
+            org = name.removeprefix(_ORGANIZATION_PREFIX)
+            if org and "/" not in org and org not in ids:
+                ids.append(org)
+    return ids
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The feed position after which to resume; 0 for an empty cursor."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        text = ""
+    seq = text.removeprefix(_CURSOR_PREFIX)
+    if not text.startswith(_CURSOR_PREFIX) or not seq.isdigit():
+        raise InvalidArgument.field("cursor", "is not a cursor this feed returned")
+    return int(seq)
+
+
+class FeedStore:
+    """Feed rows in the platform database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def append(self, envelope: EventEnvelope) -> int:
+        """Stores `envelope` for every organization that may see it; returns the rows added.
+
+        Idempotent: a redelivered event adds nothing."""
+        organizations = visible_to(envelope)
+        if not organizations:
+            return 0
+        payload = envelope.SerializeToString()
+        with self._engine.begin() as conn:
+            stored = set(
+                conn.scalars(
+                    select(feed_entries.c.organization_id).where(
+                        feed_entries.c.event_id == envelope.id,
+                        feed_entries.c.organization_id.in_(organizations),
+                    )
+                )
+            )
+            rows = [
+                {
+                    "organization_id": org,
+                    "event_id": envelope.id,
+                    "event_type": envelope.type,
+                    "envelope": payload,
+                    "store_time": utcnow(),
+                }
+                for org in organizations
+                if org not in stored
+            ]
+            if rows:
+                conn.execute(insert(feed_entries), rows)
+        return len(rows)
+
+    def read(
+        self,
+        organization_id: str,
+        after_seq: int,
+        type_prefixes: Sequence[str] = (),
+        limit: int = READ_BATCH,
+    ) -> list[FeedEntry]:
+        """The organization's entries after `after_seq`, oldest first."""
+        query = (
+            select(feed_entries.c.seq, feed_entries.c.envelope)
+            .where(
+                feed_entries.c.organization_id == organization_id,
+                feed_entries.c.seq > after_seq,
+            )
+            .order_by(feed_entries.c.seq)
+            .limit(limit)
+        )
+        if type_prefixes:
+            query = query.where(
+                or_(*(feed_entries.c.event_type.startswith(p) for p in type_prefixes))
+            )
+        with read_only(self._engine) as conn:
+            return [FeedEntry(row.seq, row.envelope) for row in conn.execute(query)]
+
+
+class EventFeedServicer(feed_pb2_grpc.EventFeedServiceServicer):
+    def __init__(self, store: FeedStore, poll_interval: float = 0.2) -> None:
+        self._store = store
+        self._poll_interval = poll_interval
+
+    async def StreamEvents(
+        self, request: feed_pb2.StreamEventsRequest, context: Any
+    ) -> AsyncIterator[feed_pb2.StreamEventsResponse]:
+        organization_id = current_principal().organization_id
+        after = decode_cursor(request.cursor)
+        prefixes = [p for p in request.type_prefixes if p]
+        while True:
+            entries = await asyncio.to_thread(
+                self._store.read, organization_id, after, prefixes, READ_BATCH
+            )
+            for entry in entries:
+                event = EventEnvelope()
+                event.ParseFromString(entry.envelope)
+                yield feed_pb2.StreamEventsResponse(event=event, cursor=encode_cursor(entry.seq))
+                after = entry.seq
+            if len(entries) == READ_BATCH:
+                continue
+            if not request.follow:
+                return
+            await asyncio.sleep(self._poll_interval)
+
+
+def feed_registration(engine: Engine) -> ServiceRegistration:
+    """The EventFeedService, for a service's list of registrations."""
+    servicer = EventFeedServicer(FeedStore(engine))
+    return ServiceRegistration(
+        feed_pb2.DESCRIPTOR.services_by_name["EventFeedService"].full_name,
+        lambda server: feed_pb2_grpc.add_EventFeedServiceServicer_to_server(servicer, server),
+    )
+
+
+def feed_topics() -> list[str]:
+    return [TOPIC_PREFIX + area for area in AREAS]
+
+
+def run_feed_writer(
+    store: FeedStore, settings: Settings, stop: threading.Event, group_id: str = CONSUMER_GROUP
+) -> None:
+    """Consumes every area topic into the feed until `stop` is set."""
+
+    def handle(envelope: EventEnvelope) -> None:
+        store.append(envelope)
+
+    ensure_topics(settings.kafka_bootstrap)
+    consumer = make_consumer(settings.kafka_bootstrap, group_id, feed_topics())
+    dead_letters = make_producer(settings.kafka_bootstrap)
+    try:
+        mark_ready(settings)
+        ConsumeLoop(consumer, dead_letters, handle, group_id).run(stop)
+    finally:
+        consumer.close()
+        dead_letters.close(timeout=5)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s feed %(levelname)s %(message)s")
+    settings = load_settings()
+    store = FeedStore(make_engine(settings.database_url))
+    run_until_signalled(lambda stop: run_feed_writer(store, settings, stop))
+
+
+if __name__ == "__main__":
+    main()
