@@ -3,7 +3,9 @@
 ACME opens a shared project and a design, invites two partner companies, Globex accepts and
 Initech lets its invitation run out. Every step is a real gRPC call; the invitation events go
 through the outbox, the relay and Kafka to the event bridge, which runs one Temporal workflow per
-invitation; the worker expires Initech's invitation by calling the design service back.
+invitation; the worker expires Initech's invitation by calling the design service back. ACME then
+pushes a CAD revision of the bracket, which the design service converts, measures, validates and
+renders, and Globex reads what happened from its partner event feed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 from kafka import KafkaConsumer
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -115,6 +118,15 @@ def _print_events(bootstrap: str) -> None:
         consumer.close()
 
 
+def _write_bracket(path: Path) -> None:
+    """A mounting bracket: a plate with four holes and a filleted upright, as STEP."""
+    import cadquery as cq  # seconds to import; only the demo's CAD step needs it
+
+    plate = cq.Workplane().box(80, 40, 6).faces(">Z").workplane().rarray(50, 20, 2, 2).hole(6)
+    upright = cq.Workplane().center(0, -17).box(80, 6, 30).translate((0, 0, 15))
+    cq.exporters.export(plate.union(upright).edges("|X").fillet(1.5), str(path))
+
+
 def _story(config: UpConfig, env: Mapping[str, str]) -> None:
     cofab = Cli(env)
     say("\n== 1. An admin bootstraps three companies (database commands) ==")
@@ -133,7 +145,7 @@ def _story(config: UpConfig, env: Mapping[str, str]) -> None:
     project = cofab("project", "create", "Bracket program", token=alice, who="alice@acme").split()[
         0
     ]
-    cofab(
+    design = cofab(
         "design",
         "create",
         project,
@@ -142,7 +154,7 @@ def _story(config: UpConfig, env: Mapping[str, str]) -> None:
         "BR-100",
         token=alice,
         who="alice@acme",
-    )
+    ).split()[0]
 
     say(f"\n== 3. ACME invites Globex (7 days) and Initech (expires in {EXPIRY_SECONDS} s) ==")
     globex_invitation = _invitation_id(
@@ -193,10 +205,46 @@ def _story(config: UpConfig, env: Mapping[str, str]) -> None:
     )
     cofab("project", "members", project, token=alice, who="alice@acme")
 
-    say("\n== 6. The events as partners see them on Kafka ==")
-    _print_events(config.address("COFAB_KAFKA_PORT"))
+    say("\n== 6. ACME pushes a revision: uploaded, converted, measured, checked for CNC milling ==")
+    step = config.state_dir / "bracket.step"
+    _write_bracket(step)
+    pushed = cofab(
+        "revision",
+        "push",
+        design,
+        str(step),
+        "--wait",
+        "-m",
+        "first cut",
+        token=alice,
+        who="alice@acme",
+    )
+    revision = pushed.split()[0]
+    thumbnail = config.state_dir / "bracket.png"
+    cofab(
+        "revision",
+        "download",
+        revision,
+        str(thumbnail),
+        "--artifact",
+        "thumbnail.png",
+        token=gina,
+        who="gina@globex",
+    )
+    say(f"    (Globex, a member, downloaded the rendered thumbnail to {thumbnail})")
 
-    say("\n== 7. Every change and every read of design data is in a hash-chained audit log ==")
+    say("\n== 7. The events as partners see them on Kafka ==")
+    _print_events(config.address("COFAB_KAFKA_PORT"))
+    say("\n   ... and as Globex reads them over gRPC, without Kafka credentials ==")
+    deadline = time.monotonic() + 30
+    while "design.revision.validated" not in (
+        feed := cofab("events", token=gina, who="gina@globex")
+    ):
+        if time.monotonic() > deadline:
+            raise StackError(f"Globex's feed lacks the validated revision:\n{feed}")
+        time.sleep(1)
+
+    say("\n== 8. Every change and every read of design data is in a hash-chained audit log ==")
     cofab("admin", "verify-audit")
     if (accepted.state, expired.state) != ("ACTIVE", "EXPIRED"):
         raise StackError(f"unexpected outcomes {accepted.state}, {expired.state}")

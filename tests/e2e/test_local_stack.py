@@ -130,7 +130,7 @@ def test_make_up_story_and_restart(local_stack: LocalStack, tmp_path: Path) -> N
     step = tmp_path / "bracket.step"
     cq.exporters.export(cq.Workplane().box(60, 30, 8).faces(">Z").hole(6), str(step))
     pushed = cofab("revision", "push", design, str(step), "--wait", token=acme)
-    assert "SUCCEEDED" in pushed, pushed
+    assert "[succeeded]" in pushed, pushed
     # ...and the events reach ACME's partner feed through Kafka and the feed writer.
     deadline = time.monotonic() + 60
     while "design.revision.validated" not in (feed := cofab("events", token=acme)):
