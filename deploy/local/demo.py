@@ -235,7 +235,7 @@ def _story(config: UpConfig, env: Mapping[str, str]) -> None:
 
     say("\n== 7. The events as partners see them on Kafka ==")
     _print_events(config.address("COFAB_KAFKA_PORT"))
-    say("\n   ... and as Globex reads them over gRPC, without Kafka credentials ==")
+    say("\n   ... and as Globex reads them over gRPC, from its partner feed (no Kafka credentials)")
     deadline = time.monotonic() + 30
     while "design.revision.validated" not in (
         feed := cofab("events", token=gina, who="gina@globex")
