@@ -10,7 +10,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bench import design_upload, geometry, rfq_fanout, rpc, supply_import, supply_network
+from bench import (
+    design_upload,
+    geometry,
+    geometry_diff,
+    reviews,
+    rfq_fanout,
+    rfq_quotes,
+    rpc,
+    supply_import,
+    supply_network,
+)
 from bench.harness import (
     RESULTS_FILE,
     Benchmark,
@@ -28,10 +38,15 @@ BENCHMARKS: list[Benchmark] = [
     design_upload.PUSH_STEP_BENCHMARK,
     geometry.STEP_BENCHMARK,
     geometry.MESH_BENCHMARK,
+    geometry_diff.MESH_BENCHMARK,
+    geometry_diff.PLATE_BENCHMARK,
+    geometry_diff.MERGE_BENCHMARK,
     supply_network.BENCHMARK,
     supply_network.SEARCH_BENCHMARK,
     supply_import.BENCHMARK,
     rfq_fanout.BENCHMARK,
+    rfq_quotes.BENCHMARK,
+    reviews.BENCHMARK,
 ]
 
 

@@ -18,10 +18,17 @@ from temporalio.worker import Worker
 from clients.sdk import Cofab, connect
 from services.shared.config import ConfigError, Settings, load_settings
 from services.shared.process import mark_ready
+from workflows.disruption import DisruptionActivities, DisruptionWorkflow
 from workflows.invitation import InvitationActivities, ProjectInvitationWorkflow
+from workflows.procurement import ProcurementActivities, ProcurementWorkflow
 from workflows.review import DesignReviewWorkflow, ReviewActivities
 
-WORKFLOWS = [ProjectInvitationWorkflow, DesignReviewWorkflow]
+WORKFLOWS = [
+    ProjectInvitationWorkflow,
+    DesignReviewWorkflow,
+    ProcurementWorkflow,
+    DisruptionWorkflow,
+]
 
 
 def service_token(settings: Settings) -> str:
@@ -38,7 +45,22 @@ def activities_for(cofab: Cofab) -> list[Callable[..., Any]]:
     """Every activity, bound to the services' stubs (activities receive them, never build them)."""
     invitation = InvitationActivities(cofab.projects)
     review = ReviewActivities(cofab.reviews, cofab.designs)
-    return [invitation.expire_invitation, review.record_review_progress, review.release_revision]
+    procurement = ProcurementActivities(cofab.procurement)
+    disruption = DisruptionActivities(cofab.supply, cofab.procurement)
+    return [
+        invitation.expire_invitation,
+        review.record_review_progress,
+        review.release_revision,
+        procurement.get_rfq,
+        procurement.close_rfq,
+        procurement.rank_quotes,
+        procurement.propose_award,
+        procurement.award_rfq,
+        disruption.assess_disruption,
+        disruption.notify_customer,
+        disruption.open_resourcing_rfq,
+        disruption.record_handled,
+    ]
 
 
 def build_worker(

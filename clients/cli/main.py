@@ -17,7 +17,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from clients.cli import events, network, procurement, revisions
+from clients.cli import comments, events, network, procurement, reviews, revisions
 from clients.cli.common import (
     CliError,
     client,
@@ -426,7 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     procurement.register(sub)
     network.register(sub)
     revisions.register(sub)
+    comments.register(sub)
     events.register(sub)
+    reviews.register(sub)
     return parser
 
 

@@ -36,6 +36,13 @@ QUOTE_STATES = {
 WEIGHT_NAMES = ("price", "lead_time", "supplier_risk", "capacity_fit")
 
 
+AWARD_POLICIES = {
+    "buyer": pb.Rfq.AWARD_POLICY_BUYER,
+    "automatic": pb.Rfq.AWARD_POLICY_AUTOMATIC,
+    "approval": pb.Rfq.AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL,
+}
+
+
 def when(text: str) -> dt.datetime:
     """A date (2027-03-01, midnight UTC), an ISO time, or a duration from now (30d, 12h)."""
     try:
@@ -96,6 +103,8 @@ def _print_rfq(r: pb.Rfq) -> None:
     print(f"  invited: {', '.join(r.invited_suppliers) or '-'}")
     for a in r.allocations:
         print(f"  awarded {a.quantity} to {a.supplier} ({a.quote})")
+    for a in r.proposed_allocations:
+        print(f"  proposed: {a.quantity} to {a.supplier} ({a.quote})")
 
 
 def _print_quote(q: pb.Quote) -> None:
@@ -134,6 +143,7 @@ def cmd_rfq_create(args: argparse.Namespace, settings: Settings) -> None:
                     invited_suppliers=[organization_name(s) for s in args.supplier],
                     weights=args.weights,
                     currency_code=args.currency,
+                    award_policy=AWARD_POLICIES[args.award_policy],
                 ),
                 supplier_search=search,
                 request_id=request_id(),
@@ -211,6 +221,14 @@ def cmd_rfq_award(args: argparse.Namespace, settings: Settings) -> None:
     _print_rfq(rfq)
 
 
+def cmd_rfq_approve(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        rfq = cofab.procurement.ApproveAward(
+            pb.ApproveAwardRequest(name=args.rfq, request_id=request_id())
+        )
+    _print_rfq(rfq)
+
+
 def cmd_rfq_revise(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         rfq = cofab.procurement.ReviseRfq(
@@ -279,6 +297,13 @@ def register(sub: Subcommands) -> None:
     )
     p.add_argument("--weights", type=weights, default=None, help="e.g. price=2,lead_time=1")
     p.add_argument("--currency", default="EUR")
+    p.add_argument(
+        "--award-policy",
+        choices=sorted(AWARD_POLICIES),
+        default="buyer",
+        help="buyer: you award (rfq award); automatic: the platform awards the best quotes at "
+        "close; approval: it proposes them and you approve (rfq approve)",
+    )
     search = p.add_argument_group("invite suppliers found by capability")
     search.add_argument("--process", default="")
     search.add_argument("--material", default="")
@@ -290,6 +315,7 @@ def register(sub: Subcommands) -> None:
         ("open", cmd_rfq_open, "open a draft RFQ: invited suppliers are told"),
         ("close", cmd_rfq_close, "close an open RFQ: its quotes are unsealed"),
         ("show", cmd_rfq_show, "show one RFQ"),
+        ("approve", cmd_rfq_approve, "approve the award the platform proposed"),
     ):
         command(rfq_sub, name, fn, text).add_argument("rfq")
     p = command(rfq_sub, "cancel", cmd_rfq_cancel, "cancel an RFQ that is not awarded")

@@ -1,5 +1,6 @@
 """`cofab revision ...` and `cofab ruleset ...`: push, inspect, download, watch and release
-design revisions; discover validation rule sets."""
+design revisions, compare them as geometry and merge concurrent edits; discover validation
+rule sets."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from clients.cli.common import (
     format_time,
     request_id,
 )
-from clients.sdk.revisions import FINISHED, download, format_of, push_revision
+from clients.sdk.revisions import (
+    FINISHED,
+    download,
+    download_diff,
+    format_of,
+    push_revision,
+    wait_for_diff,
+    wait_for_merge,
+)
 from cofab.design.v1 import design_pb2 as pb
 from services.shared.config import Settings
 
@@ -155,6 +164,186 @@ def cmd_release(args: argparse.Namespace, settings: Settings) -> None:
     print_revision(revision)
 
 
+DIFF_STATES = {
+    pb.RevisionDiff.STATE_PENDING: "pending",
+    pb.RevisionDiff.STATE_RUNNING: "running",
+    pb.RevisionDiff.STATE_SUCCEEDED: "succeeded",
+    pb.RevisionDiff.STATE_FAILED: "failed",
+}
+MERGE_STATES = {
+    pb.RevisionMerge.STATE_PENDING: "pending",
+    pb.RevisionMerge.STATE_RUNNING: "running",
+    pb.RevisionMerge.STATE_PROPOSED: "proposed",
+    pb.RevisionMerge.STATE_CONFLICTED: "conflicted",
+    pb.RevisionMerge.STATE_FAILED: "failed",
+    pb.RevisionMerge.STATE_ACCEPTED: "accepted",
+    pb.RevisionMerge.STATE_DECLINED: "declined",
+}
+CHANGES = {
+    pb.FaceChange.CHANGE_ADDED: "added",
+    pb.FaceChange.CHANGE_REMOVED: "removed",
+    pb.FaceChange.CHANGE_MODIFIED: "modified",
+}
+
+
+def _revision_name(design: str, value: str) -> str:
+    """A revision id is taken as one of DESIGN; a full name as it is."""
+    return value if "/" in value else f"{design}/revisions/{value}"
+
+
+def _point(v: pb.Vector3) -> str:
+    return f"({v.x:.2f}, {v.y:.2f}, {v.z:.2f})"
+
+
+def _delta(v: pb.Vector3) -> str:
+    return f"({v.x:+.3f}, {v.y:+.3f}, {v.z:+.3f})"
+
+
+def _value(holder: pb.ParameterDelta, side: str) -> str:
+    if not holder.HasField(side):  # type: ignore[arg-type]
+        return "(not declared)"
+    value: pb.ParameterValue = getattr(holder, side)
+    kind = value.WhichOneof("kind")
+    return repr(getattr(value, kind)) if kind else "?"
+
+
+def _finding_line(f: pb.Finding) -> str:
+    measured = f" (measured {f.measured:g}{f.unit})" if f.HasField("measured") else ""
+    return f"{SEVERITIES.get(f.severity, '?')}: {f.rule_id}: {f.message}{measured}"
+
+
+def print_geometry_diff(d: pb.GeometryDiff, indent: str = "  ") -> None:
+    """A person-readable summary: volumes with their regions, faces, deviation, deltas, DFM."""
+    print(f"{indent}{'exact B-rep booleans' if d.exact else 'mesh booleans'}")
+    for label, volume, regions in (
+        ("added", d.added_volume_mm3, d.added),
+        ("removed", d.removed_volume_mm3, d.removed),
+    ):
+        print(f"{indent}{label} {volume:,.3f} mm3 in {len(regions)} region(s)")
+        for r in regions:
+            print(
+                f"{indent}  {r.volume_mm3:,.3f} mm3 around {_point(r.centroid)}, "
+                f"bbox {_point(r.bbox_min)} - {_point(r.bbox_max)}"
+            )
+    counts = {name: 0 for name in CHANGES.values()}
+    for face in d.faces:
+        counts[CHANGES.get(face.change, "modified")] += 1
+    print(
+        f"{indent}faces: {counts['added']} added, {counts['removed']} removed, "
+        f"{counts['modified']} modified, {d.unchanged_faces} unchanged"
+    )
+    print(f"{indent}deviation: max {d.max_deviation_mm:.4f} mm, rms {d.rms_deviation_mm:.4f} mm")
+    mass = f", mass {d.mass_delta_g:+,.3f} g" if d.HasField("mass_delta_g") else ""
+    print(
+        f"{indent}delta: volume {d.volume_delta_mm3:+,.3f} mm3, area {d.area_delta_mm2:+,.3f} "
+        f"mm2{mass}, bbox min {_delta(d.bbox_min_delta)} max {_delta(d.bbox_max_delta)}"
+    )
+    for p in d.parameters:
+        print(f"{indent}parameter {p.name}: {_value(p, 'before')} -> {_value(p, 'after')}")
+    for f in d.findings_introduced:
+        print(f"{indent}DFM + {_finding_line(f)}")
+    for f in d.findings_resolved:
+        print(f"{indent}DFM - {_finding_line(f)}")
+    if not d.findings_introduced and not d.findings_resolved:
+        print(f"{indent}DFM: no finding introduced or resolved")
+
+
+def print_diff(diff: pb.RevisionDiff) -> None:
+    print(f"{diff.name}  [{DIFF_STATES.get(diff.state, '?')}]")
+    print(f"  from {diff.revision_a}")
+    print(f"  to   {diff.revision_b}")
+    if diff.state == pb.RevisionDiff.STATE_FAILED:
+        print(f"  error: {diff.error.message} (code {diff.error.code})")
+    if diff.HasField("result"):
+        print_geometry_diff(diff.result)
+    for a in diff.artifacts:
+        print(f"  artifact {a.name} ({a.media_type}, {a.size_bytes} bytes)")
+
+
+def print_merge(m: pb.RevisionMerge) -> None:
+    print(f"{m.name}  [{MERGE_STATES.get(m.state, '?')}]  into {m.target_branch}")
+    print(f"  source {m.source_revision}")
+    print(f"  head   {m.ours_revision}")
+    print(f"  base   {m.base_revision}")
+    print(f"  author {m.author}")
+    if m.merged_revision:
+        print(f"  merged {m.merged_revision}")
+    if m.state == pb.RevisionMerge.STATE_FAILED:
+        print(f"  error: {m.error.message} (code {m.error.code})")
+    if m.HasField("conflict"):
+        c = m.conflict
+        print(f"  conflict: {c.reason}")
+        print(
+            f"    overlap {c.overlap_volume_mm3:,.3f} mm3 in bbox "
+            f"{_point(c.bbox_min)} - {_point(c.bbox_max)}"
+        )
+        if c.faces_ours or c.faces_theirs:
+            print(f"    faces: head {list(c.faces_ours)}, source {list(c.faces_theirs)}")
+        if c.parameters:
+            print(f"    parameters changed on both sides: {', '.join(c.parameters)}")
+    for label, field in (("head", "ours_diff"), ("source", "theirs_diff")):
+        if m.HasField(field):  # type: ignore[arg-type]
+            print(f"  base -> {label}:")
+            print_geometry_diff(getattr(m, field), indent="    ")
+
+
+def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        diff = cofab.designs.DiffRevisions(
+            pb.DiffRevisionsRequest(
+                design=args.design,
+                revision_a=_revision_name(args.design, args.a),
+                revision_b=_revision_name(args.design, args.b),
+            )
+        )
+        if args.wait or args.png or args.glb:
+            diff = wait_for_diff(cofab, diff.name)
+        print_diff(diff)
+        for artifact, out in (("diff.png", args.png), ("diff.glb", args.glb)):
+            if out:
+                if diff.state != pb.RevisionDiff.STATE_SUCCEEDED:
+                    raise CliError(f"{diff.name} did not succeed: no {artifact} to download")
+                first = download_diff(cofab, diff.name, Path(out), artifact)
+                print(f"wrote {out} ({first.size_bytes} bytes, {first.media_type})")
+
+
+def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        merge = cofab.designs.MergeRevisions(
+            pb.MergeRevisionsRequest(
+                design=args.design,
+                target_branch=args.into,
+                source_revision=_revision_name(args.design, args.source),
+                expected_head=_revision_name(args.design, args.expect) if args.expect else "",
+                request_id=request_id(),
+            )
+        )
+        if args.wait:
+            merge = wait_for_merge(cofab, merge.name)
+        print_merge(merge)
+
+
+def cmd_merge_show(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        print_merge(cofab.designs.GetRevisionMerge(pb.GetRevisionMergeRequest(name=args.merge)))
+
+
+def cmd_merge_accept(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        merge = cofab.designs.AcceptMerge(
+            pb.AcceptMergeRequest(name=args.merge, request_id=request_id())
+        )
+    print_merge(merge)
+
+
+def cmd_merge_decline(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        merge = cofab.designs.DeclineMerge(
+            pb.DeclineMergeRequest(name=args.merge, request_id=request_id())
+        )
+    print_merge(merge)
+
+
 def cmd_ruleset_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         for r in every_page(
@@ -198,6 +387,29 @@ def register(sub: Subcommands) -> None:
         choices=["", "mesh.glb", "thumbnail.png", "report.json", "model.step"],
         help="an artifact instead of the original file",
     )
+    p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM")
+    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p.add_argument("a", help="the revision before (a name, or an id of DESIGN)")
+    p.add_argument("b", help="the revision after")
+    p.add_argument("--wait", action="store_true", help="wait until computed and show it")
+    p.add_argument("--png", default="", help="write the picture of the diff to this file")
+    p.add_argument("--glb", default="", help="write the coloured model of the diff here")
+    p = command(rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on")
+    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p.add_argument("--into", default="", help="the target branch (default main)")
+    p.add_argument("--from", dest="source", required=True, help="the revision to merge")
+    p.add_argument("--expect", default="", help="the head you expect the branch to have")
+    p.add_argument("--wait", action="store_true", help="wait until proposed or conflicted")
+    merges = rsub.add_parser("merges", help="show, accept or decline a proposed merge")
+    msub = merges.add_subparsers(dest="merges_command", required=True)
+    for name, fn, text in (
+        ("show", cmd_merge_show, "show a merge: state, conflict, both diffs"),
+        ("accept", cmd_merge_accept, "move the branch head to the merged revision"),
+        ("decline", cmd_merge_decline, "decline a proposed or conflicted merge"),
+    ):
+        command(msub, name, fn, text).add_argument(
+            "merge", help="projects/{project}/designs/{design}/merges/{merge}"
+        )
 
     ruleset = sub.add_parser("ruleset", help="validation rule sets")
     rs_sub = ruleset.add_subparsers(dest="ruleset_command", required=True)

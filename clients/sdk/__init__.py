@@ -5,14 +5,24 @@ with connect(token=os.environ["COFAB_TOKEN"]) as cofab:
 """
 
 from clients.sdk.client import Cofab, TokenInterceptor, connect, open_channel
-from clients.sdk.revisions import download, push_revision, wait_for
+from clients.sdk.revisions import (
+    download,
+    download_diff,
+    push_revision,
+    wait_for,
+    wait_for_diff,
+    wait_for_merge,
+)
 
 __all__ = [
     "Cofab",
     "TokenInterceptor",
     "connect",
     "download",
+    "download_diff",
     "open_channel",
     "push_revision",
     "wait_for",
+    "wait_for_diff",
+    "wait_for_merge",
 ]

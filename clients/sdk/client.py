@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from cofab.design.v1 import design_pb2_grpc, review_pb2_grpc
+from cofab.design.v1 import comment_pb2_grpc, design_pb2_grpc, review_pb2_grpc
 from cofab.events.v1 import feed_pb2_grpc
 from cofab.identity.v1 import identity_pb2_grpc
 from cofab.procurement.v1 import procurement_pb2_grpc
@@ -116,6 +116,7 @@ class Cofab:
     projects: identity_pb2_grpc.ProjectServiceStub = field(init=False)
     designs: design_pb2_grpc.DesignServiceStub = field(init=False)
     reviews: review_pb2_grpc.ReviewServiceStub = field(init=False)
+    comments: comment_pb2_grpc.CommentServiceStub = field(init=False)
     # The partner event feed (served by both services; this client reads it from design's).
     events: feed_pb2_grpc.EventFeedServiceStub = field(init=False)
     supply: supply_pb2_grpc.SupplyServiceStub = field(init=False)
@@ -126,6 +127,7 @@ class Cofab:
         self.projects = identity_pb2_grpc.ProjectServiceStub(self.design_channel)
         self.designs = design_pb2_grpc.DesignServiceStub(self.design_channel)
         self.reviews = review_pb2_grpc.ReviewServiceStub(self.design_channel)
+        self.comments = comment_pb2_grpc.CommentServiceStub(self.design_channel)
         self.events = feed_pb2_grpc.EventFeedServiceStub(self.design_channel)
         self.supply = supply_pb2_grpc.SupplyServiceStub(self.supply_channel)
         self.procurement = procurement_pb2_grpc.ProcurementServiceStub(self.supply_channel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from clients.sdk.client import Cofab
@@ -98,22 +98,44 @@ def download(
 ) -> design_pb2.DownloadRevisionResponse:
     """Writes a revision's content (or a named artifact) to `destination`, checking its sha256;
     returns the first response (media type, size, sha256). Nothing is left on a failure."""
-    destination = Path(destination)
+    return _write(
+        cofab.designs.DownloadRevision(
+            design_pb2.DownloadRevisionRequest(name=revision, artifact=artifact), timeout=timeout
+        ),
+        Path(destination),
+        f"{revision} {artifact}",
+    )
+
+
+def download_diff(
+    cofab: Cofab, diff: str, destination: Path, artifact: str, timeout: float | None = None
+) -> design_pb2.DownloadRevisionResponse:
+    """Writes a diff's picture ("diff.png") or coloured model ("diff.glb") to `destination`,
+    as `download` does."""
+    return _write(
+        cofab.designs.DownloadRevisionDiff(
+            design_pb2.DownloadRevisionDiffRequest(name=diff, artifact=artifact), timeout=timeout
+        ),
+        Path(destination),
+        f"{diff} {artifact}",
+    )
+
+
+def _write(
+    responses: Iterable[design_pb2.DownloadRevisionResponse], destination: Path, what: str
+) -> design_pb2.DownloadRevisionResponse:
     partial = destination.with_name(destination.name + ".part")
     first: design_pb2.DownloadRevisionResponse | None = None
     digest = hashlib.sha256()
     try:
         with partial.open("wb") as sink:
-            for response in cofab.designs.DownloadRevision(
-                design_pb2.DownloadRevisionRequest(name=revision, artifact=artifact),
-                timeout=timeout,
-            ):
+            for response in responses:
                 if first is None:
                     first = response
                 sink.write(response.chunk)
                 digest.update(response.chunk)
         if first is None or digest.hexdigest() != first.sha256:
-            raise OSError(f"the download of {revision} {artifact} was incomplete or corrupted")
+            raise OSError(f"the download of {what} was incomplete or corrupted")
         partial.replace(destination)
     finally:
         partial.unlink(missing_ok=True)
@@ -130,4 +152,36 @@ def wait_for(cofab: Cofab, revision: str, timeout: float | None = None) -> desig
             return last
     if last is None:
         raise RuntimeError(f"the watch of {revision} ended without a state")
+    return last
+
+
+DIFF_FINISHED = (design_pb2.RevisionDiff.STATE_SUCCEEDED, design_pb2.RevisionDiff.STATE_FAILED)
+MERGE_WORKING = (design_pb2.RevisionMerge.STATE_PENDING, design_pb2.RevisionMerge.STATE_RUNNING)
+
+
+def wait_for_diff(cofab: Cofab, diff: str, timeout: float | None = None) -> design_pb2.RevisionDiff:
+    """Watches a diff until it SUCCEEDED or FAILED; returns it then."""
+    last = None
+    for last in cofab.designs.WatchRevisionDiff(
+        design_pb2.WatchRevisionDiffRequest(name=diff), timeout=timeout
+    ):
+        if last.state in DIFF_FINISHED:
+            return last
+    if last is None:
+        raise RuntimeError(f"the watch of {diff} ended without a state")
+    return last
+
+
+def wait_for_merge(
+    cofab: Cofab, merge: str, timeout: float | None = None
+) -> design_pb2.RevisionMerge:
+    """Watches a merge until the engine is done with it (PROPOSED, CONFLICTED or FAILED)."""
+    last = None
+    for last in cofab.designs.WatchRevisionMerge(
+        design_pb2.WatchRevisionMergeRequest(name=merge), timeout=timeout
+    ):
+        if last.state not in MERGE_WORKING:
+            return last
+    if last is None:
+        raise RuntimeError(f"the watch of {merge} ended without a state")
     return last

@@ -21,8 +21,11 @@ from services.design.convert import (
     project_proto,
     revision_proto,
 )
+from services.design.diffs.api import DiffServicer
+from services.design.diffs.application import DiffApplication
 from services.design.domain import Design, Membership
 from services.design.domain.ports import BlobStore
+from services.design.downloads import download_responses
 from services.design.revisions import RevisionApplication
 from services.shared import names
 from services.shared.db import utcnow
@@ -150,7 +153,6 @@ def _membership_name(name: str) -> tuple[str, str]:
     return project_id, organization_id
 
 
-CHUNK_BYTES = 1 << 20
 WATCH_POLL_SECONDS = 0.2
 
 
@@ -267,18 +269,8 @@ class RevisionServicer:
         found = await asyncio.to_thread(
             self._revisions.download, current_principal(), request.name, request.artifact
         )
-        chunks = self._blobs.read(found.sha256, CHUNK_BYTES)
-        first = True
-        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None or first:
-            response = design_pb2.DownloadRevisionResponse(chunk=chunk or b"")
-            if first:
-                response.media_type = found.media_type
-                response.size_bytes = found.size_bytes
-                response.sha256 = found.sha256
-                first = False
+        async for response in download_responses(self._blobs, found):
             yield response
-            if chunk is None:
-                break
 
     async def WatchRevision(
         self, request: design_pb2.WatchRevisionRequest, context: Context
@@ -323,13 +315,18 @@ class RevisionServicer:
         )
 
 
-class DesignServicer(RevisionServicer, design_pb2_grpc.DesignServiceServicer):
+class DesignServicer(RevisionServicer, DiffServicer, design_pb2_grpc.DesignServiceServicer):
     def __init__(
-        self, app: DesignApplication, revisions: RevisionApplication, blobs: BlobStore
+        self,
+        app: DesignApplication,
+        revisions: RevisionApplication,
+        blobs: BlobStore,
+        diffs: DiffApplication,
     ) -> None:
         self._app = app
         self._revisions = revisions
         self._blobs = blobs
+        self._diffs = diffs
 
     async def CreateDesign(
         self, request: design_pb2.CreateDesignRequest, context: Context

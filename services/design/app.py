@@ -7,18 +7,27 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from cofab.design.v1 import design_pb2, design_pb2_grpc, review_pb2, review_pb2_grpc
+from cofab.design.v1 import (
+    comment_pb2,
+    comment_pb2_grpc,
+    design_pb2,
+    design_pb2_grpc,
+    review_pb2,
+    review_pb2_grpc,
+)
 from cofab.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.geometry import EngineChecks
 from services.design.api import DesignServicer, ProjectServicer
 from services.design.application import DesignApplication
+from services.design.comments import CommentApplication, CommentServicer
+from services.design.diffs import DiffApplication, DiffJobs, MergeJobs
 from services.design.domain.ports import GeometryChecks
 from services.design.processing import RevisionProcessor
 from services.design.reviews import ReviewApplication, ReviewServicer
 from services.design.revisions import RevisionApplication
 from services.shared.config import Settings
-from services.shared.db import make_engine
+from services.shared.db import make_engine, utcnow
 from services.shared.feed import feed_registration
 from services.shared.identity_api import TokenAuthenticator, identity_registration
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
@@ -32,6 +41,7 @@ class RevisionDeps:
     blobs: FileBlobStore
     app: RevisionApplication
     processor: RevisionProcessor
+    diffs: DiffApplication
 
 
 @dataclass
@@ -56,6 +66,7 @@ def revision_deps(
         workers=settings.ingest_workers,
         attempts=settings.ingest_attempts,
         lease_seconds=settings.ingest_lease_seconds,
+        jobs=(DiffJobs(engine, blobs, utcnow), MergeJobs(engine, blobs, utcnow)),
     )
     app = RevisionApplication(
         engine,
@@ -63,7 +74,7 @@ def revision_deps(
         settings.max_upload_bytes,
         on_pushed=processor.wake,
     )
-    return RevisionDeps(blobs, app, processor)
+    return RevisionDeps(blobs, app, processor, DiffApplication(engine, on_queued=processor.wake))
 
 
 def bootstrap(settings: Settings) -> DesignDeps:
@@ -79,8 +90,9 @@ def bootstrap(settings: Settings) -> DesignDeps:
 
 def registrations(deps: DesignDeps, revisions: RevisionDeps) -> list[ServiceRegistration]:
     projects = ProjectServicer(deps.app)
-    designs = DesignServicer(deps.app, revisions.app, revisions.blobs)
+    designs = DesignServicer(deps.app, revisions.app, revisions.blobs, revisions.diffs)
     reviews = ReviewServicer(ReviewApplication(deps.engine, deps.app.clock))
+    comments = CommentServicer(CommentApplication(deps.engine, deps.app.clock))
     return [
         identity_registration(),
         ServiceRegistration(
@@ -94,6 +106,10 @@ def registrations(deps: DesignDeps, revisions: RevisionDeps) -> list[ServiceRegi
         ServiceRegistration(
             review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name,
             lambda s: review_pb2_grpc.add_ReviewServiceServicer_to_server(reviews, s),
+        ),
+        ServiceRegistration(
+            comment_pb2.DESCRIPTOR.services_by_name["CommentService"].full_name,
+            lambda s: comment_pb2_grpc.add_CommentServiceServicer_to_server(comments, s),
         ),
         feed_registration(deps.engine),
     ]

@@ -11,12 +11,14 @@ and the branch head moves back to its first parent by compare-and-set (or the br
 if it was the branch's first revision): a failed revision never stays a branch head, so the next
 push starts from the last good one. Nothing can have been pushed on top of it meanwhile, because
 a push needs a SUCCEEDED base.
+
+The same loop, pool and leases run the diffs and merges of services.design.diffs (JobQueue),
+after the waiting revisions; jobs in flight at shutdown go back to PENDING as revisions do.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import datetime as dt
 import logging
 import multiprocessing
@@ -24,18 +26,21 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from cofab.design.v1 import events_pb2
 from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.repository import SqlRepository
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.convert import revision_proto, summary_proto
+from services.design.diffs.codec import finding_json, properties_json
+from services.design.diffs.jobs import enqueue_comment_diff
+from services.design.diffs.repository import Leases
 from services.design.domain.revisions import (
     ARTIFACT_MEDIA_TYPES,
     CODE_INTERNAL,
@@ -45,7 +50,7 @@ from services.design.domain.revisions import (
     RevisionState,
     processing_error,
 )
-from services.design.geometry.types import Failure, Finding, IngestRequest, IngestResult
+from services.design.geometry.types import Failure, IngestRequest
 from services.design.ingest_worker import IngestOutcome, run_ingest
 from services.design.reviews import ReviewApplication
 from services.shared import outbox
@@ -67,26 +72,36 @@ SOURCE_SUFFIX = {
 Ingest = Callable[[IngestRequest], IngestOutcome]
 
 
-def finding_json(finding: Finding) -> dict[str, Any]:
-    location = None
-    if finding.location is not None:
-        location = {"point": list(finding.location.point), "face_id": finding.location.face_id}
-    return {
-        "rule_id": finding.rule_id,
-        "severity": finding.severity.value,
-        "message": finding.message,
-        "measured": finding.measured,
-        "limit": finding.limit,
-        "unit": finding.unit,
-        "location": location,
-    }
+class Job(Protocol):
+    """A claimed diff or merge (see services.design.diffs.jobs): what the loop itself reads."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
 
 
-def properties_json(result: IngestResult) -> dict[str, Any]:
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in dataclasses.asdict(result.properties).items()
-    }
+class JobQueue(Protocol):
+    """Work other than ingest that the processor claims under its lease and runs in its pool."""
+
+    kind: str  # names the work directories of its jobs
+
+    def leases(self, conn: Connection) -> Leases: ...
+
+    def load(self, conn: Connection, job_id: str) -> Job | None: ...
+
+    # The job is the one `load` returned (each queue knows its own type).
+    def prepare(self, job: Any, work: Path) -> tuple[Callable[[Any], Any], Any]:
+        """The module-level function a worker process runs, and its picklable argument."""
+        ...
+
+    def finish(self, owner: str, job: Any, outcome: Any) -> None:
+        """Records the worker's outcome (its own transaction, with the events)."""
+        ...
+
+    def fail(self, owner: str, job: Any, error: ProcessingError) -> None: ...
 
 
 class RevisionProcessor:
@@ -104,6 +119,7 @@ class RevisionProcessor:
         ingest: Ingest = run_ingest,
         poll_seconds: float = 0.5,
         clock: Callable[[], dt.datetime] = utcnow,
+        jobs: Sequence[JobQueue] = (),
     ) -> None:
         self._engine = engine
         self._blobs = blobs
@@ -119,6 +135,9 @@ class RevisionProcessor:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pool: cf.ProcessPoolExecutor | None = None
+        # Diffs and merges, claimed after revisions (a pushed revision is what users wait for).
+        self._queues = tuple(jobs)
+        self._jobs: dict[cf.Future[Any], tuple[JobQueue, Job]] = {}
 
     # lifecycle
 
@@ -165,7 +184,8 @@ class RevisionProcessor:
 
     def _step(self, inflight: dict[cf.Future[IngestOutcome], Revision]) -> None:
         self._renew(list(inflight.values()))
-        while len(inflight) < self._workers and not self._stopping.is_set():
+        self._renew_jobs()
+        while len(inflight) + len(self._jobs) < self._workers and not self._stopping.is_set():
             revision = self._claim({r.id for r in inflight.values()})
             if revision is None:
                 break
@@ -181,13 +201,22 @@ class RevisionProcessor:
                 continue
             assert self._pool is not None
             inflight[self._pool.submit(self._ingest, self._request(revision))] = revision
-        if not inflight:
+        for queue in self._queues:
+            while len(inflight) + len(self._jobs) < self._workers and not self._stopping.is_set():
+                if not self._submit_job(queue):
+                    break
+        if not inflight and not self._jobs:
             self._wake.wait(self._poll)
             self._wake.clear()
             return
-        done, _ = cf.wait(list(inflight), timeout=self._poll, return_when=cf.FIRST_COMPLETED)
+        done, _ = cf.wait(
+            [*inflight, *self._jobs], timeout=self._poll, return_when=cf.FIRST_COMPLETED
+        )
         broken = False
         for future in done:
+            if future in self._jobs:
+                broken = self._finish_job(future) or broken
+                continue
             revision = inflight.pop(future)
             try:
                 outcome = future.result()
@@ -207,6 +236,9 @@ class RevisionProcessor:
             for revision in inflight.values():
                 self._after_crash(revision)
             inflight.clear()
+            for queue, job in self._jobs.values():
+                self._job_after_crash(queue, job)
+            self._jobs.clear()
             self._terminate_pool()
             self._pool = self._new_pool()
 
@@ -217,6 +249,13 @@ class RevisionProcessor:
                     RevisionRepository(conn).unclaim(self.owner, revision.id, self._clock())
             except Exception:
                 log.exception("could not give %s back; its lease will run out", revision.name)
+        for queue, job in self._jobs.values():
+            try:
+                with self._engine.begin() as conn:
+                    queue.leases(conn).unclaim(self.owner, job.id, self._clock())
+            except Exception:
+                log.exception("could not give %s back; its lease will run out", job.name)
+        self._jobs.clear()
         self._terminate_pool()
 
     def _terminate_pool(self) -> None:
@@ -231,6 +270,93 @@ class RevisionProcessor:
                 process.terminate()
         for process in processes:
             process.join(5)
+
+    # diffs and merges
+
+    def _submit_job(self, queue: JobQueue) -> bool:
+        """Claims one job of `queue` and sends it to the pool; False when none is waiting."""
+        exclude = {job.id for q, job in self._jobs.values() if q is queue}
+        with read_only(self._engine) as conn:
+            if not queue.leases(conn).waiting(self._clock(), exclude):
+                return False
+        with self._engine.begin() as conn:
+            job_id = queue.leases(conn).claim(self.owner, self._clock(), self._lease, exclude)
+            job = queue.load(conn, job_id) if job_id is not None else None
+        if job is None:
+            return False
+        if job.attempts > self._attempts:
+            queue.fail(
+                self.owner,
+                job,
+                ProcessingError(
+                    CODE_INTERNAL,
+                    f"processing was interrupted {job.attempts - 1} times; giving up",
+                ),
+            )
+            return True
+        work = self._job_dir(queue, job)
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            function, argument = queue.prepare(job, work)
+        except Exception as exc:
+            log.exception("could not prepare %s", job.name)
+            queue.fail(
+                self.owner, job, ProcessingError(CODE_INTERNAL, f"preparation failed: {exc}")
+            )
+            shutil.rmtree(work, ignore_errors=True)
+            return True
+        assert self._pool is not None
+        self._jobs[self._pool.submit(function, argument)] = (queue, job)
+        return True
+
+    def _finish_job(self, future: cf.Future[Any]) -> bool:
+        """Records a finished job; True when the pool broke under it."""
+        queue, job = self._jobs.pop(future)
+        try:
+            outcome = future.result()
+        except BrokenProcessPool:
+            self._job_after_crash(queue, job)
+            return True
+        except Exception as exc:
+            log.exception("%s raised", job.name)
+            queue.fail(
+                self.owner, job, ProcessingError(CODE_INTERNAL, f"processing failed: {exc!r}")
+            )
+            shutil.rmtree(self._job_dir(queue, job), ignore_errors=True)
+            return False
+        try:
+            queue.finish(self.owner, job, outcome)
+        finally:
+            shutil.rmtree(self._job_dir(queue, job), ignore_errors=True)
+        return False
+
+    def _job_after_crash(self, queue: JobQueue, job: Job) -> None:
+        shutil.rmtree(self._job_dir(queue, job), ignore_errors=True)
+        if job.attempts >= self._attempts:
+            queue.fail(
+                self.owner,
+                job,
+                ProcessingError(
+                    CODE_INTERNAL,
+                    f"the geometry worker process crashed on this job {job.attempts} times; "
+                    "giving up",
+                ),
+            )
+            return
+        with self._engine.begin() as conn:
+            queue.leases(conn).unclaim(self.owner, job.id, self._clock())
+
+    def _renew_jobs(self) -> None:
+        if not self._jobs:
+            return
+        until = self._clock() + self._lease
+        with self._engine.begin() as conn:
+            for queue in self._queues:
+                ids = [job.id for q, job in self._jobs.values() if q is queue]
+                queue.leases(conn).renew(self.owner, ids, until)
+
+    def _job_dir(self, queue: JobQueue, job: Job) -> Path:
+        return self._work_root / f"{queue.kind}-{job.id}"
 
     # database steps
 
@@ -297,7 +423,7 @@ class RevisionProcessor:
             self._record(
                 revision,
                 RevisionState.SUCCEEDED,
-                properties=properties_json(result),
+                properties=properties_json(result.properties),
                 findings=[finding_json(f) for f in result.findings],
                 artifacts=artifacts,
                 parameters=dict(result.parameters) if result.parameters else None,
@@ -369,8 +495,12 @@ class RevisionProcessor:
             )
             outbox.enqueue(conn, envelope, key=finished.design_id)
             if state is RevisionState.SUCCEEDED:
-                # Open reviews of the branch move to (or are cancelled by) the newer revision.
-                ReviewApplication.supersede_open_reviews(
-                    conn, finished.project_id, finished.design_id, finished.branch, finished.id
-                )
+                branch = revs.get_branch(finished.project_id, finished.design_id, finished.branch)
+                if branch is not None and branch.head == finished.id:
+                    # Open reviews of the branch move to (or are cancelled by) the newer head.
+                    # A proposed merge is no head until accepted (services.design.diffs).
+                    ReviewApplication.supersede_open_reviews(
+                        conn, finished.project_id, finished.design_id, finished.branch, finished.id
+                    )
+                enqueue_comment_diff(conn, finished, now)
         log.info("%s %s", finished.name, state.value)

@@ -265,7 +265,8 @@ class RevisionApplication:
             )
             raise Conflict(
                 f"branch {header.branch!r} of {design.name} has head {head or '(none)'}, "
-                f"not {expected}: pull {head or 'again'} and push on it",
+                f"not {expected}: pull {head or 'again'} and push on it, or push to another "
+                f"branch and merge that into {header.branch!r} (cofab revision merge)",
                 current=head,
             )
 

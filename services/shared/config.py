@@ -38,6 +38,8 @@ class Settings:
     ingest_workers: int = 2
     ingest_attempts: int = 3
     ingest_lease_seconds: float = 60.0
+    # The partner feed keeps each event this many days; older ones are pruned by its writer.
+    feed_retention_days: int = 30
 
     @property
     def blob_root(self) -> Path:
@@ -120,4 +122,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ingest_workers=_int(env, "COFAB_INGEST_WORKERS", 2, 1, 64),
         ingest_attempts=_int(env, "COFAB_INGEST_ATTEMPTS", 3, 1, 10),
         ingest_lease_seconds=_seconds(env, "COFAB_INGEST_LEASE_SECONDS", 60.0) or 60.0,
+        feed_retention_days=_int(env, "COFAB_FEED_RETENTION_DAYS", 30, 1, 3650),
     )

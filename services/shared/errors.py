@@ -89,6 +89,16 @@ class ResourceExhausted(DomainError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class OutOfRange(DomainError):
+    """A position (e.g. a feed cursor) is outside what the service still holds. `metadata` tells
+    the caller where it can resume; `reason` is specific, e.g. CURSOR_EXPIRED."""
+
+    def __init__(self, message: str, reason: str, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = metadata or {}
+
+
 class Unavailable(DomainError):
     """A dependency is down; the caller may retry."""
 

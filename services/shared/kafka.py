@@ -14,6 +14,9 @@ from services.shared.events import all_topics
 log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 3
+# Partners produce quotes here (EventEnvelope of type `procurement.quote.inbound`); the event
+# bridge records them. Not a cofab area topic: cofab's services never write to it.
+INBOUND_QUOTES_TOPIC = "procurement.quotes.inbound"
 
 
 def make_producer(bootstrap: str) -> KafkaProducer:
@@ -49,11 +52,13 @@ def make_consumer(bootstrap: str, group_id: str, topics: Sequence[str]) -> Kafka
 def ensure_topics(
     bootstrap: str, topics: Sequence[str] | None = None, partitions: int = DEFAULT_PARTITIONS
 ) -> None:
-    """Creates cofab's topics if they do not exist yet (idempotent)."""
+    """Creates cofab's topics (by default every area topic, the dead-letter topic and the
+    partners' inbound quote topic) if they do not exist yet (idempotent)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, bootstrap_timeout_ms=5_000)
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in (topics or all_topics()) if t not in existing]
+        wanted = topics or [*all_topics(), INBOUND_QUOTES_TOPIC]
+        missing = [t for t in wanted if t not in existing]
         if missing:
             try:
                 admin.create_topics(

@@ -14,6 +14,7 @@ from services.shared.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    OutOfRange,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
@@ -31,6 +32,7 @@ STATUS_CODES: dict[type[DomainError], grpc.StatusCode] = {
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     Conflict: grpc.StatusCode.ABORTED,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -82,6 +84,8 @@ def to_status(error: DomainError) -> grpc.Status:
         )
     if isinstance(error, Conflict) and error.current:
         metadata["current"] = error.current
+    if isinstance(error, OutOfRange):
+        metadata.update(error.metadata)
     details.insert(
         0,
         _pack(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from services.shared import authz
 from services.shared.db import read_only
 from services.shared.errors import FieldViolation, InvalidArgument, NotFound
 from services.shared.identity import Principal
@@ -20,7 +21,11 @@ from services.supply.domain import (
     raise_if,
 )
 from services.supply.domain.network import SupplyNetwork
-from services.supply.domain.network_results import SourcingAssignment, UnmetVolume
+from services.supply.domain.network_results import (
+    ImpactReport,
+    SourcingAssignment,
+    UnmetVolume,
+)
 from services.supply.domain.records import FacilityOutage
 from services.supply.domain.views import (
     CriticalView,
@@ -181,7 +186,7 @@ class NetworkAnalytics:
     def _outages(
         self,
         network: SupplyNetwork,
-        viewer: Viewer,
+        viewer: Viewer | None,
         facility_names: Sequence[str],
         region: str,
         duration_days: float,
@@ -206,10 +211,11 @@ class NetworkAnalytics:
                 )
             record = network.facility(parts[3])
             # Only facilities the caller knows first-hand can be named; others read as absent.
+            # No viewer: the platform, which sees every facility.
             if (
                 record is None
                 or record.organization_id != parts[1]
-                or not viewer.sees_facility(parts[3])
+                or (viewer is not None and not viewer.sees_facility(parts[3]))
             ):
                 raise NotFound(f"{name} not found")
             ids.append(parts[3])
@@ -238,6 +244,27 @@ class NetworkAnalytics:
             view = impact_view(viewer, report)
             owners = NetworkRepository(conn).item_owners(i.item_id for i in view.items)
         return view, owners
+
+    def network_impact(
+        self,
+        principal: Principal,
+        facility_names: Sequence[str],
+        region: str,
+        duration_days: float,
+        capacity_factor: float,
+    ) -> tuple[ImpactReport, dict[str, str]]:
+        """The impact on the whole network, every hit item named, and the owners of the items:
+        for the platform's service accounts only (the disruption workflow acts for every
+        affected organization)."""
+        authz.require_service_account(principal, "ComputeDisruptionImpact of organizations/-")
+        with read_only(self._engine) as conn:
+            with self._cache.network() as network:
+                outages = self._outages(
+                    network, None, facility_names, region, duration_days, capacity_factor
+                )
+                report = network.disruption_impact(outages)
+            owners = NetworkRepository(conn).item_owners(i.item_id for i in report.items)
+        return report, owners
 
     def plan_sourcing(
         self,

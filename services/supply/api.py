@@ -23,6 +23,7 @@ from services.supply.convert import (
     item_impact_proto,
     item_proto,
 )
+from services.supply.disruptions import HANDLED, NOTIFIED, DisruptionProgress
 from services.supply.domain import Item
 from services.supply.domain.importing import CSV, JSON_LINES
 from services.supply.domain.views import Hidden
@@ -34,6 +35,8 @@ CAPABILITY = "organizations/{organization}/facilities/{facility}/capabilities/{c
 ITEM = "organizations/{organization}/items/{item}"
 EDGE = "organizations/{organization}/supplyEdges/{supply_edge}"
 DISRUPTION = "organizations/{organization}/disruptions/{disruption}"
+# AIP-159: a read across every organization (platform service accounts only).
+EVERY_ORGANIZATION = "organizations/-"
 # The server's message size limit bounds each chunk; this bounds the whole upload in memory.
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
@@ -394,6 +397,20 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
     async def ComputeDisruptionImpact(
         self, request: supply_pb2.ComputeDisruptionImpactRequest, context: Context
     ) -> supply_pb2.ComputeDisruptionImpactResponse:
+        if request.parent == EVERY_ORGANIZATION:
+            report, owners = await asyncio.to_thread(
+                self._app.analytics.network_impact,
+                current_principal(),
+                list(request.facilities),
+                request.region,
+                request.duration_days,
+                request.capacity_factor,
+            )
+            return supply_pb2.ComputeDisruptionImpactResponse(
+                items=[item_impact_proto(owners, i) for i in report.items],
+                revenue_at_risk=report.revenue_at_risk,
+                affected_customers=[f"organizations/{c}" for c in report.affected_customer_ids],
+            )
         organization_id = names.parse_one(request.parent, ORGANIZATION, "parent")
         view, owners = await asyncio.to_thread(
             self._app.analytics.compute_impact,
@@ -491,6 +508,51 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
             self._app.disruptions.resolve_disruption,
             current_principal(),
             request.name,
+            request.request_id,
+        )
+        return disruption_proto(disruption, direct)
+
+    async def PlanDisruptionResourcing(
+        self, request: supply_pb2.PlanDisruptionResourcingRequest, context: Context
+    ) -> supply_pb2.PlanDisruptionResourcingResponse:
+        organization_id, _ = names.parse(request.name, DISRUPTION, "name")
+        needs = await asyncio.to_thread(
+            self._app.disruptions.plan_resourcing, current_principal(), request.name
+        )
+        return supply_pb2.PlanDisruptionResourcingResponse(
+            needs=[
+                supply_pb2.ResourcingNeed(
+                    customer=f"organizations/{n.customer_id}",
+                    item=n.item_name,
+                    quantity=n.quantity,
+                    process=n.process,
+                    material=n.material,
+                )
+                for n in needs
+            ],
+            disrupted_organization=f"organizations/{organization_id}",
+        )
+
+    async def RecordDisruptionProgress(
+        self, request: supply_pb2.RecordDisruptionProgressRequest, context: Context
+    ) -> supply_pb2.Disruption:
+        names.parse(request.name, DISRUPTION, "name")
+        kinds = supply_pb2.RecordDisruptionProgressRequest
+        if request.kind == kinds.KIND_NOTIFIED:
+            customer = names.parse_one(request.customer, ORGANIZATION, "customer")
+            progress = DisruptionProgress(NOTIFIED, customer=customer)
+        elif request.kind == kinds.KIND_HANDLED:
+            summary = supply_pb2.DisruptionSummary()
+            summary.CopyFrom(request.summary)
+            summary.disruption = request.name
+            progress = DisruptionProgress(HANDLED, summary=summary)
+        else:
+            raise InvalidArgument.field("kind", "must be KIND_NOTIFIED or KIND_HANDLED")
+        disruption, direct = await asyncio.to_thread(
+            self._app.disruptions.record_progress,
+            current_principal(),
+            request.name,
+            progress,
             request.request_id,
         )
         return disruption_proto(disruption, direct)

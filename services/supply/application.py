@@ -394,7 +394,8 @@ class SupplyApplication:
             raise InvalidArgument.field(
                 "item", f"{item_name!r} is not organizations/{{o}}/items/{{i}}"
             )
-        own(principal, parts[1], item_name)
+        if not principal.service_account:  # the platform re-sources items for their buyers
+            own(principal, parts[1], item_name)
         item = repo.get_item(parts[1], parts[3])
         if item is None:
             raise NotFound(f"{item_name} not found")

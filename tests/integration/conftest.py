@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import concurrent.futures
+import dataclasses
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import Engine
+from temporalio.client import Client
 
 from clients.sdk import Cofab, connect
 from services.design.app import DesignDeps
 from services.design.app import build_server as build_design
 from services.design.application import DesignApplication
+from services.shared import accounts
 from services.shared.config import Settings, load_settings
+from services.shared.consumer import ProcessedEvents
 from services.shared.db import make_engine
 from services.shared.identity_api import TokenAuthenticator
+from services.shared.kafka import ensure_topics, make_producer
+from services.shared.relay import OutboxRelay
 from services.supply.app import bootstrap as supply_bootstrap
 from services.supply.app import build_server as build_supply
 from tests.conftest import Account, make_account
 from tests.support import ServerThread, ShiftableClock
+from workflows.bridge import EventBridge, run_bridge
+from workflows.worker import activities_for, build_worker
 
 
 @dataclass
@@ -81,3 +94,60 @@ def stack(settings: Settings, engine: Engine) -> Iterator[Stack]:
         supply.stop()
         design_deps.engine.dispose()
         supply_deps.engine.dispose()
+
+
+@dataclass
+class EventPipeline:
+    """The event path around a Stack, as `make up` runs it: outbox relay -> Kafka -> bridge ->
+    Temporal, whose worker's activities call the stack's services as the service account."""
+
+    client: Client
+    task_queue: str
+    bridge: EventBridge
+
+
+@asynccontextmanager
+async def event_pipeline(
+    stack: Stack, kafka_bootstrap: str, client: Client
+) -> AsyncIterator[EventPipeline]:
+    """Relay, bridge and worker on their own task queue and consumer group, stopped on exit."""
+    task_queue = f"cofab-{uuid.uuid4().hex}"
+    settings = dataclasses.replace(
+        stack.settings, kafka_bootstrap=kafka_bootstrap, temporal_task_queue=task_queue
+    )
+    stop = threading.Event()
+
+    def producer() -> object:
+        ensure_topics(kafka_bootstrap)
+        return make_producer(kafka_bootstrap)
+
+    relay = OutboxRelay(stack.engine, producer)
+    relay_thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_wait": 0.1})
+    relay_thread.start()
+    token = accounts.ensure_service_account(stack.engine, None)
+    assert token is not None
+    service = connect(token, stack.design.address, stack.supply.address)
+    bridge = EventBridge(client, task_queue, service.procurement)
+    group = f"bridge-{task_queue}"
+    loop = asyncio.get_running_loop()
+    bridge_task = asyncio.create_task(
+        asyncio.to_thread(
+            run_bridge,
+            bridge,
+            ProcessedEvents(stack.engine, group),
+            settings,
+            loop,
+            stop,
+            group_id=group,
+        )
+    )
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
+            async with build_worker(client, task_queue, activities_for(service), executor):
+                yield EventPipeline(client, task_queue, bridge)
+    finally:
+        stop.set()
+        await bridge_task
+        relay_thread.join(timeout=10)
+        relay.close()
+        service.close()

@@ -5,13 +5,9 @@ the worker's activity calls the design service back, and the workflow's result i
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import dataclasses
 import datetime as dt
-import threading
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
@@ -21,63 +17,22 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from clients.sdk import connect
 from cofab.identity.v1 import identity_pb2 as ipb
-from services.shared import accounts
-from services.shared.consumer import ProcessedEvents
 from services.shared.db import outbox
 from services.shared.events import decode_envelope, header
-from services.shared.kafka import ensure_topics, make_producer
-from services.shared.relay import OutboxRelay
-from tests.integration.conftest import Stack
+from services.shared.kafka import make_producer
+from tests.integration.conftest import EventPipeline, Stack, event_pipeline
 from tests.integration.test_design_api import create_project, invite
-from workflows.bridge import EventBridge, run_bridge
+from workflows.bridge import EventBridge
 from workflows.invitation import InvitationOutcome, workflow_id
-from workflows.worker import activities_for, build_worker
-
-
-@dataclass
-class Pipeline:
-    client: Client
-    task_queue: str
 
 
 @pytest_asyncio.fixture
 async def pipeline(
     stack: Stack, kafka_bootstrap: str, workflow_env: WorkflowEnvironment
-) -> AsyncIterator[Pipeline]:
-    """Relay, bridge and worker running against the stack, Kafka and Temporal."""
-    task_queue = f"cofab-{uuid.uuid4().hex}"
-    settings = dataclasses.replace(
-        stack.settings, kafka_bootstrap=kafka_bootstrap, temporal_task_queue=task_queue
-    )
-    stop = threading.Event()
-
-    def producer() -> object:
-        ensure_topics(kafka_bootstrap)
-        return make_producer(kafka_bootstrap)
-
-    relay = OutboxRelay(stack.engine, producer)
-    relay_thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_wait": 0.1})
-    relay_thread.start()
-    bridge = EventBridge(workflow_env.client, task_queue)
-    processed = ProcessedEvents(stack.engine, f"bridge-{task_queue}")
-    loop = asyncio.get_running_loop()
-    bridge_task = asyncio.create_task(
-        asyncio.to_thread(
-            run_bridge, bridge, processed, settings, loop, stop, group_id=f"bridge-{task_queue}"
-        )
-    )
-    token = accounts.ensure_service_account(stack.engine, None)
-    assert token is not None
-    service = connect(token, stack.design.address, stack.supply.address)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as executor:
-        async with build_worker(workflow_env.client, task_queue, activities_for(service), executor):
-            yield Pipeline(workflow_env.client, task_queue)
-            stop.set()
-            await bridge_task
-    relay_thread.join(timeout=10)
-    service.close()
+) -> AsyncIterator[EventPipeline]:
+    async with event_pipeline(stack, kafka_bootstrap, workflow_env.client) as running:
+        yield running
 
 
 async def outcome_of(client: Client, invitation_id: str, timeout: float = 60) -> InvitationOutcome:
@@ -100,7 +55,7 @@ async def outcome_of(client: Client, invitation_id: str, timeout: float = 60) ->
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_accepted_invitation_flows_through_kafka_and_temporal(
-    stack: Stack, pipeline: Pipeline
+    stack: Stack, pipeline: EventPipeline
 ) -> None:
     with stack.client(stack.acme) as acme, stack.client(stack.globex) as globex:
         project = create_project(acme)
@@ -121,7 +76,7 @@ async def test_accepted_invitation_flows_through_kafka_and_temporal(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_unanswered_invitation_is_expired_by_the_worker(
-    stack: Stack, pipeline: Pipeline
+    stack: Stack, pipeline: EventPipeline
 ) -> None:
     with stack.client(stack.acme) as acme:
         project = create_project(acme)
@@ -136,7 +91,7 @@ async def test_unanswered_invitation_is_expired_by_the_worker(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_malformed_events_are_dead_lettered_and_block_nothing(
-    stack: Stack, pipeline: Pipeline, kafka_bootstrap: str
+    stack: Stack, pipeline: EventPipeline, kafka_bootstrap: str
 ) -> None:
     producer = make_producer(kafka_bootstrap)
     marker = uuid.uuid4().hex.encode()
@@ -165,7 +120,7 @@ async def test_malformed_events_are_dead_lettered_and_block_nothing(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_redelivered_invitation_event_starts_nothing_new(
-    stack: Stack, pipeline: Pipeline
+    stack: Stack, pipeline: EventPipeline
 ) -> None:
     with stack.client(stack.acme) as acme:
         project = create_project(acme)

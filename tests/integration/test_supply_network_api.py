@@ -15,9 +15,9 @@ from grpc_status import rpc_status
 from sqlalchemy import select
 
 from clients.sdk import Cofab, connect
-from cofab.supply.v1 import events_pb2, supply_pb2
+from cofab.supply.v1 import supply_pb2
 from services.shared.db import outbox
-from services.shared.events import decode_envelope, unpack
+from services.shared.events import decode_envelope
 from services.shared.identity import Principal
 from services.supply.app import bootstrap as supply_bootstrap
 from services.supply.app import build_server as build_supply
@@ -537,23 +537,9 @@ def test_a_reported_disruption_tells_each_affected_customer_what_it_may_see(stac
         assert len(reported) == 1
         assert list(reported[0][1].audience) == ["organizations/umbrella", "organizations/globex"]
 
-        impacts = {key: envelope for key, envelope in _events(stack, "supply.impact.computed")}
-        assert set(impacts) == {"globex", "acme"}
-        for key, envelope in impacts.items():
-            assert list(envelope.audience) == [f"organizations/{key}"]
-        to_globex = unpack(impacts["globex"], events_pb2.ImpactComputed)
-        to_acme = unpack(impacts["acme"], events_pb2.ImpactComputed)
-        assert isinstance(to_globex, events_pb2.ImpactComputed)
-        assert isinstance(to_acme, events_pb2.ImpactComputed)
-        # Globex buys from the plant: it is named to Globex. ACME is two tiers away: it learns
-        # the region and its own items, not Umbrella's plant.
-        assert to_globex.facility == chain.umbrella_plant
-        assert {i.item for i in to_globex.items} == {chain.steel, chain.bracket}
-        assert to_acme.facility == ""
-        assert to_acme.region == "asia-east"
-        assert {i.item for i in to_acme.items} == {chain.car, chain.bracket}
-        assert to_acme.revenue_at_risk > 0
-        assert chain.umbrella_plant not in str(to_acme)
+        # Customers are notified by the disruption workflow, not at report time
+        # (tests/integration/test_disruption_workflow.py checks what each one sees).
+        assert _events(stack, "supply.impact.computed") == []
 
         listed = umb.supply.ListDisruptions(
             supply_pb2.ListDisruptionsRequest(parent="organizations/umbrella")

@@ -7,23 +7,15 @@ from dataclasses import dataclass
 
 import grpc
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from cofab.identity.v1 import identity_pb2, identity_pb2_grpc
+from workflows.grpc_errors import permanent_or_retry
 
 _STATES = {
     identity_pb2.Membership.STATE_INVITED: "INVITED",
     identity_pb2.Membership.STATE_ACTIVE: "ACTIVE",
     identity_pb2.Membership.STATE_DECLINED: "DECLINED",
     identity_pb2.Membership.STATE_EXPIRED: "EXPIRED",
-}
-# These will not succeed on retry: the request itself is wrong or not allowed.
-_PERMANENT = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 
@@ -50,12 +42,5 @@ class InvitationActivities:
                 timeout=20,
             )
         except grpc.RpcError as error:
-            code = error.code()
-            if code in _PERMANENT:
-                raise ApplicationError(
-                    f"ExpireMembership {request.membership}: {code.name}: {error.details()}",
-                    type=code.name,
-                    non_retryable=True,
-                ) from None
-            raise
+            raise permanent_or_retry(f"ExpireMembership {request.membership}", error) from None
         return _STATES.get(membership.state, "UNKNOWN")

@@ -9,18 +9,10 @@ from dataclasses import dataclass, field
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from cofab.design.v1 import design_pb2, design_pb2_grpc, review_pb2, review_pb2_grpc
+from workflows.grpc_errors import permanent_or_retry
 
-# These will not succeed on retry: the request itself is wrong or not allowed.
-_PERMANENT = {
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.NOT_FOUND,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.FAILED_PRECONDITION,
-}
 _KINDS = {
     "DECIDED": review_pb2.RecordReviewProgressRequest.KIND_DECIDED,
     "REMINDED": review_pb2.RecordReviewProgressRequest.KIND_REMINDED,
@@ -71,15 +63,6 @@ class ReleaseRequest:
     request_id: str
 
 
-def _permanent_or_retry(call: str, error: grpc.RpcError) -> Exception:
-    code = error.code()
-    if code in _PERMANENT:
-        return ApplicationError(
-            f"{call}: {code.name}: {error.details()}", type=code.name, non_retryable=True
-        )
-    return error
-
-
 class ReviewActivities:
     def __init__(
         self,
@@ -119,7 +102,7 @@ class ReviewActivities:
         try:
             self._reviews.RecordReviewProgress(request, timeout=20)
         except grpc.RpcError as error:
-            raise _permanent_or_retry(f"RecordReviewProgress {report.review}", error) from None
+            raise permanent_or_retry(f"RecordReviewProgress {report.review}", error) from None
 
     @activity.defn
     def release_revision(self, request: ReleaseRequest) -> None:
@@ -132,4 +115,4 @@ class ReviewActivities:
                 timeout=20,
             )
         except grpc.RpcError as error:
-            raise _permanent_or_retry(f"ReleaseRevision {request.revision}", error) from None
+            raise permanent_or_retry(f"ReleaseRevision {request.revision}", error) from None

@@ -5,6 +5,11 @@ Plain Python over CadQuery/OpenCascade and trimesh; the service calls it in work
 
 from typing import TYPE_CHECKING
 
+# `diff` and `merge` are imported eagerly although the engine is heavy: the module `diff` has the
+# function's name, and only a binding made here, after the submodule import, keeps the package
+# attribute the function for every later import. The module itself imports OpenCascade, trimesh
+# and manifold3d only when called, so the service process stays light.
+from services.design.geometry.diff import diff, merge
 from services.design.geometry.precheck import check_upload
 from services.design.geometry.ruleset import materials, rule_sets
 from services.design.geometry.sandbox import SandboxLimits, bwrap_path
@@ -12,6 +17,11 @@ from services.design.geometry.scripts import resolve_parameters, script_paramete
 from services.design.geometry.types import (
     FORMATS,
     UNITS_MM,
+    Conflict,
+    DiffInput,
+    DiffResult,
+    FaceChange,
+    FaceSignature,
     Failure,
     Finding,
     IngestError,
@@ -19,9 +29,12 @@ from services.design.geometry.types import (
     IngestResult,
     Location,
     Material,
+    MergeResult,
+    ParameterDelta,
     ParameterSpec,
     ParameterValue,
     Properties,
+    Region,
     Rule,
     RuleSet,
     Severity,
@@ -30,6 +43,11 @@ from services.design.geometry.types import (
 __all__ = [
     "FORMATS",
     "UNITS_MM",
+    "Conflict",
+    "DiffInput",
+    "DiffResult",
+    "FaceChange",
+    "FaceSignature",
     "Failure",
     "Finding",
     "IngestError",
@@ -37,17 +55,22 @@ __all__ = [
     "IngestResult",
     "Location",
     "Material",
+    "MergeResult",
+    "ParameterDelta",
     "ParameterSpec",
     "ParameterValue",
     "Properties",
+    "Region",
     "Rule",
     "RuleSet",
     "SandboxLimits",
     "Severity",
     "bwrap_path",
     "check_upload",
+    "diff",
     "ingest",
     "materials",
+    "merge",
     "resolve_parameters",
     "rule_sets",
     "script_parameters",

@@ -150,3 +150,104 @@ class Material:
     id: str
     display_name: str
     density_g_cm3: float
+
+
+# --- Geometry diff and three-way merge (services.design.geometry.diff) ---
+
+
+@dataclass(frozen=True)
+class DiffInput:
+    """One revision as the diff engine sees it; every path is a file the service wrote from
+    blobs."""
+
+    mesh: Path  # the revision's mesh.glb artifact (millimetres)
+    step: Path | None  # B-rep in mm: the uploaded STEP, or a script's model.step; None for meshes
+    findings: tuple[Finding, ...]  # the revision's validation findings (from report.json)
+    properties: Properties
+    parameters: Mapping[str, ParameterValue] = field(default_factory=dict)  # scripts only
+    script: str | None = None  # the CadQuery script source, for scripts only
+
+
+@dataclass(frozen=True)
+class Region:
+    """One connected added or removed volume."""
+
+    volume_mm3: float
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    centroid: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class FaceSignature:
+    """What identifies a B-rep face across revisions, independent of its index."""
+
+    surface: str  # plane, cylinder, cone, sphere, torus, bspline, other
+    area_mm2: float
+    direction: tuple[float, float, float]  # plane normal or cylinder/cone axis; (0,0,0) otherwise
+    centroid: tuple[float, float, float]
+    radius_mm: float | None = None
+
+
+@dataclass(frozen=True)
+class FaceChange:
+    change: str  # "added", "removed" or "modified"
+    face_a: int | None  # B-rep face index in A (None when added)
+    face_b: int | None  # in B (None when removed)
+    before: FaceSignature | None
+    after: FaceSignature | None
+
+
+@dataclass(frozen=True)
+class ParameterDelta:
+    name: str
+    before: ParameterValue | None  # None: not declared in A
+    after: ParameterValue | None  # None: not declared in B
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    exact: bool  # True: B-rep booleans; False: manifold3d mesh booleans
+    added: tuple[Region, ...]  # in B, not in A
+    removed: tuple[Region, ...]  # in A, not in B
+    added_volume_mm3: float
+    removed_volume_mm3: float
+    faces: tuple[FaceChange, ...]  # empty unless both sides are B-reps
+    unchanged_faces: int
+    face_map: Mapping[int, int]  # A face index -> B face index, for unchanged faces (B-reps)
+    max_deviation_mm: float  # two-sided, sampled
+    rms_deviation_mm: float
+    volume_delta_mm3: float  # B - A, likewise below
+    area_delta_mm2: float
+    mass_delta_g: float | None
+    bbox_min_delta: tuple[float, float, float]
+    bbox_max_delta: tuple[float, float, float]
+    parameters: tuple[ParameterDelta, ...]
+    findings_introduced: tuple[Finding, ...]  # in B's report, not matched in A's
+    findings_resolved: tuple[Finding, ...]  # in A's report, not matched in B's
+    # "diff.png" (2-3 views: unchanged grey, added green, removed red) and "diff.glb" (coloured
+    # the same way), written into the request's work_dir.
+    artifacts: Mapping[str, Path]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    # volume where A->B and A->C changed regions overlap (tolerance-inflated)
+    overlap_volume_mm3: float
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    faces_ours: tuple[int, ...]  # B face indices in the overlap (B-reps)
+    faces_theirs: tuple[int, ...]  # C face indices in the overlap
+    parameters: tuple[str, ...]  # script parameters both sides changed differently
+    reason: str  # human-readable, e.g. "both edits change the region around (10, 20, 5)"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    ours: DiffResult  # base -> B (the head)
+    theirs: DiffResult  # base -> C (the pushed revision)
+    conflict: Conflict | None
+    # When no conflict: the merged model M = (A - removed_B - removed_C) ∪ added_B ∪ added_C
+    merged: Path | None  # file in work_dir: "merged.step" (all B-rep), "merged.stl" or "merged.py"
+    merged_format: str | None  # "step", "stl" or "cadquery"
+    merged_parameters: Mapping[str, ParameterValue] = field(default_factory=dict)  # scripts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from cofab.procurement.v1 import procurement_pb2 as pb
@@ -14,6 +15,7 @@ from services.shared.paging import page
 from services.shared.server import current_principal
 from services.supply.procurement.application import ProcurementApplication, RfqDraft
 from services.supply.procurement.convert import (
+    award_policy_from,
     from_timestamp,
     quote_proto,
     quote_terms,
@@ -59,6 +61,7 @@ class ProcurementServicer(procurement_pb2_grpc.ProcurementServiceServicer):
             quote_deadline=from_timestamp(r.quote_deadline, r.HasField("quote_deadline")),
             weights=weights_from(r.weights),
             currency_code=r.currency_code or "EUR",
+            award_policy=award_policy_from(r.award_policy),
         )
         search = None
         if request.HasField("supplier_search"):
@@ -146,15 +149,7 @@ class ProcurementServicer(procurement_pb2_grpc.ProcurementServiceServicer):
 
     async def AwardRfq(self, request: pb.AwardRfqRequest, context: Context) -> pb.Rfq:
         buyer_id, rfq_id = names.parse(request.name, RFQ, "name")
-        allocations = [
-            Allocation(
-                names.parse_one(
-                    a.supplier, "organizations/{organization}", f"allocations[{i}].supplier"
-                ),
-                a.quantity,
-            )
-            for i, a in enumerate(request.allocations)
-        ]
+        allocations = _allocations(request.allocations)
         principal = current_principal()
         rfq = await asyncio.to_thread(
             self._app.award_rfq,
@@ -194,6 +189,48 @@ class ProcurementServicer(procurement_pb2_grpc.ProcurementServiceServicer):
             request.request_id,
         )
         return quote_proto(quote)
+
+    async def RecordInboundQuote(
+        self, request: pb.RecordInboundQuoteRequest, context: Context
+    ) -> pb.Quote:
+        buyer_id, rfq_id = names.parse(request.parent, RFQ, "parent")
+        supplier_id = names.parse_one(request.supplier, "organizations/{organization}", "supplier")
+        quote = await asyncio.to_thread(
+            self._app.record_inbound_quote,
+            current_principal(),
+            buyer_id,
+            rfq_id,
+            supplier_id,
+            quote_terms(request.quote),
+            request.request_id,
+        )
+        return quote_proto(quote)
+
+    async def ProposeAward(self, request: pb.ProposeAwardRequest, context: Context) -> pb.Rfq:
+        buyer_id, rfq_id = names.parse(request.name, RFQ, "name")
+        principal = current_principal()
+        rfq = await asyncio.to_thread(
+            self._app.propose_award,
+            principal,
+            buyer_id,
+            rfq_id,
+            _allocations(request.allocations),
+            request.request_id,
+        )
+        return rfq_proto(rfq, _viewer(principal))
+
+    async def ApproveAward(self, request: pb.ApproveAwardRequest, context: Context) -> pb.Rfq:
+        buyer_id, rfq_id = names.parse(request.name, RFQ, "name")
+        principal = current_principal()
+        rfq = await asyncio.to_thread(
+            self._app.approve_award,
+            principal,
+            buyer_id,
+            rfq_id,
+            request.etag,
+            request.request_id,
+        )
+        return rfq_proto(rfq, _viewer(principal))
 
     async def UpdateQuote(self, request: pb.UpdateQuoteRequest, context: Context) -> pb.Quote:
         if not request.quote.name:
@@ -250,3 +287,15 @@ class ProcurementServicer(procurement_pb2_grpc.ProcurementServiceServicer):
         return pb.ListQuotesResponse(
             quotes=[quote_proto(q) for q in listed.items], next_page_token=listed.next_page_token
         )
+
+
+def _allocations(allocations: Iterable[pb.Allocation]) -> list[Allocation]:
+    return [
+        Allocation(
+            names.parse_one(
+                a.supplier, "organizations/{organization}", f"allocations[{i}].supplier"
+            ),
+            a.quantity,
+        )
+        for i, a in enumerate(allocations)
+    ]

@@ -2,8 +2,9 @@
 
 Access: the buyer organization sees its RFQs in every state; an invited supplier sees an RFQ
 once it has been opened, and only its own quotes; the platform's service accounts may read and
-close any RFQ (the RFQ workflow closes at the deadline). Everyone else gets NotFound with the
-same message whether the RFQ exists or not.
+close any RFQ (the RFQ workflow closes at the deadline), evaluate and award those whose buyer
+chose the AUTOMATIC award policy, and record partners' inbound quotes (the event bridge).
+Everyone else gets NotFound with the same message whether the RFQ exists or not.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from services.supply.procurement import domain
 from services.supply.procurement.convert import allocation_proto, quote_proto, rfq_proto
 from services.supply.procurement.domain import (
     Allocation,
+    AwardPolicy,
     Quote,
     QuoteState,
     QuoteTerms,
@@ -67,6 +69,7 @@ class RfqDraft:
     quote_deadline: dt.datetime | None
     weights: Weights
     currency_code: str
+    award_policy: AwardPolicy = AwardPolicy.BUYER
 
 
 class ProcurementApplication:
@@ -95,7 +98,7 @@ class ProcurementApplication:
     ) -> Rfq:
         """A draft RFQ; a designed part's revision must be released (asked of the design
         service with the caller's token, outside any database transaction)."""
-        authz.require_own_organization(principal, buyer_id, f"organizations/{buyer_id}")
+        _require_buyer_or_platform(principal, buyer_id)
         earlier = self._replayed(principal, "CreateRfq", request_id)
         if earlier is not None:
             return self._rfq_by_name(principal, earlier)
@@ -128,6 +131,7 @@ class ProcurementApplication:
             create_time=now,
             update_time=now,
             suppliers=tuple(suppliers),
+            award_policy=draft.award_policy,
         )
         with self._engine.begin() as conn:
             repo = ProcurementRepository(conn)
@@ -234,9 +238,18 @@ class ProcurementApplication:
         self, principal: Principal, buyer_id: str, rfq_id: str, etag: str, request_id: str
     ) -> Rfq:
         """Draft -> open; each invited supplier gets its own event, keyed by its organization id
-        so that supplier's stream stays in order."""
+        so that supplier's stream stays in order. One more event on the RFQ's own key starts its
+        procurement workflow before any of its quote events (same key, same partition)."""
 
         def effects(conn: Connection, rfq: Rfq) -> None:
+            self._emit(
+                conn,
+                principal,
+                "procurement.rfq.published",
+                rfq.name,
+                events_pb2.RfqPublished(rfq=rfq_proto(rfq)),
+                key=rfq.id,
+            )
             # Built once: each supplier's copy differs only in naming that supplier.
             shared = rfq_proto(rfq, viewer_id="")
             events = []
@@ -254,8 +267,17 @@ class ProcurementApplication:
                 )
             outbox.enqueue_many(conn, events)
 
+        # The platform's service account opens the re-sourcing RFQs it created for a buyer.
         return self._transition(
-            principal, buyer_id, rfq_id, "open", "OpenRfq", etag, request_id, effects
+            principal,
+            buyer_id,
+            rfq_id,
+            "open",
+            "OpenRfq",
+            etag,
+            request_id,
+            effects,
+            service_may=True,
         )
 
     def close_rfq(
@@ -337,12 +359,17 @@ class ProcurementApplication:
     def evaluate_rfq(
         self, principal: Principal, buyer_id: str, rfq_id: str, weights: Weights | None
     ) -> tuple[list[Score], Weights]:
-        """Scores of the current quotes of a closed (or awarded) RFQ, best first."""
+        """Scores of the current quotes of a closed (or awarded) RFQ, best first: for its buyer,
+        or for the procurement workflow (a service account) when the RFQ awards automatically."""
         if weights is not None:
             domain.check_weights(weights, "weights")
         with read_only(self._engine) as conn:
             repo = ProcurementRepository(conn)
-            rfq = self._as_buyer(repo, principal, buyer_id, rfq_id, "evaluate")
+            if principal.service_account:
+                rfq = self._visible(repo, principal, buyer_id, rfq_id)
+                _require_automatic(rfq, "evaluate")
+            else:
+                rfq = self._as_buyer(repo, principal, buyer_id, rfq_id, "evaluate")
             if rfq.state not in (RfqState.CLOSED, RfqState.AWARDED):
                 raise FailedPrecondition(
                     f"{rfq.name} is {rfq.state.value.lower()}: quotes are evaluated once it is "
@@ -363,8 +390,10 @@ class ProcurementApplication:
         allocations: Sequence[Allocation],
         etag: str,
         request_id: str,
+        method: str = "AwardRfq",
     ) -> Rfq:
-        """Closed -> awarded with one or more allocations; one purchase order per supplier."""
+        """Closed -> awarded with one or more allocations; one purchase order per supplier. The
+        buyer awards; the procurement workflow (a service account) only an AUTOMATIC RFQ."""
 
         def effects(conn: Connection, rfq: Rfq) -> None:
             repo = ProcurementRepository(conn)
@@ -402,18 +431,89 @@ class ProcurementApplication:
             quotes = [q for _, q in repo.list_quotes(rfq, None, 0, None)]
             checked = domain.check_allocations(rfq, allocations, quotes, now)
             repo.add_allocations(rfq.id, checked)
-            return replace(rfq, allocations=tuple(sorted(checked, key=lambda a: a.supplier_id)))
+            return replace(
+                rfq, allocations=tuple(sorted(checked, key=lambda a: a.supplier_id)), proposed=()
+            )
 
         return self._transition(
             principal,
             buyer_id,
             rfq_id,
             "award",
-            "AwardRfq",
+            method,
             etag,
             request_id,
             effects,
+            service_may=True,
+            service_check=lambda rfq: _require_automatic(rfq, "award"),
             prepare=prepare,
+        )
+
+    def propose_award(
+        self,
+        principal: Principal,
+        buyer_id: str,
+        rfq_id: str,
+        allocations: Sequence[Allocation],
+        request_id: str,
+    ) -> Rfq:
+        """The procurement workflow's proposed award of a closed RFQ whose buyer approves
+        awards (AUTOMATIC_AFTER_APPROVAL); checked as an award is, and the buyer is told."""
+        if not principal.service_account:
+            raise PermissionDenied("only the platform's procurement workflow proposes awards")
+        with self._engine.begin() as conn:
+            repo = ProcurementRepository(conn)
+            earlier = idempotency.replayed(conn, principal, "ProposeAward", request_id)
+            if earlier is not None:
+                return self._load_rfq(repo, earlier)
+            rfq = self._visible(repo, principal, buyer_id, rfq_id, lock=True)
+            if rfq.award_policy is not AwardPolicy.AUTOMATIC_AFTER_APPROVAL:
+                raise PermissionDenied(
+                    f"{rfq.name} has award policy {rfq.award_policy.value}: no proposals"
+                )
+            if rfq.state is not RfqState.CLOSED:
+                raise FailedPrecondition(
+                    f"{rfq.name} is {rfq.state.value.lower()}: only a closed RFQ gets a proposal",
+                    [PreconditionViolation("STATE", rfq.name, f"RFQ is {rfq.state.value}")],
+                )
+            now = self._clock()
+            quotes = [q for _, q in repo.list_quotes(rfq, None, 0, None)]
+            checked = domain.check_allocations(rfq, allocations, quotes, now)
+            changed = replace(
+                rfq, proposed=tuple(checked), version=rfq.version + 1, update_time=now
+            )
+            if not repo.save_rfq(changed, rfq.version):
+                raise Conflict(f"{rfq.name} changed concurrently; read it again", rfq.name)
+            self._emit(
+                conn,
+                principal,
+                "procurement.award.proposed",
+                changed.name,
+                events_pb2.AwardProposed(rfq=rfq_proto(changed)),
+                key=changed.id,
+                audience=[f"organizations/{changed.buyer_id}"],
+            )
+            audit.record(conn, principal, "rfq.propose_award", changed.name)
+            idempotency.remember(conn, principal, "ProposeAward", request_id, changed.name)
+        return changed
+
+    def approve_award(
+        self, principal: Principal, buyer_id: str, rfq_id: str, etag: str, request_id: str
+    ) -> Rfq:
+        """The buyer approves the workflow's proposal: the RFQ is awarded with it (one purchase
+        order per supplier); the etag pins the proposal the buyer saw."""
+        with read_only(self._engine) as conn:
+            rfq = self._as_buyer(
+                ProcurementRepository(conn), principal, buyer_id, rfq_id, "approve the award of"
+            )
+        earlier = self._replayed(principal, "ApproveAward", request_id)
+        if earlier is None and not rfq.proposed:
+            raise FailedPrecondition(
+                f"{rfq.name} has no proposed award to approve",
+                [PreconditionViolation("PROPOSAL", rfq.name, "no proposed award")],
+            )
+        return self.award_rfq(
+            principal, buyer_id, rfq_id, rfq.proposed, etag, request_id, method="ApproveAward"
         )
 
     def revise_rfq(
@@ -466,6 +566,18 @@ class ProcurementApplication:
             changed = replace(changed, quote_count=0)
             if not repo.save_rfq(changed, rfq.version):
                 raise Conflict(f"{rfq.name} changed concurrently; read it again", rfq.name)
+            # The buyer's side (and its procurement workflow): no quote counts any more.
+            self._emit(
+                conn,
+                principal,
+                "procurement.quote.received",
+                changed.name,
+                events_pb2.QuoteReceived(
+                    rfq=changed.name, quote_count=0, invited_count=len(changed.suppliers)
+                ),
+                key=changed.id,
+                audience=[f"organizations/{changed.buyer_id}"],
+            )
             shared = rfq_proto(changed, viewer_id="")
             events = []
             for supplier in changed.suppliers:
@@ -512,6 +624,7 @@ class ProcurementApplication:
         request_id: str,
         effects: Callable[[Connection, Rfq], None],
         service_may: bool = False,
+        service_check: Callable[[Rfq], None] | None = None,
         prepare: Callable[[ProcurementRepository, Rfq, dt.datetime], Rfq] | None = None,
     ) -> Rfq:
         with self._engine.begin() as conn:
@@ -521,6 +634,8 @@ class ProcurementApplication:
                 return self._load_rfq(repo, earlier)
             if service_may and principal.service_account:
                 rfq = self._visible(repo, principal, buyer_id, rfq_id, lock=True)
+                if service_check is not None:
+                    service_check(rfq)  # raises when the platform may not act on this RFQ
             else:
                 rfq = self._as_buyer(repo, principal, buyer_id, rfq_id, action, lock=True)
             domain.check_etag(etag, rfq.etag, rfq.name)
@@ -546,16 +661,57 @@ class ProcurementApplication:
         request_id: str,
     ) -> Quote:
         """An invited supplier's quote on an open RFQ; one current quote per supplier."""
+        return self._add_quote(
+            principal, buyer_id, rfq_id, principal.organization_id, terms, "SubmitQuote", request_id
+        )
+
+    def record_inbound_quote(
+        self,
+        principal: Principal,
+        buyer_id: str,
+        rfq_id: str,
+        supplier_id: str,
+        terms: QuoteTerms,
+        request_id: str,
+    ) -> Quote:
+        """A quote a partner sent over Kafka, recorded by the event bridge (a service account)
+        for the supplier the record came from, with the same checks as SubmitQuote."""
+        if not principal.service_account:
+            raise PermissionDenied(
+                "only the platform's event bridge records inbound quotes; suppliers call "
+                "SubmitQuote"
+            )
+        return self._add_quote(
+            principal, buyer_id, rfq_id, supplier_id, terms, "RecordInboundQuote", request_id
+        )
+
+    def _add_quote(
+        self,
+        principal: Principal,
+        buyer_id: str,
+        rfq_id: str,
+        supplier_id: str,
+        terms: QuoteTerms,
+        method: str,
+        request_id: str,
+    ) -> Quote:
         with self._engine.begin() as conn:
             repo = ProcurementRepository(conn)
-            earlier = idempotency.replayed(conn, principal, "SubmitQuote", request_id)
+            earlier = idempotency.replayed(conn, principal, method, request_id)
             if earlier is not None:
-                return self._quote_by_name(repo, principal, earlier)
-            rfq = self._as_supplier(repo, principal, buyer_id, rfq_id, lock=True)
+                return self._recorded_quote(repo, principal, earlier)
+            if principal.service_account:
+                rfq = self._visible(repo, principal, buyer_id, rfq_id, lock=True)
+                if supplier_id not in rfq.suppliers:
+                    raise PermissionDenied(
+                        f"organizations/{supplier_id} is not invited to quote on {rfq.name}"
+                    )
+            else:
+                rfq = self._as_supplier(repo, principal, buyer_id, rfq_id, lock=True)
             now = self._clock()
             domain.require_quotable(rfq, now)
             domain.check_quote_terms(terms, now)
-            existing = repo.current_quote_of(rfq, principal.organization_id)
+            existing = repo.current_quote_of(rfq, supplier_id)
             if existing is not None:
                 raise FailedPrecondition(
                     f"{existing.name} is your current quote on {rfq.name}: revise it with "
@@ -566,7 +722,7 @@ class ProcurementApplication:
                 id=uuid.uuid4().hex,
                 rfq_id=rfq.id,
                 buyer_id=rfq.buyer_id,
-                supplier_id=principal.organization_id,
+                supplier_id=supplier_id,
                 terms=terms,
                 state=QuoteState.SUBMITTED,
                 revision=1,
@@ -576,7 +732,22 @@ class ProcurementApplication:
             repo.add_quote(quote)
             self._quote_events(conn, principal, rfq, quote, "submitted", rfq.quote_count + 1)
             audit.record(conn, principal, "quote.submit", quote.name)
-            idempotency.remember(conn, principal, "SubmitQuote", request_id, quote.name)
+            idempotency.remember(conn, principal, method, request_id, quote.name)
+        return quote
+
+    def _recorded_quote(
+        self, repo: ProcurementRepository, principal: Principal, name: str
+    ) -> Quote:
+        """The quote an earlier call with the same request id recorded."""
+        if not principal.service_account:
+            return self._quote_by_name(repo, principal, name)
+        buyer_id, rfq_id, quote_id = names.parse(
+            name, "organizations/{organization}/rfqs/{rfq}/quotes/{quote}", "name"
+        )
+        rfq = self._visible(repo, principal, buyer_id, rfq_id)
+        quote = repo.get_quote(rfq, quote_id)
+        if quote is None:
+            raise NotFound(f"{name} not found")
         return quote
 
     def update_quote(
@@ -678,7 +849,9 @@ class ProcurementApplication:
             principal,
             "procurement.quote.received",
             rfq.name,
-            events_pb2.QuoteReceived(rfq=rfq.name, quote_count=quote_count),
+            events_pb2.QuoteReceived(
+                rfq=rfq.name, quote_count=quote_count, invited_count=len(rfq.suppliers)
+            ),
             key=rfq.id,
             audience=[f"organizations/{rfq.buyer_id}"],
         )
@@ -818,3 +991,22 @@ class ProcurementApplication:
         audience: Sequence[str] = (),
     ) -> None:
         outbox.enqueue(conn, self._envelope(principal, event_type, subject, data, audience), key)
+
+
+def _require_buyer_or_platform(principal: Principal, buyer_id: str) -> None:
+    """A buyer creates its own RFQs; the platform's service account also creates them on a
+    buyer's behalf (the disruption workflow re-sources the buyer's single-sourced items)."""
+    if not principal.service_account:
+        authz.require_own_organization(principal, buyer_id, f"organizations/{buyer_id}")
+
+
+def _require_automatic(rfq: Rfq, action: str) -> None:
+    """The platform acts for the buyer only where the buyer chose so by the award policy."""
+    allowed = {AwardPolicy.AUTOMATIC}
+    if action == "evaluate":  # ranking, to propose an award the buyer approves
+        allowed.add(AwardPolicy.AUTOMATIC_AFTER_APPROVAL)
+    if rfq.award_policy not in allowed:
+        raise PermissionDenied(
+            f"only organizations/{rfq.buyer_id} can {action} {rfq.name}: its award policy is "
+            f"{rfq.award_policy.value}"
+        )

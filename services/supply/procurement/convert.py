@@ -11,6 +11,7 @@ from services.shared.errors import InvalidArgument
 from services.supply.procurement.domain import (
     Allocation,
     Attachment,
+    AwardPolicy,
     Quote,
     QuoteState,
     QuoteTerms,
@@ -26,6 +27,11 @@ RFQ_STATES = {
     RfqState.CLOSED: pb.Rfq.STATE_CLOSED,
     RfqState.AWARDED: pb.Rfq.STATE_AWARDED,
     RfqState.CANCELLED: pb.Rfq.STATE_CANCELLED,
+}
+AWARD_POLICIES = {
+    AwardPolicy.BUYER: pb.Rfq.AWARD_POLICY_BUYER,
+    AwardPolicy.AUTOMATIC: pb.Rfq.AWARD_POLICY_AUTOMATIC,
+    AwardPolicy.AUTOMATIC_AFTER_APPROVAL: pb.Rfq.AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL,
 }
 QUOTE_STATES = {
     QuoteState.SUBMITTED: pb.Quote.STATE_SUBMITTED,
@@ -88,7 +94,19 @@ def rfq_proto(rfq: Rfq, viewer_id: str | None = None) -> pb.Rfq:
         update_time=timestamp(rfq.update_time),
         open_time=timestamp(rfq.open_time),
         close_time=timestamp(rfq.close_time),
+        award_policy=AWARD_POLICIES[rfq.award_policy],
+        proposed_allocations=[allocation_proto(rfq, a) for a in rfq.proposed if not supplier_view],
     )
+
+
+def award_policy_from(value: pb.Rfq.AwardPolicy.ValueType) -> AwardPolicy:
+    """The award policy of a request; unset means the buyer awards, as before policies existed."""
+    if value == pb.Rfq.AWARD_POLICY_UNSPECIFIED:
+        return AwardPolicy.BUYER
+    for policy, number in AWARD_POLICIES.items():
+        if number == value:
+            return policy
+    raise InvalidArgument.field("rfq.award_policy", f"unknown award policy {value}")
 
 
 def allocation_proto(rfq: Rfq, allocation: Allocation) -> pb.Allocation:

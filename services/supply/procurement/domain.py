@@ -37,6 +37,14 @@ class RfqState(enum.StrEnum):
     CANCELLED = "CANCELLED"
 
 
+class AwardPolicy(enum.StrEnum):
+    """Who awards a closed RFQ: the buyer, or the procurement workflow on the buyer's behalf."""
+
+    BUYER = "BUYER"
+    AUTOMATIC = "AUTOMATIC"
+    AUTOMATIC_AFTER_APPROVAL = "AUTOMATIC_AFTER_APPROVAL"
+
+
 class QuoteState(enum.StrEnum):
     SUBMITTED = "SUBMITTED"
     WITHDRAWN = "WITHDRAWN"
@@ -125,6 +133,8 @@ class Rfq:
     close_time: dt.datetime | None = None
     allocations: tuple[Allocation, ...] = ()
     quote_count: int = 0
+    award_policy: AwardPolicy = AwardPolicy.BUYER
+    proposed: tuple[Allocation, ...] = ()
 
     @property
     def name(self) -> str:
@@ -451,3 +461,21 @@ def check_allocations(
             [PreconditionViolation("EXPIRED", q.name, "valid_until has passed") for q in expired],
         )
     return result
+
+
+def automatic_allocations(
+    ranked: Sequence[tuple[str, int]], quantity: int
+) -> list[Allocation] | None:
+    """The award of an AUTOMATIC RFQ: (supplier id, quoted capacity) best rank first; each takes
+    what it can of what is left until the quantity is covered. None when all of them together
+    cannot cover it (the buyer then decides)."""
+    left = quantity
+    result: list[Allocation] = []
+    for supplier_id, capacity in ranked:
+        if left == 0:
+            break
+        take = min(capacity, left)
+        if take > 0:
+            result.append(Allocation(supplier_id, take))
+            left -= take
+    return result if left == 0 else None

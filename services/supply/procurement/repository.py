@@ -11,6 +11,7 @@ from services.shared.db import organizations
 from services.supply.procurement.domain import (
     Allocation,
     Attachment,
+    AwardPolicy,
     Quote,
     QuoteState,
     QuoteTerms,
@@ -100,6 +101,12 @@ class ProcurementRepository:
             "update_time": rfq.update_time,
             "open_time": rfq.open_time,
             "close_time": rfq.close_time,
+            "award_policy": rfq.award_policy.value,
+            "proposed_allocations": [
+                {"supplier_id": a.supplier_id, "quantity": a.quantity, "quote_id": a.quote_id}
+                for a in rfq.proposed
+            ]
+            or None,
         }
 
     def save_rfq(self, rfq: Rfq, expected_version: int) -> bool:
@@ -212,6 +219,11 @@ class ProcurementRepository:
                     close_time=row.close_time,
                     allocations=tuple(allocations[row.id]),
                     quote_count=int(counts.get(row.id, 0)),
+                    award_policy=AwardPolicy(row.award_policy),
+                    proposed=tuple(
+                        Allocation(a["supplier_id"], a["quantity"], a["quote_id"])
+                        for a in row.proposed_allocations or ()
+                    ),
                 ),
             )
             for row in rows

@@ -41,6 +41,9 @@ rfqs = Table(
     Column("update_time", UtcDateTime(), nullable=False),
     Column("open_time", UtcDateTime(), nullable=True),
     Column("close_time", UtcDateTime(), nullable=True),
+    Column("award_policy", String(32), nullable=False, server_default="BUYER"),
+    # [{"supplier_id", "quantity", "quote_id"}]: the workflow's proposal awaiting approval.
+    Column("proposed_allocations", JSON, nullable=True),
     Index("ix_rfqs_buyer", "buyer_id", "seq"),
 )
 

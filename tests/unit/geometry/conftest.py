@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.design.geometry import IngestRequest, IngestResult, ingest
+from services.design.geometry import DiffInput, IngestRequest, IngestResult, ingest
 
 BOX = (40.0, 30.0, 20.0)
 BRACKET_HOLES = 4
@@ -73,3 +73,68 @@ def run_ingest(tmp_path: Path) -> Callable[..., IngestResult]:
         return ingest(IngestRequest(source, format, kw.pop("units", "mm"), work, rule_set, **kw))
 
     return run
+
+
+# --- revisions for the diff and merge tests ---
+
+PLATE = (100.0, 100.0, 10.0)
+HOLE_D = 10.0
+
+
+def plate(
+    holes: tuple[tuple[float, float, float], ...] = ((20.0, 0.0, HOLE_D),),
+    bosses: tuple[tuple[float, float, float, float], ...] = (),
+    pockets: tuple[tuple[float, float, float, float, float], ...] = (),
+) -> Any:
+    """A 100 x 100 x 10 plate centred on the origin (top at z = 5): through holes (x, y, d),
+    bosses standing on the top (x, y, d, height) and pockets from the top (x, y, w, l, depth)."""
+    import cadquery as cq
+
+    part = cq.Workplane().box(*PLATE)
+    for x, y, d in holes:
+        part = part.cut(cq.Workplane().cylinder(PLATE[2] + 2, d / 2).translate((x, y, 0)))
+    for x, y, d, h in bosses:
+        part = part.union(cq.Workplane().cylinder(h + 1, d / 2).translate((x, y, 5 + (h - 1) / 2)))
+    for x, y, w, length, depth in pockets:
+        part = part.cut(
+            cq.Workplane().box(w, length, depth + 1).translate((x, y, 5 - depth / 2 + 0.5))
+        )
+    return part
+
+
+@pytest.fixture
+def revision(tmp_path: Path) -> Callable[..., DiffInput]:
+    """A CadQuery part (or a STEP file) ingested as a revision the diff engine takes. With
+    `mesh_only` the revision is a fine STL of the part, as a mesh upload would be."""
+    counter = iter(range(1000))
+
+    def make(
+        part: Any,
+        rule_set: str = "cnc-milling",
+        mesh_only: bool = False,
+        script: str | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> DiffInput:
+        import cadquery as cq
+
+        work = tmp_path / f"rev{next(counter)}"
+        work.mkdir()
+        step = work / "part.step"
+        cq.exporters.export(part, str(step), exportType="STEP")
+        result = ingest(IngestRequest(step, "step", "mm", work, rule_set))
+        if mesh_only:
+            stl = work / "part.stl"
+            cq.exporters.export(
+                part, str(stl), exportType="STL", tolerance=0.002, angularTolerance=0.02
+            )
+            return DiffInput(stl, None, tuple(result.findings), result.properties)
+        return DiffInput(
+            result.artifacts["mesh.glb"],
+            step,
+            tuple(result.findings),
+            result.properties,
+            parameters or {},
+            script,
+        )
+
+    return make

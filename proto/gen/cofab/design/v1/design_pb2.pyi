@@ -1093,3 +1093,725 @@ class ListRuleSetsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListRuleSetsResponse: _TypeAlias = ListRuleSetsResponse  # noqa: Y015
+
+@_typing.final
+class DiffRegion(_message.Message):
+    """One connected volume added or removed between two revisions, in millimetres."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VOLUME_MM3_FIELD_NUMBER: _builtins.int
+    BBOX_MIN_FIELD_NUMBER: _builtins.int
+    BBOX_MAX_FIELD_NUMBER: _builtins.int
+    CENTROID_FIELD_NUMBER: _builtins.int
+    volume_mm3: _builtins.float
+    @_builtins.property
+    def bbox_min(self) -> Global___Vector3: ...
+    @_builtins.property
+    def bbox_max(self) -> Global___Vector3: ...
+    @_builtins.property
+    def centroid(self) -> Global___Vector3: ...
+    def __init__(
+        self,
+        *,
+        volume_mm3: _builtins.float = ...,
+        bbox_min: Global___Vector3 | None = ...,
+        bbox_max: Global___Vector3 | None = ...,
+        centroid: Global___Vector3 | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "centroid", b"centroid"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "centroid", b"centroid", "volume_mm3", b"volume_mm3"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffRegion: _TypeAlias = DiffRegion  # noqa: Y015
+
+@_typing.final
+class FaceSignature(_message.Message):
+    """What identifies a B-rep face across revisions, independent of its index."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SURFACE_FIELD_NUMBER: _builtins.int
+    AREA_MM2_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    CENTROID_FIELD_NUMBER: _builtins.int
+    RADIUS_MM_FIELD_NUMBER: _builtins.int
+    surface: _builtins.str
+    """plane, cylinder, cone, sphere, torus, bspline or other"""
+    area_mm2: _builtins.float
+    radius_mm: _builtins.float
+    @_builtins.property
+    def direction(self) -> Global___Vector3:
+        """Plane normal, or cylinder/cone axis; zero otherwise."""
+
+    @_builtins.property
+    def centroid(self) -> Global___Vector3: ...
+    def __init__(
+        self,
+        *,
+        surface: _builtins.str = ...,
+        area_mm2: _builtins.float = ...,
+        direction: Global___Vector3 | None = ...,
+        centroid: Global___Vector3 | None = ...,
+        radius_mm: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_radius_mm", b"_radius_mm", "centroid", b"centroid", "direction", b"direction", "radius_mm", b"radius_mm"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_radius_mm", b"_radius_mm", "area_mm2", b"area_mm2", "centroid", b"centroid", "direction", b"direction", "radius_mm", b"radius_mm", "surface", b"surface"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__radius_mm: _TypeAlias = _typing.Literal["radius_mm"]  # noqa: Y015
+    _WhichOneofArgType__radius_mm: _TypeAlias = _typing.Literal["_radius_mm", b"_radius_mm"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__radius_mm) -> _WhichOneofReturnType__radius_mm | None: ...
+
+Global___FaceSignature: _TypeAlias = FaceSignature  # noqa: Y015
+
+@_typing.final
+class FaceChange(_message.Message):
+    """A face added, removed or modified between two B-rep revisions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Change:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ChangeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[FaceChange._Change.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        CHANGE_UNSPECIFIED: FaceChange._Change.ValueType  # 0
+        CHANGE_ADDED: FaceChange._Change.ValueType  # 1
+        CHANGE_REMOVED: FaceChange._Change.ValueType  # 2
+        CHANGE_MODIFIED: FaceChange._Change.ValueType  # 3
+
+    class Change(_Change, metaclass=_ChangeEnumTypeWrapper): ...
+    CHANGE_UNSPECIFIED: FaceChange.Change.ValueType  # 0
+    CHANGE_ADDED: FaceChange.Change.ValueType  # 1
+    CHANGE_REMOVED: FaceChange.Change.ValueType  # 2
+    CHANGE_MODIFIED: FaceChange.Change.ValueType  # 3
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    FACE_A_FIELD_NUMBER: _builtins.int
+    FACE_B_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    change: Global___FaceChange.Change.ValueType
+    face_a: _builtins.int
+    """B-rep face index in revision A (absent when added) and in revision B (absent when removed)."""
+    face_b: _builtins.int
+    @_builtins.property
+    def before(self) -> Global___FaceSignature: ...
+    @_builtins.property
+    def after(self) -> Global___FaceSignature: ...
+    def __init__(
+        self,
+        *,
+        change: Global___FaceChange.Change.ValueType = ...,
+        face_a: _builtins.int | None = ...,
+        face_b: _builtins.int | None = ...,
+        before: Global___FaceSignature | None = ...,
+        after: Global___FaceSignature | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_face_a", b"_face_a", "_face_b", b"_face_b", "after", b"after", "before", b"before", "face_a", b"face_a", "face_b", b"face_b"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_face_a", b"_face_a", "_face_b", b"_face_b", "after", b"after", "before", b"before", "change", b"change", "face_a", b"face_a", "face_b", b"face_b"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__face_a: _TypeAlias = _typing.Literal["face_a"]  # noqa: Y015
+    _WhichOneofArgType__face_a: _TypeAlias = _typing.Literal["_face_a", b"_face_a"]  # noqa: Y015
+    _WhichOneofReturnType__face_b: _TypeAlias = _typing.Literal["face_b"]  # noqa: Y015
+    _WhichOneofArgType__face_b: _TypeAlias = _typing.Literal["_face_b", b"_face_b"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__face_a) -> _WhichOneofReturnType__face_a | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__face_b) -> _WhichOneofReturnType__face_b | None: ...
+
+Global___FaceChange: _TypeAlias = FaceChange  # noqa: Y015
+
+@_typing.final
+class ParameterDelta(_message.Message):
+    """A script parameter whose value differs; a side without the value did not declare it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    @_builtins.property
+    def before(self) -> Global___ParameterValue: ...
+    @_builtins.property
+    def after(self) -> Global___ParameterValue: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        before: Global___ParameterValue | None = ...,
+        after: Global___ParameterValue | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "before", b"before", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParameterDelta: _TypeAlias = ParameterDelta  # noqa: Y015
+
+@_typing.final
+class GeometryDiff(_message.Message):
+    """The geometric comparison of revision A (before) with revision B (after)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FaceMapEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    EXACT_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    ADDED_VOLUME_MM3_FIELD_NUMBER: _builtins.int
+    REMOVED_VOLUME_MM3_FIELD_NUMBER: _builtins.int
+    FACES_FIELD_NUMBER: _builtins.int
+    UNCHANGED_FACES_FIELD_NUMBER: _builtins.int
+    FACE_MAP_FIELD_NUMBER: _builtins.int
+    MAX_DEVIATION_MM_FIELD_NUMBER: _builtins.int
+    RMS_DEVIATION_MM_FIELD_NUMBER: _builtins.int
+    VOLUME_DELTA_MM3_FIELD_NUMBER: _builtins.int
+    AREA_DELTA_MM2_FIELD_NUMBER: _builtins.int
+    MASS_DELTA_G_FIELD_NUMBER: _builtins.int
+    BBOX_MIN_DELTA_FIELD_NUMBER: _builtins.int
+    BBOX_MAX_DELTA_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    FINDINGS_INTRODUCED_FIELD_NUMBER: _builtins.int
+    FINDINGS_RESOLVED_FIELD_NUMBER: _builtins.int
+    exact: _builtins.bool
+    """True: exact B-rep booleans; false: mesh booleans."""
+    added_volume_mm3: _builtins.float
+    removed_volume_mm3: _builtins.float
+    unchanged_faces: _builtins.int
+    max_deviation_mm: _builtins.float
+    """Two-sided surface deviation, sampled."""
+    rms_deviation_mm: _builtins.float
+    volume_delta_mm3: _builtins.float
+    """B minus A."""
+    area_delta_mm2: _builtins.float
+    mass_delta_g: _builtins.float
+    @_builtins.property
+    def added(self) -> _containers.RepeatedCompositeFieldContainer[Global___DiffRegion]:
+        """Volumes in B that are not in A, and in A that are not in B."""
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedCompositeFieldContainer[Global___DiffRegion]: ...
+    @_builtins.property
+    def faces(self) -> _containers.RepeatedCompositeFieldContainer[Global___FaceChange]:
+        """Empty unless both revisions are B-reps."""
+
+    @_builtins.property
+    def face_map(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """A face index -> B face index, for the unchanged faces."""
+
+    @_builtins.property
+    def bbox_min_delta(self) -> Global___Vector3: ...
+    @_builtins.property
+    def bbox_max_delta(self) -> Global___Vector3: ...
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParameterDelta]: ...
+    @_builtins.property
+    def findings_introduced(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]:
+        """The DFM delta: findings of B's validation not in A's, and of A's not in B's."""
+
+    @_builtins.property
+    def findings_resolved(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
+    def __init__(
+        self,
+        *,
+        exact: _builtins.bool = ...,
+        added: _abc.Iterable[Global___DiffRegion] | None = ...,
+        removed: _abc.Iterable[Global___DiffRegion] | None = ...,
+        added_volume_mm3: _builtins.float = ...,
+        removed_volume_mm3: _builtins.float = ...,
+        faces: _abc.Iterable[Global___FaceChange] | None = ...,
+        unchanged_faces: _builtins.int = ...,
+        face_map: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        max_deviation_mm: _builtins.float = ...,
+        rms_deviation_mm: _builtins.float = ...,
+        volume_delta_mm3: _builtins.float = ...,
+        area_delta_mm2: _builtins.float = ...,
+        mass_delta_g: _builtins.float | None = ...,
+        bbox_min_delta: Global___Vector3 | None = ...,
+        bbox_max_delta: Global___Vector3 | None = ...,
+        parameters: _abc.Iterable[Global___ParameterDelta] | None = ...,
+        findings_introduced: _abc.Iterable[Global___Finding] | None = ...,
+        findings_resolved: _abc.Iterable[Global___Finding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_mass_delta_g", b"_mass_delta_g", "bbox_max_delta", b"bbox_max_delta", "bbox_min_delta", b"bbox_min_delta", "mass_delta_g", b"mass_delta_g"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_mass_delta_g", b"_mass_delta_g", "added", b"added", "added_volume_mm3", b"added_volume_mm3", "area_delta_mm2", b"area_delta_mm2", "bbox_max_delta", b"bbox_max_delta", "bbox_min_delta", b"bbox_min_delta", "exact", b"exact", "face_map", b"face_map", "faces", b"faces", "findings_introduced", b"findings_introduced", "findings_resolved", b"findings_resolved", "mass_delta_g", b"mass_delta_g", "max_deviation_mm", b"max_deviation_mm", "parameters", b"parameters", "removed", b"removed", "removed_volume_mm3", b"removed_volume_mm3", "rms_deviation_mm", b"rms_deviation_mm", "unchanged_faces", b"unchanged_faces", "volume_delta_mm3", b"volume_delta_mm3"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__mass_delta_g: _TypeAlias = _typing.Literal["mass_delta_g"]  # noqa: Y015
+    _WhichOneofArgType__mass_delta_g: _TypeAlias = _typing.Literal["_mass_delta_g", b"_mass_delta_g"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__mass_delta_g) -> _WhichOneofReturnType__mass_delta_g | None: ...
+
+Global___GeometryDiff: _TypeAlias = GeometryDiff  # noqa: Y015
+
+@_typing.final
+class RevisionDiff(_message.Message):
+    """The comparison of two revisions of one design, computed once per pair."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RevisionDiff._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: RevisionDiff._State.ValueType  # 0
+        STATE_PENDING: RevisionDiff._State.ValueType  # 1
+        STATE_RUNNING: RevisionDiff._State.ValueType  # 2
+        STATE_SUCCEEDED: RevisionDiff._State.ValueType  # 3
+        STATE_FAILED: RevisionDiff._State.ValueType  # 4
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: RevisionDiff.State.ValueType  # 0
+    STATE_PENDING: RevisionDiff.State.ValueType  # 1
+    STATE_RUNNING: RevisionDiff.State.ValueType  # 2
+    STATE_SUCCEEDED: RevisionDiff.State.ValueType  # 3
+    STATE_FAILED: RevisionDiff.State.ValueType  # 4
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REVISION_A_FIELD_NUMBER: _builtins.int
+    REVISION_B_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ARTIFACTS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}"""
+    revision_a: _builtins.str
+    """The revision compared from (before) and to (after)."""
+    revision_b: _builtins.str
+    state: Global___RevisionDiff.State.ValueType
+    @_builtins.property
+    def error(self) -> Global___ProcessingError:
+        """Set when state is FAILED."""
+
+    @_builtins.property
+    def result(self) -> Global___GeometryDiff:
+        """Set when state is SUCCEEDED."""
+
+    @_builtins.property
+    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Artifact]:
+        """"diff.png" and "diff.glb" when SUCCEEDED (DownloadRevisionDiff)."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        revision_a: _builtins.str = ...,
+        revision_b: _builtins.str = ...,
+        state: Global___RevisionDiff.State.ValueType = ...,
+        error: Global___ProcessingError | None = ...,
+        result: Global___GeometryDiff | None = ...,
+        artifacts: _abc.Iterable[Global___Artifact] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "result", b"result", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "create_time", b"create_time", "error", b"error", "name", b"name", "result", b"result", "revision_a", b"revision_a", "revision_b", b"revision_b", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionDiff: _TypeAlias = RevisionDiff  # noqa: Y015
+
+@_typing.final
+class DiffRevisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESIGN_FIELD_NUMBER: _builtins.int
+    REVISION_A_FIELD_NUMBER: _builtins.int
+    REVISION_B_FIELD_NUMBER: _builtins.int
+    design: _builtins.str
+    """projects/{project}/designs/{design}"""
+    revision_a: _builtins.str
+    """Revision names of that design: A (before) and B (after)."""
+    revision_b: _builtins.str
+    def __init__(
+        self,
+        *,
+        design: _builtins.str = ...,
+        revision_a: _builtins.str = ...,
+        revision_b: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["design", b"design", "revision_a", b"revision_a", "revision_b", b"revision_b"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffRevisionsRequest: _TypeAlias = DiffRevisionsRequest  # noqa: Y015
+
+@_typing.final
+class GetRevisionDiffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRevisionDiffRequest: _TypeAlias = GetRevisionDiffRequest  # noqa: Y015
+
+@_typing.final
+class WatchRevisionDiffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevisionDiffRequest: _TypeAlias = WatchRevisionDiffRequest  # noqa: Y015
+
+@_typing.final
+class DownloadRevisionDiffRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ARTIFACT_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    artifact: _builtins.str
+    """"diff.png" or "diff.glb"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        artifact: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadRevisionDiffRequest: _TypeAlias = DownloadRevisionDiffRequest  # noqa: Y015
+
+@_typing.final
+class MergeConflict(_message.Message):
+    """Where two concurrent edits of one base overlap, so they cannot merge by themselves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OVERLAP_VOLUME_MM3_FIELD_NUMBER: _builtins.int
+    BBOX_MIN_FIELD_NUMBER: _builtins.int
+    BBOX_MAX_FIELD_NUMBER: _builtins.int
+    FACES_OURS_FIELD_NUMBER: _builtins.int
+    FACES_THEIRS_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    overlap_volume_mm3: _builtins.float
+    """Volume where the changed regions of both edits overlap (tolerance-inflated), in mm3."""
+    reason: _builtins.str
+    @_builtins.property
+    def bbox_min(self) -> Global___Vector3: ...
+    @_builtins.property
+    def bbox_max(self) -> Global___Vector3: ...
+    @_builtins.property
+    def faces_ours(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Face indices in the overlap: of the target head (ours) and of the source revision (theirs)."""
+
+    @_builtins.property
+    def faces_theirs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Script parameters both edits changed to different values."""
+
+    def __init__(
+        self,
+        *,
+        overlap_volume_mm3: _builtins.float = ...,
+        bbox_min: Global___Vector3 | None = ...,
+        bbox_max: Global___Vector3 | None = ...,
+        faces_ours: _abc.Iterable[_builtins.int] | None = ...,
+        faces_theirs: _abc.Iterable[_builtins.int] | None = ...,
+        parameters: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bbox_max", b"bbox_max", "bbox_min", b"bbox_min"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "faces_ours", b"faces_ours", "faces_theirs", b"faces_theirs", "overlap_volume_mm3", b"overlap_volume_mm3", "parameters", b"parameters", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeConflict: _TypeAlias = MergeConflict  # noqa: Y015
+
+@_typing.final
+class RevisionMerge(_message.Message):
+    """A three-way merge of a revision into a branch, proposed to its author."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RevisionMerge._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: RevisionMerge._State.ValueType  # 0
+        STATE_PENDING: RevisionMerge._State.ValueType  # 1
+        """Waiting for, or running in, the geometry engine."""
+        STATE_RUNNING: RevisionMerge._State.ValueType  # 2
+        STATE_PROPOSED: RevisionMerge._State.ValueType  # 3
+        """merged_revision holds the merge; it is validated like any pushed revision."""
+        STATE_CONFLICTED: RevisionMerge._State.ValueType  # 4
+        """The edits overlap: see conflict, ours_diff and theirs_diff."""
+        STATE_FAILED: RevisionMerge._State.ValueType  # 5
+        """The engine could not merge the revisions: see error."""
+        STATE_ACCEPTED: RevisionMerge._State.ValueType  # 6
+        """The target branch head moved to merged_revision."""
+        STATE_DECLINED: RevisionMerge._State.ValueType  # 7
+
+    class State(_State, metaclass=_StateEnumTypeWrapper): ...
+    STATE_UNSPECIFIED: RevisionMerge.State.ValueType  # 0
+    STATE_PENDING: RevisionMerge.State.ValueType  # 1
+    """Waiting for, or running in, the geometry engine."""
+    STATE_RUNNING: RevisionMerge.State.ValueType  # 2
+    STATE_PROPOSED: RevisionMerge.State.ValueType  # 3
+    """merged_revision holds the merge; it is validated like any pushed revision."""
+    STATE_CONFLICTED: RevisionMerge.State.ValueType  # 4
+    """The edits overlap: see conflict, ours_diff and theirs_diff."""
+    STATE_FAILED: RevisionMerge.State.ValueType  # 5
+    """The engine could not merge the revisions: see error."""
+    STATE_ACCEPTED: RevisionMerge.State.ValueType  # 6
+    """The target branch head moved to merged_revision."""
+    STATE_DECLINED: RevisionMerge.State.ValueType  # 7
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TARGET_BRANCH_FIELD_NUMBER: _builtins.int
+    BASE_REVISION_FIELD_NUMBER: _builtins.int
+    OURS_REVISION_FIELD_NUMBER: _builtins.int
+    SOURCE_REVISION_FIELD_NUMBER: _builtins.int
+    MERGED_REVISION_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CONFLICT_FIELD_NUMBER: _builtins.int
+    OURS_DIFF_FIELD_NUMBER: _builtins.int
+    THEIRS_DIFF_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/merges/{merge}"""
+    target_branch: _builtins.str
+    base_revision: _builtins.str
+    """The nearest common ancestor of ours_revision and source_revision."""
+    ours_revision: _builtins.str
+    """The target branch's head when the merge was asked for."""
+    source_revision: _builtins.str
+    """The revision merged into the branch."""
+    merged_revision: _builtins.str
+    """The merged revision (parents ours_revision and source_revision); set once PROPOSED."""
+    author: _builtins.str
+    """organizations/{organization}/users/{user}"""
+    state: Global___RevisionMerge.State.ValueType
+    @_builtins.property
+    def error(self) -> Global___ProcessingError:
+        """Set when state is FAILED."""
+
+    @_builtins.property
+    def conflict(self) -> Global___MergeConflict:
+        """Set when state is CONFLICTED."""
+
+    @_builtins.property
+    def ours_diff(self) -> Global___GeometryDiff:
+        """base -> ours and base -> source, once the engine ran."""
+
+    @_builtins.property
+    def theirs_diff(self) -> Global___GeometryDiff: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        target_branch: _builtins.str = ...,
+        base_revision: _builtins.str = ...,
+        ours_revision: _builtins.str = ...,
+        source_revision: _builtins.str = ...,
+        merged_revision: _builtins.str = ...,
+        author: _builtins.str = ...,
+        state: Global___RevisionMerge.State.ValueType = ...,
+        error: Global___ProcessingError | None = ...,
+        conflict: Global___MergeConflict | None = ...,
+        ours_diff: Global___GeometryDiff | None = ...,
+        theirs_diff: Global___GeometryDiff | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["conflict", b"conflict", "create_time", b"create_time", "error", b"error", "ours_diff", b"ours_diff", "theirs_diff", b"theirs_diff", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "base_revision", b"base_revision", "conflict", b"conflict", "create_time", b"create_time", "error", b"error", "merged_revision", b"merged_revision", "name", b"name", "ours_diff", b"ours_diff", "ours_revision", b"ours_revision", "source_revision", b"source_revision", "state", b"state", "target_branch", b"target_branch", "theirs_diff", b"theirs_diff", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionMerge: _TypeAlias = RevisionMerge  # noqa: Y015
+
+@_typing.final
+class MergeRevisionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESIGN_FIELD_NUMBER: _builtins.int
+    TARGET_BRANCH_FIELD_NUMBER: _builtins.int
+    SOURCE_REVISION_FIELD_NUMBER: _builtins.int
+    EXPECTED_HEAD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    design: _builtins.str
+    """projects/{project}/designs/{design}"""
+    target_branch: _builtins.str
+    """The branch to merge into ("main" when empty)."""
+    source_revision: _builtins.str
+    """The revision to merge (e.g. the head of another branch)."""
+    expected_head: _builtins.str
+    """The target head the caller expects (etag); when set and the head moved, ABORTED names it."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        design: _builtins.str = ...,
+        target_branch: _builtins.str = ...,
+        source_revision: _builtins.str = ...,
+        expected_head: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["design", b"design", "expected_head", b"expected_head", "request_id", b"request_id", "source_revision", b"source_revision", "target_branch", b"target_branch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeRevisionsRequest: _TypeAlias = MergeRevisionsRequest  # noqa: Y015
+
+@_typing.final
+class GetRevisionMergeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/designs/{design}/merges/{merge}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRevisionMergeRequest: _TypeAlias = GetRevisionMergeRequest  # noqa: Y015
+
+@_typing.final
+class WatchRevisionMergeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchRevisionMergeRequest: _TypeAlias = WatchRevisionMergeRequest  # noqa: Y015
+
+@_typing.final
+class AcceptMergeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptMergeRequest: _TypeAlias = AcceptMergeRequest  # noqa: Y015
+
+@_typing.final
+class DeclineMergeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclineMergeRequest: _TypeAlias = DeclineMergeRequest  # noqa: Y015

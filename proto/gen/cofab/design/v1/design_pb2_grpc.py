@@ -95,6 +95,51 @@ class DesignServiceStub:
                 request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.SerializeToString,
                 response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.FromString,
                 _registered_method=True)
+        self.DiffRevisions = channel.unary_unary(
+                '/cofab.design.v1.DesignService/DiffRevisions',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DiffRevisionsRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.FromString,
+                _registered_method=True)
+        self.GetRevisionDiff = channel.unary_unary(
+                '/cofab.design.v1.DesignService/GetRevisionDiff',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionDiffRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.FromString,
+                _registered_method=True)
+        self.WatchRevisionDiff = channel.unary_stream(
+                '/cofab.design.v1.DesignService/WatchRevisionDiff',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionDiffRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.FromString,
+                _registered_method=True)
+        self.DownloadRevisionDiff = channel.unary_stream(
+                '/cofab.design.v1.DesignService/DownloadRevisionDiff',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionDiffRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionResponse.FromString,
+                _registered_method=True)
+        self.MergeRevisions = channel.unary_unary(
+                '/cofab.design.v1.DesignService/MergeRevisions',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.MergeRevisionsRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+                _registered_method=True)
+        self.GetRevisionMerge = channel.unary_unary(
+                '/cofab.design.v1.DesignService/GetRevisionMerge',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionMergeRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+                _registered_method=True)
+        self.WatchRevisionMerge = channel.unary_stream(
+                '/cofab.design.v1.DesignService/WatchRevisionMerge',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionMergeRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+                _registered_method=True)
+        self.AcceptMerge = channel.unary_unary(
+                '/cofab.design.v1.DesignService/AcceptMerge',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.AcceptMergeRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+                _registered_method=True)
+        self.DeclineMerge = channel.unary_unary(
+                '/cofab.design.v1.DesignService/DeclineMerge',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DeclineMergeRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+                _registered_method=True)
 
 
 class DesignServiceServicer:
@@ -188,6 +233,74 @@ class DesignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffRevisions(self, request, context):
+        """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
+        diff resource at once; it is computed off the request path (GetRevisionDiff,
+        WatchRevisionDiff) and cached per pair: asking again returns the same diff.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRevisionDiff(self, request, context):
+        """Gets a diff (viewer role needed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevisionDiff(self, request, context):
+        """Streams the diff now, then every change of its state until SUCCEEDED or FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadRevisionDiff(self, request, context):
+        """Streams an artifact of a SUCCEEDED diff: "diff.png" or "diff.glb" (viewer role needed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeRevisions(self, request, context):
+        """Proposes merging a revision into a branch whose head moved on (editor role needed). The
+        three-way geometric merge runs off the request path: the merge becomes PROPOSED with a new
+        merged revision, or CONFLICTED with where the two edits overlap.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRevisionMerge(self, request, context):
+        """Gets a merge (viewer role needed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevisionMerge(self, request, context):
+        """Streams the merge now, then every change of its state until it stops changing by itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptMerge(self, request, context):
+        """Accepts a PROPOSED merge whose merged revision SUCCEEDED (its author): the target branch
+        head moves to the merged revision by compare-and-set; ABORTED names the head if it moved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineMerge(self, request, context):
+        """Declines a PROPOSED or CONFLICTED merge (its author or a project owner).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DesignServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -250,6 +363,51 @@ def add_DesignServiceServicer_to_server(servicer, server):
                     servicer.ListRuleSets,
                     request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.FromString,
                     response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.SerializeToString,
+            ),
+            'DiffRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffRevisions,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.DiffRevisionsRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.SerializeToString,
+            ),
+            'GetRevisionDiff': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevisionDiff,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionDiffRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.SerializeToString,
+            ),
+            'WatchRevisionDiff': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevisionDiff,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionDiffRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.SerializeToString,
+            ),
+            'DownloadRevisionDiff': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadRevisionDiff,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionDiffRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionResponse.SerializeToString,
+            ),
+            'MergeRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeRevisions,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.MergeRevisionsRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.SerializeToString,
+            ),
+            'GetRevisionMerge': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRevisionMerge,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionMergeRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.SerializeToString,
+            ),
+            'WatchRevisionMerge': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevisionMerge,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionMergeRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.SerializeToString,
+            ),
+            'AcceptMerge': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptMerge,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.AcceptMergeRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.SerializeToString,
+            ),
+            'DeclineMerge': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineMerge,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.DeclineMergeRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -577,6 +735,249 @@ class DesignService:
             '/cofab.design.v1.DesignService/ListRuleSets',
             cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.SerializeToString,
             cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/DiffRevisions',
+            cofab_dot_design_dot_v1_dot_design__pb2.DiffRevisionsRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevisionDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/GetRevisionDiff',
+            cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionDiffRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevisionDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/WatchRevisionDiff',
+            cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionDiffRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadRevisionDiff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/DownloadRevisionDiff',
+            cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionDiffRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.DownloadRevisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/MergeRevisions',
+            cofab_dot_design_dot_v1_dot_design__pb2.MergeRevisionsRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRevisionMerge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/GetRevisionMerge',
+            cofab_dot_design_dot_v1_dot_design__pb2.GetRevisionMergeRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevisionMerge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/WatchRevisionMerge',
+            cofab_dot_design_dot_v1_dot_design__pb2.WatchRevisionMergeRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptMerge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/AcceptMerge',
+            cofab_dot_design_dot_v1_dot_design__pb2.AcceptMergeRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineMerge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/DeclineMerge',
+            cofab_dot_design_dot_v1_dot_design__pb2.DeclineMergeRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RevisionMerge.FromString,
             options,
             channel_credentials,
             insecure,

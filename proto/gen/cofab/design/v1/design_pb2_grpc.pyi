@@ -62,6 +62,32 @@ class DesignServiceStub:
     """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
     ListRuleSets: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListRuleSetsRequest, _design_pb2.ListRuleSetsResponse]
     """Lists the validation rule sets designs can use (any authenticated caller)."""
+    DiffRevisions: _grpc.UnaryUnaryMultiCallable[_design_pb2.DiffRevisionsRequest, _design_pb2.RevisionDiff]
+    """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
+    diff resource at once; it is computed off the request path (GetRevisionDiff,
+    WatchRevisionDiff) and cached per pair: asking again returns the same diff.
+    """
+    GetRevisionDiff: _grpc.UnaryUnaryMultiCallable[_design_pb2.GetRevisionDiffRequest, _design_pb2.RevisionDiff]
+    """Gets a diff (viewer role needed)."""
+    WatchRevisionDiff: _grpc.UnaryStreamMultiCallable[_design_pb2.WatchRevisionDiffRequest, _design_pb2.RevisionDiff]
+    """Streams the diff now, then every change of its state until SUCCEEDED or FAILED."""
+    DownloadRevisionDiff: _grpc.UnaryStreamMultiCallable[_design_pb2.DownloadRevisionDiffRequest, _design_pb2.DownloadRevisionResponse]
+    """Streams an artifact of a SUCCEEDED diff: "diff.png" or "diff.glb" (viewer role needed)."""
+    MergeRevisions: _grpc.UnaryUnaryMultiCallable[_design_pb2.MergeRevisionsRequest, _design_pb2.RevisionMerge]
+    """Proposes merging a revision into a branch whose head moved on (editor role needed). The
+    three-way geometric merge runs off the request path: the merge becomes PROPOSED with a new
+    merged revision, or CONFLICTED with where the two edits overlap.
+    """
+    GetRevisionMerge: _grpc.UnaryUnaryMultiCallable[_design_pb2.GetRevisionMergeRequest, _design_pb2.RevisionMerge]
+    """Gets a merge (viewer role needed)."""
+    WatchRevisionMerge: _grpc.UnaryStreamMultiCallable[_design_pb2.WatchRevisionMergeRequest, _design_pb2.RevisionMerge]
+    """Streams the merge now, then every change of its state until it stops changing by itself."""
+    AcceptMerge: _grpc.UnaryUnaryMultiCallable[_design_pb2.AcceptMergeRequest, _design_pb2.RevisionMerge]
+    """Accepts a PROPOSED merge whose merged revision SUCCEEDED (its author): the target branch
+    head moves to the merged revision by compare-and-set; ABORTED names the head if it moved.
+    """
+    DeclineMerge: _grpc.UnaryUnaryMultiCallable[_design_pb2.DeclineMergeRequest, _design_pb2.RevisionMerge]
+    """Declines a PROPOSED or CONFLICTED merge (its author or a project owner)."""
 
 @_typing.type_check_only
 class DesignServiceAsyncStub(DesignServiceStub):
@@ -97,6 +123,32 @@ class DesignServiceAsyncStub(DesignServiceStub):
     """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
     ListRuleSets: _aio.UnaryUnaryMultiCallable[_design_pb2.ListRuleSetsRequest, _design_pb2.ListRuleSetsResponse]  # type: ignore[assignment]
     """Lists the validation rule sets designs can use (any authenticated caller)."""
+    DiffRevisions: _aio.UnaryUnaryMultiCallable[_design_pb2.DiffRevisionsRequest, _design_pb2.RevisionDiff]  # type: ignore[assignment]
+    """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
+    diff resource at once; it is computed off the request path (GetRevisionDiff,
+    WatchRevisionDiff) and cached per pair: asking again returns the same diff.
+    """
+    GetRevisionDiff: _aio.UnaryUnaryMultiCallable[_design_pb2.GetRevisionDiffRequest, _design_pb2.RevisionDiff]  # type: ignore[assignment]
+    """Gets a diff (viewer role needed)."""
+    WatchRevisionDiff: _aio.UnaryStreamMultiCallable[_design_pb2.WatchRevisionDiffRequest, _design_pb2.RevisionDiff]  # type: ignore[assignment]
+    """Streams the diff now, then every change of its state until SUCCEEDED or FAILED."""
+    DownloadRevisionDiff: _aio.UnaryStreamMultiCallable[_design_pb2.DownloadRevisionDiffRequest, _design_pb2.DownloadRevisionResponse]  # type: ignore[assignment]
+    """Streams an artifact of a SUCCEEDED diff: "diff.png" or "diff.glb" (viewer role needed)."""
+    MergeRevisions: _aio.UnaryUnaryMultiCallable[_design_pb2.MergeRevisionsRequest, _design_pb2.RevisionMerge]  # type: ignore[assignment]
+    """Proposes merging a revision into a branch whose head moved on (editor role needed). The
+    three-way geometric merge runs off the request path: the merge becomes PROPOSED with a new
+    merged revision, or CONFLICTED with where the two edits overlap.
+    """
+    GetRevisionMerge: _aio.UnaryUnaryMultiCallable[_design_pb2.GetRevisionMergeRequest, _design_pb2.RevisionMerge]  # type: ignore[assignment]
+    """Gets a merge (viewer role needed)."""
+    WatchRevisionMerge: _aio.UnaryStreamMultiCallable[_design_pb2.WatchRevisionMergeRequest, _design_pb2.RevisionMerge]  # type: ignore[assignment]
+    """Streams the merge now, then every change of its state until it stops changing by itself."""
+    AcceptMerge: _aio.UnaryUnaryMultiCallable[_design_pb2.AcceptMergeRequest, _design_pb2.RevisionMerge]  # type: ignore[assignment]
+    """Accepts a PROPOSED merge whose merged revision SUCCEEDED (its author): the target branch
+    head moves to the merged revision by compare-and-set; ABORTED names the head if it moved.
+    """
+    DeclineMerge: _aio.UnaryUnaryMultiCallable[_design_pb2.DeclineMergeRequest, _design_pb2.RevisionMerge]  # type: ignore[assignment]
+    """Declines a PROPOSED or CONFLICTED merge (its author or a project owner)."""
 
 class DesignServiceServicer(metaclass=_abc_1.ABCMeta):
     """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge."""
@@ -201,5 +253,85 @@ class DesignServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_design_pb2.ListRuleSetsResponse, _abc.Awaitable[_design_pb2.ListRuleSetsResponse]]:
         """Lists the validation rule sets designs can use (any authenticated caller)."""
+
+    @_abc_1.abstractmethod
+    def DiffRevisions(
+        self,
+        request: _design_pb2.DiffRevisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RevisionDiff, _abc.Awaitable[_design_pb2.RevisionDiff]]:
+        """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
+        diff resource at once; it is computed off the request path (GetRevisionDiff,
+        WatchRevisionDiff) and cached per pair: asking again returns the same diff.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRevisionDiff(
+        self,
+        request: _design_pb2.GetRevisionDiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RevisionDiff, _abc.Awaitable[_design_pb2.RevisionDiff]]:
+        """Gets a diff (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def WatchRevisionDiff(
+        self,
+        request: _design_pb2.WatchRevisionDiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_design_pb2.RevisionDiff], _abc.AsyncIterator[_design_pb2.RevisionDiff]]:
+        """Streams the diff now, then every change of its state until SUCCEEDED or FAILED."""
+
+    @_abc_1.abstractmethod
+    def DownloadRevisionDiff(
+        self,
+        request: _design_pb2.DownloadRevisionDiffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_design_pb2.DownloadRevisionResponse], _abc.AsyncIterator[_design_pb2.DownloadRevisionResponse]]:
+        """Streams an artifact of a SUCCEEDED diff: "diff.png" or "diff.glb" (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def MergeRevisions(
+        self,
+        request: _design_pb2.MergeRevisionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RevisionMerge, _abc.Awaitable[_design_pb2.RevisionMerge]]:
+        """Proposes merging a revision into a branch whose head moved on (editor role needed). The
+        three-way geometric merge runs off the request path: the merge becomes PROPOSED with a new
+        merged revision, or CONFLICTED with where the two edits overlap.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRevisionMerge(
+        self,
+        request: _design_pb2.GetRevisionMergeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RevisionMerge, _abc.Awaitable[_design_pb2.RevisionMerge]]:
+        """Gets a merge (viewer role needed)."""
+
+    @_abc_1.abstractmethod
+    def WatchRevisionMerge(
+        self,
+        request: _design_pb2.WatchRevisionMergeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_design_pb2.RevisionMerge], _abc.AsyncIterator[_design_pb2.RevisionMerge]]:
+        """Streams the merge now, then every change of its state until it stops changing by itself."""
+
+    @_abc_1.abstractmethod
+    def AcceptMerge(
+        self,
+        request: _design_pb2.AcceptMergeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RevisionMerge, _abc.Awaitable[_design_pb2.RevisionMerge]]:
+        """Accepts a PROPOSED merge whose merged revision SUCCEEDED (its author): the target branch
+        head moves to the merged revision by compare-and-set; ABORTED names the head if it moved.
+        """
+
+    @_abc_1.abstractmethod
+    def DeclineMerge(
+        self,
+        request: _design_pb2.DeclineMergeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RevisionMerge, _abc.Awaitable[_design_pb2.RevisionMerge]]:
+        """Declines a PROPOSED or CONFLICTED merge (its author or a project owner)."""
 
 def add_DesignServiceServicer_to_server(servicer: DesignServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -138,3 +138,73 @@ class DesignUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DesignUpdated: _TypeAlias = DesignUpdated  # noqa: Y015
+
+@_typing.final
+class RevisionDiffed(_message.Message):
+    """Payload of `design.revision.diffed`: a diff of two revisions SUCCEEDED."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIFF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def diff(self) -> _design_pb2.RevisionDiff: ...
+    def __init__(
+        self,
+        *,
+        diff: _design_pb2.RevisionDiff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["diff", b"diff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["diff", b"diff"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevisionDiffed: _TypeAlias = RevisionDiffed  # noqa: Y015
+
+@_typing.final
+class MergeConflicted(_message.Message):
+    """Payload of `design.merge.conflicted`: two concurrent edits overlap and need a person."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def merge(self) -> _design_pb2.RevisionMerge: ...
+    def __init__(
+        self,
+        *,
+        merge: _design_pb2.RevisionMerge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["merge", b"merge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merge", b"merge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MergeConflicted: _TypeAlias = MergeConflicted  # noqa: Y015
+
+@_typing.final
+class Merged(_message.Message):
+    """Payload of `design.merged`: a merge was accepted and the branch head moved to `revision`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MERGE_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def merge(self) -> _design_pb2.RevisionMerge: ...
+    @_builtins.property
+    def revision(self) -> _design_pb2.Revision: ...
+    def __init__(
+        self,
+        *,
+        merge: _design_pb2.RevisionMerge | None = ...,
+        revision: _design_pb2.Revision | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["merge", b"merge", "revision", b"revision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merge", b"merge", "revision", b"revision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Merged: _TypeAlias = Merged  # noqa: Y015

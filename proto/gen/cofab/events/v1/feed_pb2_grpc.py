@@ -53,7 +53,11 @@ class EventFeedServiceServicer:
     def StreamEvents(self, request, context):
         """Streams the caller's events oldest first, after `cursor`. With `follow` the stream stays
         open and delivers new events as they arrive. Resuming with the cursor of the last event
-        received continues with the next one: no gap, no repeat.
+        received continues with the next one: no gap, no repeat. Events are kept for a retention
+        period (30 days by default): a cursor whose event was removed is answered OUT_OF_RANGE,
+        never with a silent gap; its google.rpc.ErrorInfo has reason CURSOR_EXPIRED and metadata
+        `oldest_cursor`, the cursor of the oldest event still kept. Resume with an empty cursor to
+        stream from that oldest event on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

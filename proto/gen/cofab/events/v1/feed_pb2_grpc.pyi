@@ -39,7 +39,11 @@ class EventFeedServiceStub:
     StreamEvents: _grpc.UnaryStreamMultiCallable[_feed_pb2.StreamEventsRequest, _feed_pb2.StreamEventsResponse]
     """Streams the caller's events oldest first, after `cursor`. With `follow` the stream stays
     open and delivers new events as they arrive. Resuming with the cursor of the last event
-    received continues with the next one: no gap, no repeat.
+    received continues with the next one: no gap, no repeat. Events are kept for a retention
+    period (30 days by default): a cursor whose event was removed is answered OUT_OF_RANGE,
+    never with a silent gap; its google.rpc.ErrorInfo has reason CURSOR_EXPIRED and metadata
+    `oldest_cursor`, the cursor of the oldest event still kept. Resume with an empty cursor to
+    stream from that oldest event on.
     """
 
 @_typing.type_check_only
@@ -53,7 +57,11 @@ class EventFeedServiceAsyncStub(EventFeedServiceStub):
     StreamEvents: _aio.UnaryStreamMultiCallable[_feed_pb2.StreamEventsRequest, _feed_pb2.StreamEventsResponse]  # type: ignore[assignment]
     """Streams the caller's events oldest first, after `cursor`. With `follow` the stream stays
     open and delivers new events as they arrive. Resuming with the cursor of the last event
-    received continues with the next one: no gap, no repeat.
+    received continues with the next one: no gap, no repeat. Events are kept for a retention
+    period (30 days by default): a cursor whose event was removed is answered OUT_OF_RANGE,
+    never with a silent gap; its google.rpc.ErrorInfo has reason CURSOR_EXPIRED and metadata
+    `oldest_cursor`, the cursor of the oldest event still kept. Resume with an empty cursor to
+    stream from that oldest event on.
     """
 
 class EventFeedServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -70,7 +78,11 @@ class EventFeedServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_feed_pb2.StreamEventsResponse], _abc.AsyncIterator[_feed_pb2.StreamEventsResponse]]:
         """Streams the caller's events oldest first, after `cursor`. With `follow` the stream stays
         open and delivers new events as they arrive. Resuming with the cursor of the last event
-        received continues with the next one: no gap, no repeat.
+        received continues with the next one: no gap, no repeat. Events are kept for a retention
+        period (30 days by default): a cursor whose event was removed is answered OUT_OF_RANGE,
+        never with a silent gap; its google.rpc.ErrorInfo has reason CURSOR_EXPIRED and metadata
+        `oldest_cursor`, the cursor of the oldest event still kept. Resume with an empty cursor to
+        stream from that oldest event on.
         """
 
 def add_EventFeedServiceServicer_to_server(servicer: EventFeedServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,31 +23,38 @@ _sym_db = _symbol_database.Default()
 
 
 from cofab.procurement.v1 import procurement_pb2 as cofab_dot_procurement_dot_v1_dot_procurement__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cofab/procurement/v1/events.proto\x12\x14\x63ofab.procurement.v1\x1a&cofab/procurement/v1/procurement.proto\"4\n\nRfqCreated\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\"E\n\tRfqOpened\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\x12\x10\n\x08supplier\x18\x02 \x01(\t\"G\n\x0cQuoteChanged\x12*\n\x05quote\x18\x01 \x01(\x0b\x32\x1b.cofab.procurement.v1.Quote\x12\x0b\n\x03rfq\x18\x02 \x01(\t\"1\n\rQuoteReceived\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x13\n\x0bquote_count\x18\x02 \x01(\x05\"-\n\tRfqClosed\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x13\n\x0bquote_count\x18\x02 \x01(\x05\"4\n\nRfqAwarded\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\"\xd1\x01\n\x13PurchaseOrderIssued\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\r\n\x05\x62uyer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65sign_revision\x18\x04 \x01(\t\x12\x34\n\nallocation\x18\x05 \x01(\x0b\x32 .cofab.procurement.v1.Allocation\x12\x12\n\nunit_price\x18\x06 \x01(\x01\x12\x15\n\rcurrency_code\x18\x07 \x01(\t\x12\x16\n\x0elead_time_days\x18\x08 \x01(\x05\"=\n\x0cRfqCancelled\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8d\x01\n\nRfqRevised\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x19\n\x11previous_revision\x18\x03 \x01(\t\x12\x1a\n\x12invalidated_quotes\x18\x04 \x03(\t\x12\x0e\n\x06reason\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!cofab/procurement/v1/events.proto\x12\x14\x63ofab.procurement.v1\x1a&cofab/procurement/v1/procurement.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n\nRfqCreated\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\"E\n\tRfqOpened\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\x12\x10\n\x08supplier\x18\x02 \x01(\t\"6\n\x0cRfqPublished\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\"\xab\x01\n\x0cInboundQuote\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x12\n\nunit_price\x18\x03 \x01(\x01\x12\x16\n\x0elead_time_days\x18\x04 \x01(\x05\x12\x10\n\x08\x63\x61pacity\x18\x05 \x01(\x03\x12/\n\x0bvalid_until\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05notes\x18\x07 \x01(\t\"G\n\x0cQuoteChanged\x12*\n\x05quote\x18\x01 \x01(\x0b\x32\x1b.cofab.procurement.v1.Quote\x12\x0b\n\x03rfq\x18\x02 \x01(\t\"H\n\rQuoteReceived\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x13\n\x0bquote_count\x18\x02 \x01(\x05\x12\x15\n\rinvited_count\x18\x03 \x01(\x05\"-\n\tRfqClosed\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x13\n\x0bquote_count\x18\x02 \x01(\x05\"7\n\rAwardProposed\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\"4\n\nRfqAwarded\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\"\xd1\x01\n\x13PurchaseOrderIssued\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\r\n\x05\x62uyer\x18\x02 \x01(\t\x12\x0c\n\x04item\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65sign_revision\x18\x04 \x01(\t\x12\x34\n\nallocation\x18\x05 \x01(\x0b\x32 .cofab.procurement.v1.Allocation\x12\x12\n\nunit_price\x18\x06 \x01(\x01\x12\x15\n\rcurrency_code\x18\x07 \x01(\t\x12\x16\n\x0elead_time_days\x18\x08 \x01(\x05\"=\n\x0cRfqCancelled\x12\x0b\n\x03rfq\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x8d\x01\n\nRfqRevised\x12&\n\x03rfq\x18\x01 \x01(\x0b\x32\x19.cofab.procurement.v1.Rfq\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x19\n\x11previous_revision\x18\x03 \x01(\t\x12\x1a\n\x12invalidated_quotes\x18\x04 \x03(\t\x12\x0e\n\x06reason\x18\x05 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.procurement.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RFQCREATED']._serialized_start=99
-  _globals['_RFQCREATED']._serialized_end=151
-  _globals['_RFQOPENED']._serialized_start=153
-  _globals['_RFQOPENED']._serialized_end=222
-  _globals['_QUOTECHANGED']._serialized_start=224
-  _globals['_QUOTECHANGED']._serialized_end=295
-  _globals['_QUOTERECEIVED']._serialized_start=297
-  _globals['_QUOTERECEIVED']._serialized_end=346
-  _globals['_RFQCLOSED']._serialized_start=348
-  _globals['_RFQCLOSED']._serialized_end=393
-  _globals['_RFQAWARDED']._serialized_start=395
-  _globals['_RFQAWARDED']._serialized_end=447
-  _globals['_PURCHASEORDERISSUED']._serialized_start=450
-  _globals['_PURCHASEORDERISSUED']._serialized_end=659
-  _globals['_RFQCANCELLED']._serialized_start=661
-  _globals['_RFQCANCELLED']._serialized_end=722
-  _globals['_RFQREVISED']._serialized_start=725
-  _globals['_RFQREVISED']._serialized_end=866
+  _globals['_RFQCREATED']._serialized_start=132
+  _globals['_RFQCREATED']._serialized_end=184
+  _globals['_RFQOPENED']._serialized_start=186
+  _globals['_RFQOPENED']._serialized_end=255
+  _globals['_RFQPUBLISHED']._serialized_start=257
+  _globals['_RFQPUBLISHED']._serialized_end=311
+  _globals['_INBOUNDQUOTE']._serialized_start=314
+  _globals['_INBOUNDQUOTE']._serialized_end=485
+  _globals['_QUOTECHANGED']._serialized_start=487
+  _globals['_QUOTECHANGED']._serialized_end=558
+  _globals['_QUOTERECEIVED']._serialized_start=560
+  _globals['_QUOTERECEIVED']._serialized_end=632
+  _globals['_RFQCLOSED']._serialized_start=634
+  _globals['_RFQCLOSED']._serialized_end=679
+  _globals['_AWARDPROPOSED']._serialized_start=681
+  _globals['_AWARDPROPOSED']._serialized_end=736
+  _globals['_RFQAWARDED']._serialized_start=738
+  _globals['_RFQAWARDED']._serialized_end=790
+  _globals['_PURCHASEORDERISSUED']._serialized_start=793
+  _globals['_PURCHASEORDERISSUED']._serialized_end=1002
+  _globals['_RFQCANCELLED']._serialized_start=1004
+  _globals['_RFQCANCELLED']._serialized_end=1065
+  _globals['_RFQREVISED']._serialized_start=1068
+  _globals['_RFQREVISED']._serialized_end=1209
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from cofab.procurement.v1 import procurement_pb2 as _procurement_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
@@ -70,6 +71,79 @@ class RfqOpened(_message.Message):
 Global___RfqOpened: _TypeAlias = RfqOpened  # noqa: Y015
 
 @_typing.final
+class RfqPublished(_message.Message):
+    """Payload of `procurement.rfq.published`: one event per opened RFQ, for the buyer (keyed by RFQ
+    id, so it precedes the RFQ's `procurement.quote.received` events). It starts the RFQ's
+    procurement workflow; the per-supplier `procurement.rfq.opened` events tell the suppliers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RFQ_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rfq(self) -> _procurement_pb2.Rfq: ...
+    def __init__(
+        self,
+        *,
+        rfq: _procurement_pb2.Rfq | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rfq", b"rfq"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rfq", b"rfq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RfqPublished: _TypeAlias = RfqPublished  # noqa: Y015
+
+@_typing.final
+class InboundQuote(_message.Message):
+    """Payload of `procurement.quote.inbound`, produced by a partner (not by cofab) on the Kafka topic
+    `procurement.quotes.inbound`: a quote from a supplier's own systems. The envelope's
+    `organization` is the quoting supplier and must equal `supplier`; its `id` makes redelivery
+    harmless. In production, Kafka ACLs tie each partner's producer credentials to its
+    organization (a principal may only write records whose organization is its own), so the
+    bridge can trust `organization`; the local stack runs without ACLs.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RFQ_FIELD_NUMBER: _builtins.int
+    SUPPLIER_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_FIELD_NUMBER: _builtins.int
+    LEAD_TIME_DAYS_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    rfq: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
+    supplier: _builtins.str
+    """organizations/{supplier}"""
+    unit_price: _builtins.float
+    lead_time_days: _builtins.int
+    capacity: _builtins.int
+    notes: _builtins.str
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        rfq: _builtins.str = ...,
+        supplier: _builtins.str = ...,
+        unit_price: _builtins.float = ...,
+        lead_time_days: _builtins.int = ...,
+        capacity: _builtins.int = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        notes: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "lead_time_days", b"lead_time_days", "notes", b"notes", "rfq", b"rfq", "supplier", b"supplier", "unit_price", b"unit_price", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboundQuote: _TypeAlias = InboundQuote  # noqa: Y015
+
+@_typing.final
 class QuoteChanged(_message.Message):
     """Payload of `procurement.quote.submitted`, `procurement.quote.updated` and
     `procurement.quote.withdrawn`: keyed by the supplier's organization id, audience the supplier.
@@ -107,19 +181,23 @@ class QuoteReceived(_message.Message):
 
     RFQ_FIELD_NUMBER: _builtins.int
     QUOTE_COUNT_FIELD_NUMBER: _builtins.int
+    INVITED_COUNT_FIELD_NUMBER: _builtins.int
     rfq: _builtins.str
     """organizations/{buyer}/rfqs/{rfq}"""
     quote_count: _builtins.int
     """Current quotes after the change."""
+    invited_count: _builtins.int
+    """Suppliers invited: every one has answered when quote_count reaches it."""
     def __init__(
         self,
         *,
         rfq: _builtins.str = ...,
         quote_count: _builtins.int = ...,
+        invited_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["quote_count", b"quote_count", "rfq", b"rfq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invited_count", b"invited_count", "quote_count", b"quote_count", "rfq", b"rfq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -149,6 +227,30 @@ class RfqClosed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RfqClosed: _TypeAlias = RfqClosed  # noqa: Y015
+
+@_typing.final
+class AwardProposed(_message.Message):
+    """Payload of `procurement.award.proposed` (the buyer's stream, keyed by RFQ id): the procurement
+    workflow proposes `rfq.proposed_allocations`; ApproveAward makes the award.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RFQ_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def rfq(self) -> _procurement_pb2.Rfq: ...
+    def __init__(
+        self,
+        *,
+        rfq: _procurement_pb2.Rfq | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rfq", b"rfq"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rfq", b"rfq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwardProposed: _TypeAlias = AwardProposed  # noqa: Y015
 
 @_typing.final
 class RfqAwarded(_message.Message):

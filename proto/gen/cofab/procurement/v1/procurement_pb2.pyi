@@ -142,6 +142,45 @@ class Rfq(_message.Message):
     STATE_AWARDED: Rfq.State.ValueType  # 4
     STATE_CANCELLED: Rfq.State.ValueType  # 5
 
+    class _AwardPolicy:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _AwardPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Rfq._AwardPolicy.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        AWARD_POLICY_UNSPECIFIED: Rfq._AwardPolicy.ValueType  # 0
+        """The same as AWARD_POLICY_BUYER."""
+        AWARD_POLICY_BUYER: Rfq._AwardPolicy.ValueType  # 1
+        """The buyer evaluates and calls AwardRfq itself."""
+        AWARD_POLICY_AUTOMATIC: Rfq._AwardPolicy.ValueType  # 2
+        """The workflow awards the best-ranked quotes (EvaluateRfq with the RFQ's weights) up to the
+        quantity, splitting across ranks by each quote's capacity. If all current quotes together
+        cannot cover the quantity, nothing is awarded and the buyer decides.
+        """
+        AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL: Rfq._AwardPolicy.ValueType  # 3
+        """As AUTOMATIC, but the workflow only proposes the award (proposed_allocations); it is made
+        when the buyer approves it with ApproveAward.
+        """
+
+    class AwardPolicy(_AwardPolicy, metaclass=_AwardPolicyEnumTypeWrapper):
+        """Who awards once the RFQ is closed (by the procurement workflow at the quote deadline, or
+        earlier when every invited supplier has quoted).
+        """
+
+    AWARD_POLICY_UNSPECIFIED: Rfq.AwardPolicy.ValueType  # 0
+    """The same as AWARD_POLICY_BUYER."""
+    AWARD_POLICY_BUYER: Rfq.AwardPolicy.ValueType  # 1
+    """The buyer evaluates and calls AwardRfq itself."""
+    AWARD_POLICY_AUTOMATIC: Rfq.AwardPolicy.ValueType  # 2
+    """The workflow awards the best-ranked quotes (EvaluateRfq with the RFQ's weights) up to the
+    quantity, splitting across ranks by each quote's capacity. If all current quotes together
+    cannot cover the quantity, nothing is awarded and the buyer decides.
+    """
+    AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL: Rfq.AwardPolicy.ValueType  # 3
+    """As AUTOMATIC, but the workflow only proposes the award (proposed_allocations); it is made
+    when the buyer approves it with ApproveAward.
+    """
+
     NAME_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     ITEM_FIELD_NUMBER: _builtins.int
@@ -161,6 +200,8 @@ class Rfq(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     OPEN_TIME_FIELD_NUMBER: _builtins.int
     CLOSE_TIME_FIELD_NUMBER: _builtins.int
+    AWARD_POLICY_FIELD_NUMBER: _builtins.int
+    PROPOSED_ALLOCATIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """organizations/{buyer}/rfqs/{rfq}"""
     display_name: _builtins.str
@@ -182,6 +223,7 @@ class Rfq(_message.Message):
     they say, until close.
     """
     etag: _builtins.str
+    award_policy: Global___Rfq.AwardPolicy.ValueType
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
         """When the units must be delivered."""
@@ -208,6 +250,10 @@ class Rfq(_message.Message):
     def open_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def close_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def proposed_allocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Allocation]:
+        """The award the workflow proposes, awaiting the buyer's approval (buyer only; output only)."""
+
     def __init__(
         self,
         *,
@@ -230,10 +276,12 @@ class Rfq(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         open_time: _timestamp_pb2.Timestamp | None = ...,
         close_time: _timestamp_pb2.Timestamp | None = ...,
+        award_policy: Global___Rfq.AwardPolicy.ValueType = ...,
+        proposed_allocations: _abc.Iterable[Global___Allocation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["close_time", b"close_time", "create_time", b"create_time", "due_time", b"due_time", "open_time", b"open_time", "quote_deadline", b"quote_deadline", "update_time", b"update_time", "weights", b"weights"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "buyer", b"buyer", "close_time", b"close_time", "create_time", b"create_time", "currency_code", b"currency_code", "design_revision", b"design_revision", "display_name", b"display_name", "due_time", b"due_time", "etag", b"etag", "invited_suppliers", b"invited_suppliers", "item", b"item", "name", b"name", "open_time", b"open_time", "quantity", b"quantity", "quote_count", b"quote_count", "quote_deadline", b"quote_deadline", "state", b"state", "update_time", b"update_time", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "award_policy", b"award_policy", "buyer", b"buyer", "close_time", b"close_time", "create_time", b"create_time", "currency_code", b"currency_code", "design_revision", b"design_revision", "display_name", b"display_name", "due_time", b"due_time", "etag", b"etag", "invited_suppliers", b"invited_suppliers", "item", b"item", "name", b"name", "open_time", b"open_time", "proposed_allocations", b"proposed_allocations", "quantity", b"quantity", "quote_count", b"quote_count", "quote_deadline", b"quote_deadline", "state", b"state", "update_time", b"update_time", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -704,6 +752,96 @@ class ReviseRfqRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviseRfqRequest: _TypeAlias = ReviseRfqRequest  # noqa: Y015
+
+@_typing.final
+class RecordInboundQuoteRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    SUPPLIER_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
+    supplier: _builtins.str
+    """organizations/{supplier}: the organization the inbound record came from."""
+    request_id: _builtins.str
+    """The inbound event's id: a redelivered record records nothing twice."""
+    @_builtins.property
+    def quote(self) -> Global___Quote:
+        """unit_price, lead_time_days, capacity, valid_until, notes."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        supplier: _builtins.str = ...,
+        quote: Global___Quote | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent", "quote", b"quote", "request_id", b"request_id", "supplier", b"supplier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordInboundQuoteRequest: _TypeAlias = RecordInboundQuoteRequest  # noqa: Y015
+
+@_typing.final
+class ProposeAwardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ALLOCATIONS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
+    request_id: _builtins.str
+    @_builtins.property
+    def allocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Allocation]:
+        """supplier and quantity of each; the quantities sum to the RFQ's quantity."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        allocations: _abc.Iterable[Global___Allocation] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocations", b"allocations", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeAwardRequest: _TypeAlias = ProposeAwardRequest  # noqa: Y015
+
+@_typing.final
+class ApproveAwardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
+    etag: _builtins.str
+    """When set, must equal the RFQ's current etag (the proposal the buyer saw)."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveAwardRequest: _TypeAlias = ApproveAwardRequest  # noqa: Y015
 
 @_typing.final
 class SubmitQuoteRequest(_message.Message):

@@ -85,6 +85,21 @@ class ProcurementServiceStub:
                 request_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.ReviseRfqRequest.SerializeToString,
                 response_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.FromString,
                 _registered_method=True)
+        self.RecordInboundQuote = channel.unary_unary(
+                '/cofab.procurement.v1.ProcurementService/RecordInboundQuote',
+                request_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.RecordInboundQuoteRequest.SerializeToString,
+                response_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Quote.FromString,
+                _registered_method=True)
+        self.ProposeAward = channel.unary_unary(
+                '/cofab.procurement.v1.ProcurementService/ProposeAward',
+                request_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.ProposeAwardRequest.SerializeToString,
+                response_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.FromString,
+                _registered_method=True)
+        self.ApproveAward = channel.unary_unary(
+                '/cofab.procurement.v1.ProcurementService/ApproveAward',
+                request_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.ApproveAwardRequest.SerializeToString,
+                response_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.FromString,
+                _registered_method=True)
         self.SubmitQuote = channel.unary_unary(
                 '/cofab.procurement.v1.ProcurementService/SubmitQuote',
                 request_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.SubmitQuoteRequest.SerializeToString,
@@ -165,14 +180,16 @@ class ProcurementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EvaluateRfq(self, request, context):
-        """Scores every current quote of a closed RFQ with the buyer's weights (buyer only).
+        """Scores every current quote of a closed RFQ with the buyer's weights (the buyer, or the
+        procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AwardRfq(self, request, context):
-        """Closed -> awarded: quantities to one or more suppliers; one purchase order event each.
+        """Closed -> awarded: quantities to one or more suppliers; one purchase order event each (the
+        buyer, or the procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +199,30 @@ class ProcurementServiceServicer:
         """Re-pins an open RFQ to a newer released revision of its design whose change touches the
         quoted part (the caller, e.g. the design review workflow, has diffed the two): every current
         quote is invalidated and each invited supplier is told, so it can quote again (buyer only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordInboundQuote(self, request, context):
+        """Records a quote a partner sent on the `procurement.quotes.inbound` Kafka topic, for the
+        supplier that sent it (platform service accounts only: the event bridge). Checked as
+        SubmitQuote is: the supplier is invited, the RFQ open, the terms valid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeAward(self, request, context):
+        """Records the award the procurement workflow proposes for a closed RFQ with
+        AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL (platform service accounts only); the buyer is told.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveAward(self, request, context):
+        """Closed -> awarded with the proposed allocations: the buyer approves the workflow's proposal.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,6 +309,21 @@ def add_ProcurementServiceServicer_to_server(servicer, server):
             'ReviseRfq': grpc.unary_unary_rpc_method_handler(
                     servicer.ReviseRfq,
                     request_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.ReviseRfqRequest.FromString,
+                    response_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.SerializeToString,
+            ),
+            'RecordInboundQuote': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordInboundQuote,
+                    request_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.RecordInboundQuoteRequest.FromString,
+                    response_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Quote.SerializeToString,
+            ),
+            'ProposeAward': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeAward,
+                    request_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.ProposeAwardRequest.FromString,
+                    response_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.SerializeToString,
+            ),
+            'ApproveAward': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveAward,
+                    request_deserializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.ApproveAwardRequest.FromString,
                     response_serializer=cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.SerializeToString,
             ),
             'SubmitQuote': grpc.unary_unary_rpc_method_handler(
@@ -544,6 +600,87 @@ class ProcurementService:
             target,
             '/cofab.procurement.v1.ProcurementService/ReviseRfq',
             cofab_dot_procurement_dot_v1_dot_procurement__pb2.ReviseRfqRequest.SerializeToString,
+            cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordInboundQuote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.procurement.v1.ProcurementService/RecordInboundQuote',
+            cofab_dot_procurement_dot_v1_dot_procurement__pb2.RecordInboundQuoteRequest.SerializeToString,
+            cofab_dot_procurement_dot_v1_dot_procurement__pb2.Quote.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeAward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.procurement.v1.ProcurementService/ProposeAward',
+            cofab_dot_procurement_dot_v1_dot_procurement__pb2.ProposeAwardRequest.SerializeToString,
+            cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveAward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.procurement.v1.ProcurementService/ApproveAward',
+            cofab_dot_procurement_dot_v1_dot_procurement__pb2.ApproveAwardRequest.SerializeToString,
             cofab_dot_procurement_dot_v1_dot_procurement__pb2.Rfq.FromString,
             options,
             channel_credentials,

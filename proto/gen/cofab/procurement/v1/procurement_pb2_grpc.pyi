@@ -54,14 +54,29 @@ class ProcurementServiceStub:
     CancelRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.CancelRfqRequest, _procurement_pb2.Rfq]
     """Draft, open or closed -> cancelled."""
     EvaluateRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.EvaluateRfqRequest, _procurement_pb2.EvaluateRfqResponse]
-    """Scores every current quote of a closed RFQ with the buyer's weights (buyer only)."""
+    """Scores every current quote of a closed RFQ with the buyer's weights (the buyer, or the
+    procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
+    """
     AwardRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.AwardRfqRequest, _procurement_pb2.Rfq]
-    """Closed -> awarded: quantities to one or more suppliers; one purchase order event each."""
+    """Closed -> awarded: quantities to one or more suppliers; one purchase order event each (the
+    buyer, or the procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
+    """
     ReviseRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.ReviseRfqRequest, _procurement_pb2.Rfq]
     """Re-pins an open RFQ to a newer released revision of its design whose change touches the
     quoted part (the caller, e.g. the design review workflow, has diffed the two): every current
     quote is invalidated and each invited supplier is told, so it can quote again (buyer only).
     """
+    RecordInboundQuote: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.RecordInboundQuoteRequest, _procurement_pb2.Quote]
+    """Records a quote a partner sent on the `procurement.quotes.inbound` Kafka topic, for the
+    supplier that sent it (platform service accounts only: the event bridge). Checked as
+    SubmitQuote is: the supplier is invited, the RFQ open, the terms valid.
+    """
+    ProposeAward: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.ProposeAwardRequest, _procurement_pb2.Rfq]
+    """Records the award the procurement workflow proposes for a closed RFQ with
+    AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL (platform service accounts only); the buyer is told.
+    """
+    ApproveAward: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.ApproveAwardRequest, _procurement_pb2.Rfq]
+    """Closed -> awarded with the proposed allocations: the buyer approves the workflow's proposal."""
     SubmitQuote: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.SubmitQuoteRequest, _procurement_pb2.Quote]
     """An invited supplier quotes on an open RFQ."""
     UpdateQuote: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.UpdateQuoteRequest, _procurement_pb2.Quote]
@@ -99,14 +114,29 @@ class ProcurementServiceAsyncStub(ProcurementServiceStub):
     CancelRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.CancelRfqRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
     """Draft, open or closed -> cancelled."""
     EvaluateRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.EvaluateRfqRequest, _procurement_pb2.EvaluateRfqResponse]  # type: ignore[assignment]
-    """Scores every current quote of a closed RFQ with the buyer's weights (buyer only)."""
+    """Scores every current quote of a closed RFQ with the buyer's weights (the buyer, or the
+    procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
+    """
     AwardRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.AwardRfqRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
-    """Closed -> awarded: quantities to one or more suppliers; one purchase order event each."""
+    """Closed -> awarded: quantities to one or more suppliers; one purchase order event each (the
+    buyer, or the procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
+    """
     ReviseRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.ReviseRfqRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
     """Re-pins an open RFQ to a newer released revision of its design whose change touches the
     quoted part (the caller, e.g. the design review workflow, has diffed the two): every current
     quote is invalidated and each invited supplier is told, so it can quote again (buyer only).
     """
+    RecordInboundQuote: _aio.UnaryUnaryMultiCallable[_procurement_pb2.RecordInboundQuoteRequest, _procurement_pb2.Quote]  # type: ignore[assignment]
+    """Records a quote a partner sent on the `procurement.quotes.inbound` Kafka topic, for the
+    supplier that sent it (platform service accounts only: the event bridge). Checked as
+    SubmitQuote is: the supplier is invited, the RFQ open, the terms valid.
+    """
+    ProposeAward: _aio.UnaryUnaryMultiCallable[_procurement_pb2.ProposeAwardRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
+    """Records the award the procurement workflow proposes for a closed RFQ with
+    AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL (platform service accounts only); the buyer is told.
+    """
+    ApproveAward: _aio.UnaryUnaryMultiCallable[_procurement_pb2.ApproveAwardRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
+    """Closed -> awarded with the proposed allocations: the buyer approves the workflow's proposal."""
     SubmitQuote: _aio.UnaryUnaryMultiCallable[_procurement_pb2.SubmitQuoteRequest, _procurement_pb2.Quote]  # type: ignore[assignment]
     """An invited supplier quotes on an open RFQ."""
     UpdateQuote: _aio.UnaryUnaryMultiCallable[_procurement_pb2.UpdateQuoteRequest, _procurement_pb2.Quote]  # type: ignore[assignment]
@@ -183,7 +213,9 @@ class ProcurementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _procurement_pb2.EvaluateRfqRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_procurement_pb2.EvaluateRfqResponse, _abc.Awaitable[_procurement_pb2.EvaluateRfqResponse]]:
-        """Scores every current quote of a closed RFQ with the buyer's weights (buyer only)."""
+        """Scores every current quote of a closed RFQ with the buyer's weights (the buyer, or the
+        procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
+        """
 
     @_abc_1.abstractmethod
     def AwardRfq(
@@ -191,7 +223,9 @@ class ProcurementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _procurement_pb2.AwardRfqRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_procurement_pb2.Rfq, _abc.Awaitable[_procurement_pb2.Rfq]]:
-        """Closed -> awarded: quantities to one or more suppliers; one purchase order event each."""
+        """Closed -> awarded: quantities to one or more suppliers; one purchase order event each (the
+        buyer, or the procurement workflow for an RFQ with AWARD_POLICY_AUTOMATIC).
+        """
 
     @_abc_1.abstractmethod
     def ReviseRfq(
@@ -203,6 +237,35 @@ class ProcurementServiceServicer(metaclass=_abc_1.ABCMeta):
         quoted part (the caller, e.g. the design review workflow, has diffed the two): every current
         quote is invalidated and each invited supplier is told, so it can quote again (buyer only).
         """
+
+    @_abc_1.abstractmethod
+    def RecordInboundQuote(
+        self,
+        request: _procurement_pb2.RecordInboundQuoteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_procurement_pb2.Quote, _abc.Awaitable[_procurement_pb2.Quote]]:
+        """Records a quote a partner sent on the `procurement.quotes.inbound` Kafka topic, for the
+        supplier that sent it (platform service accounts only: the event bridge). Checked as
+        SubmitQuote is: the supplier is invited, the RFQ open, the terms valid.
+        """
+
+    @_abc_1.abstractmethod
+    def ProposeAward(
+        self,
+        request: _procurement_pb2.ProposeAwardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_procurement_pb2.Rfq, _abc.Awaitable[_procurement_pb2.Rfq]]:
+        """Records the award the procurement workflow proposes for a closed RFQ with
+        AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL (platform service accounts only); the buyer is told.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveAward(
+        self,
+        request: _procurement_pb2.ApproveAwardRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_procurement_pb2.Rfq, _abc.Awaitable[_procurement_pb2.Rfq]]:
+        """Closed -> awarded with the proposed allocations: the buyer approves the workflow's proposal."""
 
     @_abc_1.abstractmethod
     def SubmitQuote(

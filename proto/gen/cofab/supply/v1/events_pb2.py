@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cofab.supply.v1 import supply_pb2 as cofab_dot_supply_dot_v1_dot_supply__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/supply/v1/events.proto\x12\x0f\x63ofab.supply.v1\x1a\x1c\x63ofab/supply/v1/supply.proto\">\n\x0f\x46\x61\x63ilityCreated\x12+\n\x08\x66\x61\x63ility\x18\x01 \x01(\x0b\x32\x19.cofab.supply.v1.Facility\"V\n\x0fNetworkImported\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12-\n\x06\x63ounts\x18\x02 \x03(\x0b\x32\x1d.cofab.supply.v1.ImportCounts\"E\n\x12\x44isruptionReported\x12/\n\ndisruption\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.Disruption\"\xb6\x01\n\x0eImpactComputed\x12\x12\n\ndisruption\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12*\n\x05items\x18\x05 \x03(\x0b\x32\x1b.cofab.supply.v1.ItemImpact\x12\x17\n\x0frevenue_at_risk\x18\x06 \x01(\x01\x12\x17\n\x0fother_items_hit\x18\x07 \x01(\x05\"E\n\x12\x44isruptionResolved\x12/\n\ndisruption\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.Disruption\"D\n\x11\x43\x61pabilityCreated\x12/\n\ncapability\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.Capability\"2\n\x0bItemCreated\x12#\n\x04item\x18\x01 \x01(\x0b\x32\x15.cofab.supply.v1.Item\"E\n\x11SupplyEdgeCreated\x12\x30\n\x0bsupply_edge\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.SupplyEdge\"&\n\x16NetworkResourceDeleted\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x0bItemUpdated\x12#\n\x04item\x18\x01 \x01(\x0b\x32\x15.cofab.supply.v1.Item\x12\x13\n\x0bupdate_mask\x18\x02 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/supply/v1/events.proto\x12\x0f\x63ofab.supply.v1\x1a\x1c\x63ofab/supply/v1/supply.proto\">\n\x0f\x46\x61\x63ilityCreated\x12+\n\x08\x66\x61\x63ility\x18\x01 \x01(\x0b\x32\x19.cofab.supply.v1.Facility\"V\n\x0fNetworkImported\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12-\n\x06\x63ounts\x18\x02 \x03(\x0b\x32\x1d.cofab.supply.v1.ImportCounts\"E\n\x12\x44isruptionReported\x12/\n\ndisruption\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.Disruption\"\xb6\x01\n\x0eImpactComputed\x12\x12\n\ndisruption\x18\x01 \x01(\t\x12\x10\n\x08\x63ustomer\x18\x02 \x01(\t\x12\x10\n\x08\x66\x61\x63ility\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12*\n\x05items\x18\x05 \x03(\x0b\x32\x1b.cofab.supply.v1.ItemImpact\x12\x17\n\x0frevenue_at_risk\x18\x06 \x01(\x01\x12\x17\n\x0fother_items_hit\x18\x07 \x01(\x05\"H\n\x11\x44isruptionHandled\x12\x33\n\x07summary\x18\x01 \x01(\x0b\x32\".cofab.supply.v1.DisruptionSummary\"E\n\x12\x44isruptionResolved\x12/\n\ndisruption\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.Disruption\"D\n\x11\x43\x61pabilityCreated\x12/\n\ncapability\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.Capability\"2\n\x0bItemCreated\x12#\n\x04item\x18\x01 \x01(\x0b\x32\x15.cofab.supply.v1.Item\"E\n\x11SupplyEdgeCreated\x12\x30\n\x0bsupply_edge\x18\x01 \x01(\x0b\x32\x1b.cofab.supply.v1.SupplyEdge\"&\n\x16NetworkResourceDeleted\x12\x0c\n\x04name\x18\x01 \x01(\t\"G\n\x0bItemUpdated\x12#\n\x04item\x18\x01 \x01(\x0b\x32\x15.cofab.supply.v1.Item\x12\x13\n\x0bupdate_mask\x18\x02 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,16 +40,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISRUPTIONREPORTED']._serialized_end=300
   _globals['_IMPACTCOMPUTED']._serialized_start=303
   _globals['_IMPACTCOMPUTED']._serialized_end=485
-  _globals['_DISRUPTIONRESOLVED']._serialized_start=487
-  _globals['_DISRUPTIONRESOLVED']._serialized_end=556
-  _globals['_CAPABILITYCREATED']._serialized_start=558
-  _globals['_CAPABILITYCREATED']._serialized_end=626
-  _globals['_ITEMCREATED']._serialized_start=628
-  _globals['_ITEMCREATED']._serialized_end=678
-  _globals['_SUPPLYEDGECREATED']._serialized_start=680
-  _globals['_SUPPLYEDGECREATED']._serialized_end=749
-  _globals['_NETWORKRESOURCEDELETED']._serialized_start=751
-  _globals['_NETWORKRESOURCEDELETED']._serialized_end=789
-  _globals['_ITEMUPDATED']._serialized_start=791
-  _globals['_ITEMUPDATED']._serialized_end=862
+  _globals['_DISRUPTIONHANDLED']._serialized_start=487
+  _globals['_DISRUPTIONHANDLED']._serialized_end=559
+  _globals['_DISRUPTIONRESOLVED']._serialized_start=561
+  _globals['_DISRUPTIONRESOLVED']._serialized_end=630
+  _globals['_CAPABILITYCREATED']._serialized_start=632
+  _globals['_CAPABILITYCREATED']._serialized_end=700
+  _globals['_ITEMCREATED']._serialized_start=702
+  _globals['_ITEMCREATED']._serialized_end=752
+  _globals['_SUPPLYEDGECREATED']._serialized_start=754
+  _globals['_SUPPLYEDGECREATED']._serialized_end=823
+  _globals['_NETWORKRESOURCEDELETED']._serialized_start=825
+  _globals['_NETWORKRESOURCEDELETED']._serialized_end=863
+  _globals['_ITEMUPDATED']._serialized_start=865
+  _globals['_ITEMUPDATED']._serialized_end=936
 # @@protoc_insertion_point(module_scope)

@@ -134,6 +134,30 @@ class ImpactComputed(_message.Message):
 Global___ImpactComputed: _TypeAlias = ImpactComputed  # noqa: Y015
 
 @_typing.final
+class DisruptionHandled(_message.Message):
+    """Payload of `supply.disruption.handled`: the platform's response to a disruption is complete
+    (audience: the reporter and the notified organizations).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def summary(self) -> _supply_pb2.DisruptionSummary: ...
+    def __init__(
+        self,
+        *,
+        summary: _supply_pb2.DisruptionSummary | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisruptionHandled: _TypeAlias = DisruptionHandled  # noqa: Y015
+
+@_typing.final
 class DisruptionResolved(_message.Message):
     """Payload of `supply.disruption.resolved`."""
 

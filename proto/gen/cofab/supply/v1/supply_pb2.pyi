@@ -1245,7 +1245,9 @@ class ComputeDisruptionImpactRequest(_message.Message):
     DURATION_DAYS_FIELD_NUMBER: _builtins.int
     CAPACITY_FACTOR_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """organizations/{organization}; the caller's own organization."""
+    """organizations/{organization}; the caller's own organization. Platform service accounts may
+    pass `organizations/-`: every hit item of the network, named, and the affected customers.
+    """
     region: _builtins.str
     """Or every facility of a region (regions are public)."""
     duration_days: _builtins.float
@@ -1315,6 +1317,7 @@ class ComputeDisruptionImpactResponse(_message.Message):
     ITEMS_FIELD_NUMBER: _builtins.int
     REVENUE_AT_RISK_FIELD_NUMBER: _builtins.int
     OTHER_ITEMS_HIT_FIELD_NUMBER: _builtins.int
+    AFFECTED_CUSTOMERS_FIELD_NUMBER: _builtins.int
     revenue_at_risk: _builtins.float
     other_items_hit: _builtins.int
     """Other companies' items hit, counted only."""
@@ -1322,16 +1325,23 @@ class ComputeDisruptionImpactResponse(_message.Message):
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemImpact]:
         """The caller's own hit items."""
 
+    @_builtins.property
+    def affected_customers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """organizations/{organization} of every customer whose items are hit; filled only for
+        platform service accounts asking with parent `organizations/-` (the whole network).
+        """
+
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___ItemImpact] | None = ...,
         revenue_at_risk: _builtins.float = ...,
         other_items_hit: _builtins.int = ...,
+        affected_customers: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "other_items_hit", b"other_items_hit", "revenue_at_risk", b"revenue_at_risk"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_customers", b"affected_customers", "items", b"items", "other_items_hit", b"other_items_hit", "revenue_at_risk", b"revenue_at_risk"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1640,3 +1650,196 @@ class ResolveDisruptionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResolveDisruptionRequest: _TypeAlias = ResolveDisruptionRequest  # noqa: Y015
+
+@_typing.final
+class PlanDisruptionResourcingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/disruptions/{disruption}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanDisruptionResourcingRequest: _TypeAlias = PlanDisruptionResourcingRequest  # noqa: Y015
+
+@_typing.final
+class ResourcingNeed(_message.Message):
+    """A customer that bought an item only from the disrupted facility needs another source."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    MATERIAL_FIELD_NUMBER: _builtins.int
+    customer: _builtins.str
+    """organizations/{organization}, the buyer of the re-sourcing RFQ."""
+    item: _builtins.str
+    """organizations/{organization}/items/{item}"""
+    quantity: _builtins.int
+    """Units to source: the customer's monthly volume on the lost edges x the capacity lost x the
+    outage's expected duration in months (30 days), rounded up; at least 1.
+    """
+    process: _builtins.str
+    """What making the item takes, for the capable-supplier search; empty when unknown."""
+    material: _builtins.str
+    def __init__(
+        self,
+        *,
+        customer: _builtins.str = ...,
+        item: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        process: _builtins.str = ...,
+        material: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "item", b"item", "material", b"material", "process", b"process", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResourcingNeed: _TypeAlias = ResourcingNeed  # noqa: Y015
+
+@_typing.final
+class PlanDisruptionResourcingResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NEEDS_FIELD_NUMBER: _builtins.int
+    DISRUPTED_ORGANIZATION_FIELD_NUMBER: _builtins.int
+    disrupted_organization: _builtins.str
+    """organizations/{organization} of the disrupted facility's owner: never a candidate."""
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResourcingNeed]: ...
+    def __init__(
+        self,
+        *,
+        needs: _abc.Iterable[Global___ResourcingNeed] | None = ...,
+        disrupted_organization: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disrupted_organization", b"disrupted_organization", "needs", b"needs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanDisruptionResourcingResponse: _TypeAlias = PlanDisruptionResourcingResponse  # noqa: Y015
+
+@_typing.final
+class RecordDisruptionProgressRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[RecordDisruptionProgressRequest._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: RecordDisruptionProgressRequest._Kind.ValueType  # 0
+        KIND_NOTIFIED: RecordDisruptionProgressRequest._Kind.ValueType  # 1
+        """`customer` was told its impact."""
+        KIND_HANDLED: RecordDisruptionProgressRequest._Kind.ValueType  # 2
+        """The response is complete; `summary` says what it did."""
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: RecordDisruptionProgressRequest.Kind.ValueType  # 0
+    KIND_NOTIFIED: RecordDisruptionProgressRequest.Kind.ValueType  # 1
+    """`customer` was told its impact."""
+    KIND_HANDLED: RecordDisruptionProgressRequest.Kind.ValueType  # 2
+    """The response is complete; `summary` says what it did."""
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/disruptions/{disruption}"""
+    kind: Global___RecordDisruptionProgressRequest.Kind.ValueType
+    customer: _builtins.str
+    """For NOTIFIED: organizations/{organization}, an affected customer."""
+    request_id: _builtins.str
+    @_builtins.property
+    def summary(self) -> Global___DisruptionSummary:
+        """For HANDLED."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: Global___RecordDisruptionProgressRequest.Kind.ValueType = ...,
+        customer: _builtins.str = ...,
+        summary: Global___DisruptionSummary | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["summary", b"summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "kind", b"kind", "name", b"name", "request_id", b"request_id", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordDisruptionProgressRequest: _TypeAlias = RecordDisruptionProgressRequest  # noqa: Y015
+
+@_typing.final
+class DisruptionSummary(_message.Message):
+    """What the platform did about a disruption."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISRUPTION_FIELD_NUMBER: _builtins.int
+    ITEMS_HIT_FIELD_NUMBER: _builtins.int
+    UNITS_AT_RISK_FIELD_NUMBER: _builtins.int
+    REVENUE_AT_RISK_FIELD_NUMBER: _builtins.int
+    NOTIFIED_ORGANIZATIONS_FIELD_NUMBER: _builtins.int
+    RFQS_FIELD_NUMBER: _builtins.int
+    UNSOURCED_ITEMS_FIELD_NUMBER: _builtins.int
+    RESOLVED_EARLY_FIELD_NUMBER: _builtins.int
+    disruption: _builtins.str
+    """organizations/{organization}/disruptions/{disruption}"""
+    items_hit: _builtins.int
+    units_at_risk: _builtins.float
+    revenue_at_risk: _builtins.float
+    resolved_early: _builtins.bool
+    """The disruption was resolved before every RFQ was opened."""
+    @_builtins.property
+    def notified_organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """organizations/{organization} told their impact."""
+
+    @_builtins.property
+    def rfqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """organizations/{buyer}/rfqs/{rfq} opened to re-source single-sourced items."""
+
+    @_builtins.property
+    def unsourced_items(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """organizations/{organization}/items/{item} left without an RFQ: no alternative supplier was
+        found, or the disruption was resolved first.
+        """
+
+    def __init__(
+        self,
+        *,
+        disruption: _builtins.str = ...,
+        items_hit: _builtins.int = ...,
+        units_at_risk: _builtins.float = ...,
+        revenue_at_risk: _builtins.float = ...,
+        notified_organizations: _abc.Iterable[_builtins.str] | None = ...,
+        rfqs: _abc.Iterable[_builtins.str] | None = ...,
+        unsourced_items: _abc.Iterable[_builtins.str] | None = ...,
+        resolved_early: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disruption", b"disruption", "items_hit", b"items_hit", "notified_organizations", b"notified_organizations", "resolved_early", b"resolved_early", "revenue_at_risk", b"revenue_at_risk", "rfqs", b"rfqs", "units_at_risk", b"units_at_risk", "unsourced_items", b"unsourced_items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisruptionSummary: _TypeAlias = DisruptionSummary  # noqa: Y015

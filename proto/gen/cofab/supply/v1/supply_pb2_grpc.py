@@ -161,6 +161,16 @@ class SupplyServiceStub:
                 request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ResolveDisruptionRequest.SerializeToString,
                 response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
                 _registered_method=True)
+        self.PlanDisruptionResourcing = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/PlanDisruptionResourcing',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanDisruptionResourcingRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanDisruptionResourcingResponse.FromString,
+                _registered_method=True)
+        self.RecordDisruptionProgress = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/RecordDisruptionProgress',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.RecordDisruptionProgressRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
+                _registered_method=True)
 
 
 class SupplyServiceServicer:
@@ -340,9 +350,10 @@ class SupplyServiceServicer:
 
     def ReportDisruption(self, request, context):
         """A facility's own organization reports an outage or a capacity drop. Emits
-        `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
-        one `supply.impact.computed` per affected customer organization, keyed by it and showing it
-        only its own hit items and aggregates.
+        `supply.disruption.reported` (audience: the reporter and the facility's direct customers).
+        The platform's disruption workflow then sends one `supply.impact.computed` per affected
+        customer organization, keyed by it and showing it only its own hit items and aggregates,
+        opens re-sourcing RFQs for single-sourced items and emits `supply.disruption.handled`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -358,6 +369,23 @@ class SupplyServiceServicer:
     def ResolveDisruption(self, request, context):
         """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
         nothing).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanDisruptionResourcing(self, request, context):
+        """Platform service accounts only (the disruption workflow): the re-sourcing each affected
+        customer needs: one entry per (customer, item) the disrupted facility was the only source of.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordDisruptionProgress(self, request, context):
+        """Platform service accounts only (the disruption workflow) reports its progress: NOTIFIED emits
+        one `supply.impact.computed` to `customer`; HANDLED emits `supply.disruption.handled` with the
+        summary. Idempotent by request_id (required): a retried report emits nothing twice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -489,6 +517,16 @@ def add_SupplyServiceServicer_to_server(servicer, server):
             'ResolveDisruption': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveDisruption,
                     request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ResolveDisruptionRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.SerializeToString,
+            ),
+            'PlanDisruptionResourcing': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanDisruptionResourcing,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanDisruptionResourcingRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.PlanDisruptionResourcingResponse.SerializeToString,
+            ),
+            'RecordDisruptionProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordDisruptionProgress,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.RecordDisruptionProgressRequest.FromString,
                     response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.SerializeToString,
             ),
     }
@@ -1167,6 +1205,60 @@ class SupplyService:
             target,
             '/cofab.supply.v1.SupplyService/ResolveDisruption',
             cofab_dot_supply_dot_v1_dot_supply__pb2.ResolveDisruptionRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanDisruptionResourcing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/PlanDisruptionResourcing',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.PlanDisruptionResourcingRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.PlanDisruptionResourcingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordDisruptionProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/RecordDisruptionProgress',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.RecordDisruptionProgressRequest.SerializeToString,
             cofab_dot_supply_dot_v1_dot_supply__pb2.Disruption.FromString,
             options,
             channel_credentials,

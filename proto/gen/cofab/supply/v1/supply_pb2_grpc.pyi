@@ -106,15 +106,25 @@ class SupplyServiceStub:
     """
     ReportDisruption: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ReportDisruptionRequest, _supply_pb2.Disruption]
     """A facility's own organization reports an outage or a capacity drop. Emits
-    `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
-    one `supply.impact.computed` per affected customer organization, keyed by it and showing it
-    only its own hit items and aggregates.
+    `supply.disruption.reported` (audience: the reporter and the facility's direct customers).
+    The platform's disruption workflow then sends one `supply.impact.computed` per affected
+    customer organization, keyed by it and showing it only its own hit items and aggregates,
+    opens re-sourcing RFQs for single-sourced items and emits `supply.disruption.handled`.
     """
     ListDisruptions: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListDisruptionsRequest, _supply_pb2.ListDisruptionsResponse]
     """Lists the disruptions the caller's organization reported."""
     ResolveDisruption: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ResolveDisruptionRequest, _supply_pb2.Disruption]
     """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
     nothing).
+    """
+    PlanDisruptionResourcing: _grpc.UnaryUnaryMultiCallable[_supply_pb2.PlanDisruptionResourcingRequest, _supply_pb2.PlanDisruptionResourcingResponse]
+    """Platform service accounts only (the disruption workflow): the re-sourcing each affected
+    customer needs: one entry per (customer, item) the disrupted facility was the only source of.
+    """
+    RecordDisruptionProgress: _grpc.UnaryUnaryMultiCallable[_supply_pb2.RecordDisruptionProgressRequest, _supply_pb2.Disruption]
+    """Platform service accounts only (the disruption workflow) reports its progress: NOTIFIED emits
+    one `supply.impact.computed` to `customer`; HANDLED emits `supply.disruption.handled` with the
+    summary. Idempotent by request_id (required): a retried report emits nothing twice.
     """
 
 @_typing.type_check_only
@@ -194,15 +204,25 @@ class SupplyServiceAsyncStub(SupplyServiceStub):
     """
     ReportDisruption: _aio.UnaryUnaryMultiCallable[_supply_pb2.ReportDisruptionRequest, _supply_pb2.Disruption]  # type: ignore[assignment]
     """A facility's own organization reports an outage or a capacity drop. Emits
-    `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
-    one `supply.impact.computed` per affected customer organization, keyed by it and showing it
-    only its own hit items and aggregates.
+    `supply.disruption.reported` (audience: the reporter and the facility's direct customers).
+    The platform's disruption workflow then sends one `supply.impact.computed` per affected
+    customer organization, keyed by it and showing it only its own hit items and aggregates,
+    opens re-sourcing RFQs for single-sourced items and emits `supply.disruption.handled`.
     """
     ListDisruptions: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListDisruptionsRequest, _supply_pb2.ListDisruptionsResponse]  # type: ignore[assignment]
     """Lists the disruptions the caller's organization reported."""
     ResolveDisruption: _aio.UnaryUnaryMultiCallable[_supply_pb2.ResolveDisruptionRequest, _supply_pb2.Disruption]  # type: ignore[assignment]
     """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
     nothing).
+    """
+    PlanDisruptionResourcing: _aio.UnaryUnaryMultiCallable[_supply_pb2.PlanDisruptionResourcingRequest, _supply_pb2.PlanDisruptionResourcingResponse]  # type: ignore[assignment]
+    """Platform service accounts only (the disruption workflow): the re-sourcing each affected
+    customer needs: one entry per (customer, item) the disrupted facility was the only source of.
+    """
+    RecordDisruptionProgress: _aio.UnaryUnaryMultiCallable[_supply_pb2.RecordDisruptionProgressRequest, _supply_pb2.Disruption]  # type: ignore[assignment]
+    """Platform service accounts only (the disruption workflow) reports its progress: NOTIFIED emits
+    one `supply.impact.computed` to `customer`; HANDLED emits `supply.disruption.handled` with the
+    summary. Idempotent by request_id (required): a retried report emits nothing twice.
     """
 
 class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -417,9 +437,10 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_supply_pb2.Disruption, _abc.Awaitable[_supply_pb2.Disruption]]:
         """A facility's own organization reports an outage or a capacity drop. Emits
-        `supply.disruption.reported` (audience: the reporter and the facility's direct customers) and
-        one `supply.impact.computed` per affected customer organization, keyed by it and showing it
-        only its own hit items and aggregates.
+        `supply.disruption.reported` (audience: the reporter and the facility's direct customers).
+        The platform's disruption workflow then sends one `supply.impact.computed` per affected
+        customer organization, keyed by it and showing it only its own hit items and aggregates,
+        opens re-sourcing RFQs for single-sourced items and emits `supply.disruption.handled`.
         """
 
     @_abc_1.abstractmethod
@@ -438,6 +459,27 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_supply_pb2.Disruption, _abc.Awaitable[_supply_pb2.Disruption]]:
         """Marks a disruption as over (emits `supply.disruption.resolved`; resolving twice changes
         nothing).
+        """
+
+    @_abc_1.abstractmethod
+    def PlanDisruptionResourcing(
+        self,
+        request: _supply_pb2.PlanDisruptionResourcingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.PlanDisruptionResourcingResponse, _abc.Awaitable[_supply_pb2.PlanDisruptionResourcingResponse]]:
+        """Platform service accounts only (the disruption workflow): the re-sourcing each affected
+        customer needs: one entry per (customer, item) the disrupted facility was the only source of.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordDisruptionProgress(
+        self,
+        request: _supply_pb2.RecordDisruptionProgressRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.Disruption, _abc.Awaitable[_supply_pb2.Disruption]]:
+        """Platform service accounts only (the disruption workflow) reports its progress: NOTIFIED emits
+        one `supply.impact.computed` to `customer`; HANDLED emits `supply.disruption.handled` with the
+        summary. Idempotent by request_id (required): a retried report emits nothing twice.
         """
 
 def add_SupplyServiceServicer_to_server(servicer: SupplyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

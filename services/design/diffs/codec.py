@@ -1,0 +1,239 @@
+"""JSON shapes of the geometry engine's diff values, as the service stores them.
+
+`diff_from_json(diff_to_json(d))` equals `d` except for `artifacts`: the service keeps those
+as blobs, not as paths. Findings use the same shape as a revision's stored findings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from services.design.geometry.types import (
+    Conflict,
+    DiffResult,
+    FaceChange,
+    FaceSignature,
+    Finding,
+    Location,
+    ParameterDelta,
+    ParameterValue,
+    Properties,
+    Region,
+    Severity,
+)
+
+Vec = tuple[float, float, float]
+
+
+def _vec(value: Sequence[Any]) -> Vec:
+    x, y, z = (float(v) for v in value)
+    return (x, y, z)
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    location = None
+    if finding.location is not None:
+        location = {"point": list(finding.location.point), "face_id": finding.location.face_id}
+    return {
+        "rule_id": finding.rule_id,
+        "severity": finding.severity.value,
+        "message": finding.message,
+        "measured": finding.measured,
+        "limit": finding.limit,
+        "unit": finding.unit,
+        "location": location,
+    }
+
+
+def finding_from_json(value: Mapping[str, Any]) -> Finding:
+    location = value.get("location")
+    return Finding(
+        rule_id=str(value["rule_id"]),
+        severity=Severity(value["severity"]),
+        message=str(value.get("message", "")),
+        measured=None if value.get("measured") is None else float(value["measured"]),
+        limit=None if value.get("limit") is None else float(value["limit"]),
+        unit=str(value.get("unit") or ""),
+        location=(
+            Location(_vec(location["point"]), location.get("face_id"))
+            if location is not None
+            else None
+        ),
+    )
+
+
+def properties_json(properties: Properties) -> dict[str, Any]:
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in dataclasses.asdict(properties).items()
+    }
+
+
+def properties_from_json(value: Mapping[str, Any]) -> Properties:
+    known = {f.name for f in dataclasses.fields(Properties)}
+    fields = {k: v for k, v in value.items() if k in known}
+    for key in ("bbox_min", "bbox_max", "center_of_mass"):
+        fields[key] = _vec(fields[key])
+    return Properties(**fields)
+
+
+def _region_json(region: Region) -> dict[str, Any]:
+    return {
+        "volume_mm3": region.volume_mm3,
+        "bbox_min": list(region.bbox_min),
+        "bbox_max": list(region.bbox_max),
+        "centroid": list(region.centroid),
+    }
+
+
+def _region(value: Mapping[str, Any]) -> Region:
+    return Region(
+        float(value["volume_mm3"]),
+        _vec(value["bbox_min"]),
+        _vec(value["bbox_max"]),
+        _vec(value["centroid"]),
+    )
+
+
+def _signature_json(signature: FaceSignature | None) -> dict[str, Any] | None:
+    if signature is None:
+        return None
+    return {
+        "surface": signature.surface,
+        "area_mm2": signature.area_mm2,
+        "direction": list(signature.direction),
+        "centroid": list(signature.centroid),
+        "radius_mm": signature.radius_mm,
+    }
+
+
+def _signature(value: Mapping[str, Any] | None) -> FaceSignature | None:
+    if value is None:
+        return None
+    return FaceSignature(
+        surface=str(value["surface"]),
+        area_mm2=float(value["area_mm2"]),
+        direction=_vec(value["direction"]),
+        centroid=_vec(value["centroid"]),
+        radius_mm=None if value.get("radius_mm") is None else float(value["radius_mm"]),
+    )
+
+
+def _parameter_json(value: ParameterValue | None) -> dict[str, Any] | None:
+    # Tagged: JSON alone cannot tell the float 2.0 from the int 2.
+    if value is None:
+        return None
+    kind = "bool" if isinstance(value, bool) else type(value).__name__
+    return {"type": kind, "value": value}
+
+
+def _parameter(value: Mapping[str, Any] | None) -> ParameterValue | None:
+    if value is None:
+        return None
+    kinds: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+    converted: ParameterValue = kinds[str(value["type"])](value["value"])
+    return converted
+
+
+def diff_to_json(diff: DiffResult) -> dict[str, Any]:
+    """The diff without its artifact paths."""
+    return {
+        "exact": diff.exact,
+        "added": [_region_json(r) for r in diff.added],
+        "removed": [_region_json(r) for r in diff.removed],
+        "added_volume_mm3": diff.added_volume_mm3,
+        "removed_volume_mm3": diff.removed_volume_mm3,
+        "faces": [
+            {
+                "change": f.change,
+                "face_a": f.face_a,
+                "face_b": f.face_b,
+                "before": _signature_json(f.before),
+                "after": _signature_json(f.after),
+            }
+            for f in diff.faces
+        ],
+        "unchanged_faces": diff.unchanged_faces,
+        # JSON object keys are strings: pairs keep the integers as they are.
+        "face_map": sorted([int(a), int(b)] for a, b in diff.face_map.items()),
+        "max_deviation_mm": diff.max_deviation_mm,
+        "rms_deviation_mm": diff.rms_deviation_mm,
+        "volume_delta_mm3": diff.volume_delta_mm3,
+        "area_delta_mm2": diff.area_delta_mm2,
+        "mass_delta_g": diff.mass_delta_g,
+        "bbox_min_delta": list(diff.bbox_min_delta),
+        "bbox_max_delta": list(diff.bbox_max_delta),
+        "parameters": [
+            {
+                "name": p.name,
+                "before": _parameter_json(p.before),
+                "after": _parameter_json(p.after),
+            }
+            for p in diff.parameters
+        ],
+        "findings_introduced": [finding_json(f) for f in diff.findings_introduced],
+        "findings_resolved": [finding_json(f) for f in diff.findings_resolved],
+    }
+
+
+def diff_from_json(value: Mapping[str, Any]) -> DiffResult:
+    """A stored diff; `artifacts` is empty (they are blobs of the diff resource)."""
+    return DiffResult(
+        exact=bool(value["exact"]),
+        added=tuple(_region(r) for r in value["added"]),
+        removed=tuple(_region(r) for r in value["removed"]),
+        added_volume_mm3=float(value["added_volume_mm3"]),
+        removed_volume_mm3=float(value["removed_volume_mm3"]),
+        faces=tuple(
+            FaceChange(
+                change=str(f["change"]),
+                face_a=f["face_a"],
+                face_b=f["face_b"],
+                before=_signature(f["before"]),
+                after=_signature(f["after"]),
+            )
+            for f in value["faces"]
+        ),
+        unchanged_faces=int(value["unchanged_faces"]),
+        face_map={int(a): int(b) for a, b in value["face_map"]},
+        max_deviation_mm=float(value["max_deviation_mm"]),
+        rms_deviation_mm=float(value["rms_deviation_mm"]),
+        volume_delta_mm3=float(value["volume_delta_mm3"]),
+        area_delta_mm2=float(value["area_delta_mm2"]),
+        mass_delta_g=None if value["mass_delta_g"] is None else float(value["mass_delta_g"]),
+        bbox_min_delta=_vec(value["bbox_min_delta"]),
+        bbox_max_delta=_vec(value["bbox_max_delta"]),
+        parameters=tuple(
+            ParameterDelta(str(p["name"]), _parameter(p["before"]), _parameter(p["after"]))
+            for p in value["parameters"]
+        ),
+        findings_introduced=tuple(finding_from_json(f) for f in value["findings_introduced"]),
+        findings_resolved=tuple(finding_from_json(f) for f in value["findings_resolved"]),
+        artifacts={},
+    )
+
+
+def conflict_to_json(conflict: Conflict) -> dict[str, Any]:
+    return {
+        "overlap_volume_mm3": conflict.overlap_volume_mm3,
+        "bbox_min": list(conflict.bbox_min),
+        "bbox_max": list(conflict.bbox_max),
+        "faces_ours": list(conflict.faces_ours),
+        "faces_theirs": list(conflict.faces_theirs),
+        "parameters": list(conflict.parameters),
+        "reason": conflict.reason,
+    }
+
+
+def conflict_from_json(value: Mapping[str, Any]) -> Conflict:
+    return Conflict(
+        overlap_volume_mm3=float(value["overlap_volume_mm3"]),
+        bbox_min=_vec(value["bbox_min"]),
+        bbox_max=_vec(value["bbox_max"]),
+        faces_ours=tuple(int(f) for f in value["faces_ours"]),
+        faces_theirs=tuple(int(f) for f in value["faces_theirs"]),
+        parameters=tuple(str(p) for p in value["parameters"]),
+        reason=str(value["reason"]),
+    )
