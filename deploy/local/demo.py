@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kafka import KafkaConsumer
@@ -118,13 +118,25 @@ def _print_events(bootstrap: str) -> None:
         consumer.close()
 
 
-def _write_bracket(path: Path) -> None:
+def _write_bracket(path: Path, hole_spacing: float = 50) -> None:
     """A mounting bracket: a plate with four holes and a filleted upright, as STEP."""
     import cadquery as cq  # seconds to import; only the demo's CAD step needs it
 
-    plate = cq.Workplane().box(80, 40, 6).faces(">Z").workplane().rarray(50, 20, 2, 2).hole(6)
+    plate = (
+        cq.Workplane().box(80, 40, 6).faces(">Z").workplane().rarray(hole_spacing, 20, 2, 2).hole(6)
+    )
     upright = cq.Workplane().center(0, -17).box(80, 6, 30).translate((0, 0, 15))
     cq.exporters.export(plate.union(upright).edges("|X").fillet(1.5), str(path))
+
+
+def _wait_for(what: str, check: Callable[[], str], expected: str, timeout: float = 120) -> str:
+    """Runs `check` until its output contains `expected` (a workflow finishing its work)."""
+    deadline = time.monotonic() + timeout
+    while expected not in (output := check()):
+        if time.monotonic() > deadline:
+            raise StackError(f"{what} did not happen within {timeout:.0f} s:\n{output}")
+        time.sleep(1)
+    return output
 
 
 def _story(config: UpConfig, env: Mapping[str, str]) -> None:
@@ -233,7 +245,72 @@ def _story(config: UpConfig, env: Mapping[str, str]) -> None:
     )
     say(f"    (Globex, a member, downloaded the rendered thumbnail to {thumbnail})")
 
-    say("\n== 7. The events as partners see them on Kafka ==")
+    say("\n== 7. ACME moves the holes apart; Globex sees exactly what changed ==")
+    wider = config.state_dir / "bracket-wider.step"
+    _write_bracket(wider, hole_spacing=60)
+    second = cofab(
+        "revision",
+        "push",
+        design,
+        str(wider),
+        "--base",
+        revision,
+        "--wait",
+        "-m",
+        "holes 60 mm apart",
+        token=alice,
+        who="alice@acme",
+    ).split()[0]
+    picture = config.state_dir / "bracket-diff.png"
+    cofab(
+        "revision",
+        "diff",
+        design,
+        revision,
+        second,
+        "--wait",
+        "--png",
+        str(picture),
+        token=gina,
+        who="gina@globex",
+    )
+    say(f"    (the picture: unchanged grey, added green, removed red: {picture})")
+    cofab(
+        "comment",
+        "add",
+        second,
+        "--point=30,10,3",
+        "--body",
+        "edge distance of the moved hole is now 7 mm: enough?",
+        token=gina,
+        who="gina@globex",
+    )
+
+    say("\n== 8. ACME asks Globex to approve it: a review workflow; approval releases it ==")
+    review = cofab(
+        "review",
+        "request",
+        second,
+        "--reviewer",
+        "globex",
+        "--deadline",
+        "5d",
+        token=alice,
+        who="alice@acme",
+    ).split()[0]
+    cofab("review", "decide", review, "approve", "--comment", "ok", token=gina, who="gina@globex")
+    _wait_for(
+        "the approval",
+        lambda: cofab("review", "show", review, token=alice, who="alice@acme"),
+        "APPROVED",
+    )
+    _wait_for(
+        "the release",
+        lambda: cofab("revision", "show", second, token=alice, who="alice@acme"),
+        "released",
+    )
+
+    say("\n== 9. The events as partners see them on Kafka ==")
     _print_events(config.address("COFAB_KAFKA_PORT"))
     say("\n   ... and as Globex reads them over gRPC, from its partner feed (no Kafka credentials)")
     deadline = time.monotonic() + 30
@@ -244,7 +321,7 @@ def _story(config: UpConfig, env: Mapping[str, str]) -> None:
             raise StackError(f"Globex's feed lacks the validated revision:\n{feed}")
         time.sleep(1)
 
-    say("\n== 8. Every change and every read of design data is in a hash-chained audit log ==")
+    say("\n== 10. Every change and every read of design data is in a hash-chained audit log ==")
     cofab("admin", "verify-audit")
     if (accepted.state, expired.state) != ("ACTIVE", "EXPIRED"):
         raise StackError(f"unexpected outcomes {accepted.state}, {expired.state}")

@@ -329,8 +329,15 @@ async def skipping(
 async def test_the_deadline_closes_with_the_quotes_it_has_then_the_buyer_awards(
     stack: Stack, umbrella: Account, skipping: Outbox
 ) -> None:
-    now = dt.datetime.now(dt.UTC)
-    rfq = open_rfq(stack, pb.Rfq.AWARD_POLICY_BUYER, quote_deadline=ts(now + dt.timedelta(days=2)))
+    # The workflow times the deadline on the test server's clock, which earlier time-skipping
+    # tests of the session have moved ahead of the real one: date the RFQ on that clock.
+    now = await skipping.env.get_current_time()
+    rfq = open_rfq(
+        stack,
+        pb.Rfq.AWARD_POLICY_BUYER,
+        quote_deadline=ts(now + dt.timedelta(days=2)),
+        due_time=ts(now + dt.timedelta(days=30)),
+    )
     await skipping.dispatch()  # rfq.published starts the workflow
     submit(stack, stack.globex, rfq.name, price=4.0, capacity=100)
     await skipping.dispatch()
