@@ -4,6 +4,7 @@ after a crash has no second effect (one close, one award, one purchase order per
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -142,45 +143,48 @@ class ProcurementActivities:
     @activity.defn
     def propose_award(self, request: AwardRequest) -> RfqSnapshot:
         """Records the proposed award for the buyer to approve (the buyer is told once: the
-        request id); when the RFQ is no longer closed, returns it as it is."""
-        try:
-            proposed = self._procurement.ProposeAward(
+        request id)."""
+        return self._while_closed(
+            "ProposeAward",
+            request.rfq,
+            lambda: self._procurement.ProposeAward(
                 pb.ProposeAwardRequest(
                     name=request.rfq,
                     allocations=_allocations(request.shares),
                     request_id=request.request_id,
                 ),
                 timeout=TIMEOUT,
-            )
-        except grpc.RpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                current = self.get_rfq(request.rfq)
-                if current.state != "CLOSED":
-                    return current
-            raise permanent_or_retry(f"ProposeAward {request.rfq}", error) from None
-        return snapshot(proposed)
+            ),
+        )
 
     @activity.defn
     def award_rfq(self, request: AwardRequest) -> RfqSnapshot:
-        """Awards the closed RFQ (one purchase order event per supplier, once: the request id);
-        when it is no longer closed (cancelled or awarded by the buyer meanwhile), returns it as
-        it is."""
-        try:
-            awarded = self._procurement.AwardRfq(
+        """Awards the closed RFQ (one purchase order event per supplier, once: the request
+        id)."""
+        return self._while_closed(
+            "AwardRfq",
+            request.rfq,
+            lambda: self._procurement.AwardRfq(
                 pb.AwardRfqRequest(
                     name=request.rfq,
                     allocations=_allocations(request.shares),
                     request_id=request.request_id,
                 ),
                 timeout=TIMEOUT,
-            )
+            ),
+        )
+
+    def _while_closed(self, call: str, rfq: str, effect: Callable[[], pb.Rfq]) -> RfqSnapshot:
+        """Runs `effect` on the closed RFQ; when the RFQ is no longer closed (cancelled or
+        awarded by the buyer meanwhile), returns it as it is instead."""
+        try:
+            return snapshot(effect())
         except grpc.RpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                current = self.get_rfq(request.rfq)
+                current = self.get_rfq(rfq)
                 if current.state != "CLOSED":
                     return current
-            raise permanent_or_retry(f"AwardRfq {request.rfq}", error) from None
-        return snapshot(awarded)
+            raise permanent_or_retry(f"{call} {rfq}", error) from None
 
 
 def _allocations(shares: list[AwardShare]) -> list[pb.Allocation]:
