@@ -38,7 +38,6 @@ from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.repository import SqlRepository
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.convert import revision_proto, summary_proto
-from services.design.diffs.codec import finding_json, properties_json
 from services.design.diffs.jobs import enqueue_comment_diff
 from services.design.diffs.repository import Leases
 from services.design.domain.revisions import (
@@ -50,6 +49,7 @@ from services.design.domain.revisions import (
     RevisionState,
     processing_error,
 )
+from services.design.geometry.codec import finding_json, properties_json
 from services.design.geometry.types import Failure, IngestRequest
 from services.design.ingest_worker import IngestOutcome, run_ingest
 from services.design.reviews import ReviewApplication

@@ -10,13 +10,13 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.design.diffs.codec import (
+from services.design.diffs.domain import merge_base
+from services.design.geometry.codec import (
     conflict_from_json,
     conflict_to_json,
     diff_from_json,
     diff_to_json,
 )
-from services.design.diffs.domain import merge_base
 from services.design.geometry.types import (
     Conflict,
     DiffResult,

@@ -21,12 +21,6 @@ from services.design.adapters.repository import SqlRepository
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.comments.carry import carry_forward, has_open_comments
 from services.design.convert import revision_proto
-from services.design.diffs.codec import (
-    conflict_to_json,
-    diff_to_json,
-    finding_from_json,
-    properties_from_json,
-)
 from services.design.diffs.convert import diff_proto, merge_proto
 from services.design.diffs.domain import (
     DIFF_ARTIFACT_MEDIA_TYPES,
@@ -42,6 +36,12 @@ from services.design.domain.revisions import (
     Revision,
     RevisionState,
     processing_error,
+)
+from services.design.geometry.codec import (
+    conflict_to_json,
+    diff_to_json,
+    finding_from_json,
+    properties_from_json,
 )
 from services.design.geometry.types import DiffInput, Failure
 from services.design.ingest_worker import (

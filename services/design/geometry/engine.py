@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -75,27 +76,67 @@ def _resolve(request: IngestRequest) -> tuple[RuleSet, str, dict[str, float]]:
 def ingest(request: IngestRequest, limits: SandboxLimits | None = None) -> IngestResult:
     """Loads, converts to mm, measures, checks and renders the request's file into work_dir.
 
+    In process: the service calls it only inside the sandbox (services.design.geometry.isolated);
+    a script's build() itself runs in a sandbox of its own (`limits`).
     Raises IngestError for input that cannot become a revision."""
+    if request.format == "cadquery":
+        _resolve(request)
+        parameters, step_path = _run_script(request, limits)
+        try:
+            return ingest_script_model(request, step_path, parameters)
+        finally:
+            step_path.unlink(missing_ok=True)
     rule_set, material, effective = _resolve(request)
     scale = UNITS_MM[request.units]
-    artifacts: dict[str, Path] = {}
-    parameters: dict[str, ParameterValue] = {}
     try:
-        if request.format in ("step", "cadquery"):
-            source = request.source
-            if request.format == "cadquery":
-                parameters, source = _run_script(request, scale, limits)
-                artifacts["model.step"] = source
-            model = _brep_model(source)
+        if request.format == "step":
+            model = _brep_model(request.source)
         else:
             model = Model(read_mesh(request.source, request.format, scale))
-        properties = _properties(model, material)
-        findings = check_rules(model, rule_set, effective, properties.mass_g)
-        artifacts.update(_write_artifacts(request.work_dir, model, properties, findings, rule_set))
-        return IngestResult(properties, findings, artifacts, parameters)
+        return _measured(request, model, rule_set, material, effective, {}, {})
     finally:
         # Worker processes run many ingests: drop OpenCascade and trimesh caches promptly.
         gc.collect()
+
+
+def ingest_script_model(
+    request: IngestRequest, step_path: Path, parameters: Mapping[str, ParameterValue]
+) -> IngestResult:
+    """Ingests the STEP a sandboxed run of the request's script produced: scaled from the
+    declared units to mm, written to work_dir as the `model.step` artifact, then measured."""
+    import cadquery as cq
+
+    rule_set, material, effective = _resolve(request)
+    scale = UNITS_MM[request.units]
+    model_step = request.work_dir / "model.step"
+    try:
+        if scale != 1.0:
+            # Script dimensions are in the declared units; the stored model is in mm.
+            shape = read_step(step_path).scale(scale)
+            cq.exporters.export(shape, str(model_step), exportType="STEP")
+        else:
+            shutil.copyfile(step_path, model_step)
+        model = _brep_model(model_step)
+        artifacts = {"model.step": model_step}
+        return _measured(request, model, rule_set, material, effective, artifacts, parameters)
+    finally:
+        gc.collect()
+
+
+def _measured(
+    request: IngestRequest,
+    model: Model,
+    rule_set: RuleSet,
+    material: str,
+    effective: Mapping[str, float],
+    artifacts: Mapping[str, Path],
+    parameters: Mapping[str, ParameterValue],
+) -> IngestResult:
+    properties = _properties(model, material)
+    findings = check_rules(model, rule_set, effective, properties.mass_g)
+    written = dict(artifacts)
+    written.update(_write_artifacts(request.work_dir, model, properties, findings, rule_set))
+    return IngestResult(properties, findings, written, dict(parameters))
 
 
 def check_rules(
@@ -110,21 +151,15 @@ def check_rules(
 
 
 def _run_script(
-    request: IngestRequest, scale: float, limits: SandboxLimits | None
+    request: IngestRequest, limits: SandboxLimits | None
 ) -> tuple[dict[str, ParameterValue], Path]:
     try:
         source = request.source.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid("the script is not UTF-8 text") from None
     values = resolve_parameters(script_parameters(source), request.parameters)
-    step_path = request.work_dir / "model.step"
+    step_path = request.work_dir / "script-output.step"
     run_script(source, values, step_path, limits)
-    if scale != 1.0:
-        import cadquery as cq
-
-        # Script dimensions are in the declared units; the stored model is in mm.
-        shape = read_step(step_path).scale(scale)
-        cq.exporters.export(shape, str(step_path), exportType="STEP")
     return values, step_path
 
 

@@ -15,11 +15,14 @@ from services.design.geometry.types import FORMATS, Failure, IngestError
 
 _HEAD = 4096
 _TAIL = 4096
-# A 3MF whose parts expand beyond this, or whose members compress better than this ratio, is
-# refused as a zip bomb: real meshes compress 3-10x.
-MAX_UNCOMPRESSED_BYTES = 2 * 1024**3
+# Archive limits (3MF is the one archive format): the member count, the total inflated size,
+# and the compression ratio of the whole archive and of each member over 64 KiB. Real meshes
+# compress 3-10x; a 3MF is a model, a few relationship files and thumbnails or textures. The
+# sandbox's memory limit bounds what an archive under these limits can still cost.
+MAX_UNCOMPRESSED_BYTES = 512 * 1024**2
 MAX_COMPRESSION_RATIO = 100.0
-MAX_ZIP_MEMBERS = 10_000
+MAX_ZIP_MEMBERS = 1_000
+_RATIO_MIN_MEMBER_BYTES = 64 * 1024
 _MAGIC = (
     (b"PK\x03\x04", "a ZIP archive"),
     (b"PK\x05\x06", "a ZIP archive"),
@@ -127,24 +130,42 @@ def _check_3mf(path: Path) -> None:
     except (zipfile.BadZipFile, OSError) as exc:
         raise _invalid(f"the 3MF file is not a readable ZIP archive: {exc}") from None
     if len(members) > MAX_ZIP_MEMBERS:
-        raise IngestError(Failure.TOO_LARGE, f"the 3MF archive has {len(members)} members")
+        raise IngestError(
+            Failure.TOO_LARGE,
+            f"the 3MF archive has {len(members)} members, over the limit of {MAX_ZIP_MEMBERS}",
+        )
     total = sum(m.file_size for m in members)
     if total > MAX_UNCOMPRESSED_BYTES:
         raise IngestError(
             Failure.TOO_LARGE,
-            f"the 3MF archive expands to {total} bytes, over the limit of "
-            f"{MAX_UNCOMPRESSED_BYTES} (a zip bomb?)",
+            f"the 3MF archive expands to {_mib(total)}, over the limit of "
+            f"{_mib(MAX_UNCOMPRESSED_BYTES)} (a zip bomb?)",
+        )
+    compressed = sum(m.compress_size for m in members)
+    if total > _RATIO_MIN_MEMBER_BYTES and total / max(compressed, 1) > MAX_COMPRESSION_RATIO:
+        raise IngestError(
+            Failure.TOO_LARGE,
+            f"the 3MF archive expands {total / max(compressed, 1):.0f}x, over the limit of "
+            f"{MAX_COMPRESSION_RATIO:.0f}x (a zip bomb?)",
         )
     for m in members:
         ratio = m.file_size / max(m.compress_size, 1)
-        if m.file_size > 1024**2 and ratio > MAX_COMPRESSION_RATIO:
+        if m.file_size > _RATIO_MIN_MEMBER_BYTES and ratio > MAX_COMPRESSION_RATIO:
             raise IngestError(
                 Failure.TOO_LARGE,
-                f"the 3MF member {m.filename!r} expands {ratio:.0f}x, over the limit of "
-                f"{MAX_COMPRESSION_RATIO:.0f}x (a zip bomb?)",
+                f"the 3MF member {_excerpt(m.filename)!r} expands {ratio:.0f}x, over the limit "
+                f"of {MAX_COMPRESSION_RATIO:.0f}x (a zip bomb?)",
             )
     if not any(m.filename.lower().endswith(".model") for m in members):
         raise _invalid("the 3MF archive contains no 3D model part (3D/3dmodel.model)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MiB"
+
+
+def _excerpt(name: str) -> str:
+    return name if len(name) <= 80 else name[:79] + "…"
 
 
 def _check_text(format: str, head: bytes) -> None:
