@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 import zipfile
 from collections.abc import Iterator
@@ -53,16 +54,30 @@ def nothing_left_behind() -> Iterator[None]:
 
 
 def sandbox_processes() -> list[int]:
-    found = []
+    """Sandboxed jobs still running below this test process (other test runs on the machine
+    have their own)."""
+    parents: dict[int, int] = {}
+    jobs = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
+                stat = (entry / "stat").read_text()
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
             if b"/sandbox/runner.py" in cmdline:
-                found.append(int(entry.name))
-    return found
+                jobs.append(int(entry.name))
+    me = os.getpid()
+
+    def below_me(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == me:
+                return True
+        return False
+
+    return [pid for pid in jobs if below_me(pid)]
 
 
 def victim_revision(stack: Stack, folder: Path) -> tuple[design_pb2.Revision, Path, bytes]:
@@ -274,7 +289,8 @@ def build():
             if b"COFAB" in data or b"canary" in data:
                 leaks.append(pid)
     mine = [k for k in os.environ if k.startswith("COFAB") or "canary" in os.environ[k]]
-    raise RuntimeError(f"environ files read={read} leaks={leaks} own={mine} keys={sorted(os.environ)}")
+    keys = sorted(os.environ)
+    raise RuntimeError(f"environ files read={read} leaks={leaks} own={mine} keys={keys}")
 """
     revision = attack(stack, tmp_path, script)
     assert revision.state == FAILED

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from cofab.design.v1 import events_pb2
 from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.repository import SqlRepository
-from services.design.adapters.revision_repository import RevisionRepository
+from services.design.adapters.revision_repository import RevisionRepository, organization_of
 from services.design.comments.carry import carry_forward, has_open_comments
 from services.design.convert import revision_proto
 from services.design.diffs.convert import diff_proto, merge_proto
@@ -68,10 +68,6 @@ def _link(source: Path, target: Path) -> Path:
     except OSError:
         shutil.copyfile(source, target)
     return target
-
-
-def _organization(user: str) -> str:
-    return "/".join(user.split("/")[:2])
 
 
 def emit(
@@ -216,7 +212,7 @@ class DiffJobs:
                 job.design_id,
                 "design.revision.diffed",
                 finished.name,
-                _organization(finished.requester),
+                organization_of(finished.requester),
                 events_pb2.RevisionDiffed(diff=diff_proto(finished)),
             )
         log.info("%s SUCCEEDED", job.name)
@@ -289,7 +285,7 @@ class MergeJobs:
                     job.design_id,
                     "design.merge.conflicted",
                     job.name,
-                    _organization(job.author),
+                    organization_of(job.author),
                     events_pb2.MergeConflicted(merge=merge_proto(finished)),
                 )
             log.info("%s CONFLICTED: %s", job.name, result.conflict.reason)
@@ -342,7 +338,7 @@ class MergeJobs:
                 job.design_id,
                 "design.revision.pushed",
                 revision.name,
-                _organization(job.author),
+                organization_of(job.author),
                 events_pb2.RevisionPushed(revision=revision_proto(revision)),
             )
         log.info("%s PROPOSED %s", job.name, revision.name)
