@@ -9,9 +9,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cofab.supply.v1 import events_pb2, supply_pb2
 from services.supply.domain import (
+    ACTIVE,
     CAPACITY_DROP,
+    DECLINED,
     OUTAGE,
+    PROPOSED,
     RESOLVED,
+    WITHDRAWN,
     Capability,
     Disruption,
     Facility,
@@ -25,6 +29,13 @@ KINDS = {
     CAPACITY_DROP: supply_pb2.Disruption.KIND_CAPACITY_DROP,
 }
 KIND_NAMES = {value: key for key, value in KINDS.items()}
+EDGE_STATES = {
+    PROPOSED: supply_pb2.SupplyEdge.STATE_PROPOSED,
+    ACTIVE: supply_pb2.SupplyEdge.STATE_ACTIVE,
+    DECLINED: supply_pb2.SupplyEdge.STATE_DECLINED,
+    WITHDRAWN: supply_pb2.SupplyEdge.STATE_WITHDRAWN,
+}
+EDGE_STATE_NAMES = {value: key for key, value in EDGE_STATES.items()}
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:
@@ -91,6 +102,7 @@ def edge_proto(edge: SupplyEdge) -> supply_pb2.SupplyEdge:
         unit_price=edge.unit_price,
         share=edge.share,
         monthly_volume=edge.monthly_volume,
+        state=EDGE_STATES[edge.state],
     )
 
 

@@ -94,12 +94,20 @@ def network(stack: Stack) -> Network:
             weekly_demand=100,
             inventory_weeks=1,
         )
-        with stack.client(stack.acme) as acme:
+        with stack.client(stack.acme) as acme, stack.client(stack.globex) as globex:
             bolt = make_item(acme, "acme", "bolt", process="cnc-milling", material="steel")
-        make_edge(umb, "umbrella", "bracket-acme", plant, bracket, "acme", monthly_volume=300)
-        make_edge(umb, "umbrella", "bracket-globex", plant, bracket, "globex", monthly_volume=100)
-        make_edge(umb, "umbrella", "bolt-acme", plant, bolt, "acme", monthly_volume=50)
-        make_edge(initech, "initech", "bolt-acme-2", initech_plant, bolt, "acme", monthly_volume=50)
+            make_edge(
+                umb, "umbrella", "bracket-acme", plant, bracket, "acme", acme, monthly_volume=300
+            )
+            make_edge(
+                umb, "umbrella", "bracket-globex", plant, bracket, "globex", globex,
+                monthly_volume=100,
+            )  # fmt: skip
+            make_edge(umb, "umbrella", "bolt-acme", plant, bolt, "acme", acme, monthly_volume=50)
+            make_edge(
+                initech, "initech", "bolt-acme-2", initech_plant, bolt, "acme", acme,
+                monthly_volume=50,
+            )  # fmt: skip
     return Network(umbrella, plant, bracket, bolt)
 
 
