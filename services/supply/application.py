@@ -15,8 +15,9 @@ from typing import Protocol
 
 from sqlalchemy import Connection, Engine
 
+from cofab.events.v1.envelope_pb2 import EventEnvelope
 from cofab.supply.v1 import events_pb2, supply_pb2
-from services.shared import audit, idempotency
+from services.shared import audit, idempotency, outbox
 from services.shared.db import read_only, utcnow
 from services.shared.errors import (
     FailedPrecondition,
@@ -73,7 +74,7 @@ from services.supply.domain.importing import (
 )
 from services.supply.domain.network import SupplyNetwork
 from services.supply.domain.records import BomLine, FacilityRecord
-from services.supply.publishing import emit, own
+from services.supply.publishing import emit, envelope, own
 
 Clock = Callable[[], dt.datetime]
 
@@ -796,7 +797,13 @@ class SupplyApplication:
             for proposal, new in plan.proposals:
                 if not new:
                     repo.update_proposal(proposal, now)
-                _emit_consent(conn, principal, "supply.edge.proposed", proposal)
+            outbox.enqueue_many(
+                conn,
+                [
+                    (_consent_envelope(principal, "supply.edge.proposed", p), p.id)
+                    for p, _ in plan.proposals
+                ],
+            )
             version = repo.bump_version()
             counts = [
                 supply_pb2.ImportCounts(
@@ -964,13 +971,15 @@ def _emit_consent(
 ) -> None:
     """A consent step of a proposed edge, to its two parties; the payload is the proposal as its
     proposer wrote it."""
-    emit(
-        conn,
+    outbox.enqueue(conn, _consent_envelope(principal, event_type, edge), edge.id)
+
+
+def _consent_envelope(principal: Principal, event_type: str, edge: SupplyEdge) -> EventEnvelope:
+    return envelope(
         principal,
         event_type,
         edge.name,
         events_pb2.SupplyEdgeConsent(supply_edge=edge_proto(edge)),
-        edge.id,
         [edge.supplier_id, edge.customer_id],
     )
 

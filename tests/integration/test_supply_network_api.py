@@ -16,7 +16,7 @@ from grpc_status import rpc_status
 from sqlalchemy import select
 
 from clients.sdk import Cofab, connect
-from cofab.supply.v1 import supply_pb2
+from cofab.supply.v1 import events_pb2, supply_pb2
 from services.shared.db import outbox
 from services.shared.events import decode_envelope
 from services.shared.identity import Principal
@@ -540,9 +540,20 @@ def test_a_reported_disruption_tells_each_affected_customer_what_it_may_see(stac
         )
         assert again.name == disruption.name
 
-        reported = _events(stack, "supply.disruption.reported")
-        assert len(reported) == 1
-        assert list(reported[0][1].audience) == ["organizations/umbrella", "organizations/globex"]
+        # One event per organization, each with its own view: Globex, the plant's customer,
+        # sees itself among the affected and nothing of the supplier's other customers.
+        reported = {e.audience[0]: e for _, e in _events(stack, "supply.disruption.reported")}
+        assert sorted(reported) == ["organizations/globex", "organizations/umbrella"]
+        views = {}
+        for org, envelope in reported.items():
+            assert list(envelope.audience) == [org]
+            view = events_pb2.DisruptionReported()
+            assert envelope.data.Unpack(view)
+            views[org] = view.disruption
+        assert views["organizations/umbrella"] == disruption
+        assert list(views["organizations/globex"].affected_customers) == ["organizations/globex"]
+        assert views["organizations/globex"].other_affected_customers == 0
+        assert views["organizations/globex"].description == "flood"
 
         # Customers are notified by the disruption workflow, not at report time
         # (tests/integration/test_disruption_workflow.py checks what each one sees).
@@ -565,7 +576,7 @@ def test_a_reported_disruption_tells_each_affected_customer_what_it_may_see(stac
         )
         assert resolved.state == supply_pb2.Disruption.STATE_RESOLVED
         assert resolved.resolve_time.seconds > 0
-        assert len(_events(stack, "supply.disruption.resolved")) == 1
+        assert len(_events(stack, "supply.disruption.resolved")) == 2
 
 
 def test_a_second_replica_sees_changes_made_through_the_first(stack: Stack) -> None:

@@ -33,7 +33,13 @@ from services.shared.events import make_envelope
 from services.shared.identity import Principal
 from services.shared.paging import Listed, Page, page_of
 from services.supply.procurement import domain
-from services.supply.procurement.convert import allocation_proto, quote_proto, rfq_proto
+from services.supply.procurement.convert import (
+    allocation_proto,
+    quote_proto,
+    rfq_audience,
+    rfq_closed_view,
+    rfq_proto,
+)
 from services.supply.procurement.domain import (
     Allocation,
     AwardPolicy,
@@ -286,14 +292,23 @@ class ProcurementApplication:
         """Open -> closed, by the buyer or a platform service account (deadline workflow)."""
 
         def effects(conn: Connection, rfq: Rfq) -> None:
-            self._emit(
+            # One view per organization: suppliers hear neither who else was invited nor how
+            # many quoted (issue 12); the buyer's, on the RFQ's key, carries the count.
+            outbox.enqueue_many(
                 conn,
-                principal,
-                "procurement.rfq.closed",
-                rfq.name,
-                events_pb2.RfqClosed(rfq=rfq.name, quote_count=rfq.quote_count),
-                key=rfq.id,
-                audience=[f"organizations/{s}" for s in rfq.suppliers],
+                [
+                    (
+                        self._envelope(
+                            principal,
+                            "procurement.rfq.closed",
+                            rfq.name,
+                            rfq_closed_view(rfq, org),
+                            [f"organizations/{org}"],
+                        ),
+                        rfq.id if org == rfq.buyer_id else org,
+                    )
+                    for org in rfq_audience(rfq)
+                ],
             )
 
         return self._transition(
@@ -844,16 +859,22 @@ class ProcurementApplication:
             key=quote.supplier_id,
             audience=[supplier],
         )
-        self._emit(
+        # The buyer's notice that quotes changed is the buyer's alone: the quoting supplier
+        # must not hear how many others quoted, and the buyer not who quoted while bids are
+        # sealed, so its originating organization is the RFQ's buyer.
+        outbox.enqueue(
             conn,
-            principal,
-            "procurement.quote.received",
-            rfq.name,
-            events_pb2.QuoteReceived(
-                rfq=rfq.name, quote_count=quote_count, invited_count=len(rfq.suppliers)
+            make_envelope(
+                source=SOURCE,
+                event_type="procurement.quote.received",
+                subject=rfq.name,
+                organization=f"organizations/{rfq.buyer_id}",
+                data=events_pb2.QuoteReceived(
+                    rfq=rfq.name, quote_count=quote_count, invited_count=len(rfq.suppliers)
+                ),
+                audience=[f"organizations/{rfq.buyer_id}"],
             ),
-            key=rfq.id,
-            audience=[f"organizations/{rfq.buyer_id}"],
+            rfq.id,
         )
 
     def get_quote(self, principal: Principal, buyer_id: str, rfq_id: str, quote_id: str) -> Quote:

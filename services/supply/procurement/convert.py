@@ -6,6 +6,7 @@ import datetime as dt
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cofab.procurement.v1 import events_pb2
 from cofab.procurement.v1 import procurement_pb2 as pb
 from services.shared.errors import InvalidArgument
 from services.supply.procurement.domain import (
@@ -97,6 +98,19 @@ def rfq_proto(rfq: Rfq, viewer_id: str | None = None) -> pb.Rfq:
         award_policy=AWARD_POLICIES[rfq.award_policy],
         proposed_allocations=[allocation_proto(rfq, a) for a in rfq.proposed if not supplier_view],
     )
+
+
+def rfq_audience(rfq: Rfq) -> list[str]:
+    """Organization ids that hear of the RFQ's changes: its buyer and, once it was opened, every
+    invited supplier. What each may see is rfq_proto's (and the event views') business."""
+    return [rfq.buyer_id, *(rfq.suppliers if rfq.was_opened else ())]
+
+
+def rfq_closed_view(rfq: Rfq, viewer_id: str | None) -> events_pb2.RfqClosed:
+    """`procurement.rfq.closed` as `viewer_id` may see it, the rule of rfq_proto: the buyer
+    (and the platform, None) learns how many quoted; a supplier only that bidding is over."""
+    supplier_view = viewer_id is not None and viewer_id != rfq.buyer_id
+    return events_pb2.RfqClosed(rfq=rfq.name, quote_count=0 if supplier_view else rfq.quote_count)
 
 
 def award_policy_from(value: pb.Rfq.AwardPolicy.ValueType) -> AwardPolicy:
