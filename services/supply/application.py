@@ -630,7 +630,8 @@ class SupplyApplication:
             proposal = self._answerable(repo, principal, name, action)
             ended = replace(proposal, state=state)
             repo.update_proposal(ended, self._clock())
-            _emit_consent(conn, principal, f"supply.edge.{state.lower()}", ended)
+            event_type = "supply.edge.declined" if state == DECLINED else "supply.edge.withdrawn"
+            _emit_consent(conn, principal, event_type, ended)
             audit.record(conn, principal, f"supply_edge.{action}", ended.name)
             idempotency.remember(conn, principal, method, request_id, ended.name)
         return ended

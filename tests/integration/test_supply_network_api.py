@@ -115,6 +115,22 @@ def make_edge(
     return name
 
 
+def report_strike(client: Cofab, facility: str) -> supply_pb2.Disruption:
+    """The facility's organization reports a strike: 80% of its capacity lost for 30 days."""
+    return client.supply.ReportDisruption(
+        supply_pb2.ReportDisruptionRequest(
+            parent="/".join(facility.split("/")[:2]),
+            disruption=supply_pb2.Disruption(
+                facility=facility,
+                kind=supply_pb2.Disruption.KIND_CAPACITY_DROP,
+                capacity_factor=0.2,
+                expected_duration_days=30,
+                description="strike at plant A, 80% capacity lost",
+            ),
+        )
+    )
+
+
 @dataclass
 class Chain:
     """Umbrella (tier 2) -> Globex (tier 1) -> ACME (OEM); Initech stays outside.
@@ -830,18 +846,7 @@ def test_an_edge_between_two_companies_exists_only_once_both_agree(stack: Stack)
             assert code_of(call) == code
 
         # Globex's disruption of the plant: Initech is no customer, sees nothing of it.
-        disruption = globex.supply.ReportDisruption(
-            supply_pb2.ReportDisruptionRequest(
-                parent="organizations/globex",
-                disruption=supply_pb2.Disruption(
-                    facility=plant,
-                    kind=supply_pb2.Disruption.KIND_CAPACITY_DROP,
-                    capacity_factor=0.2,
-                    expected_duration_days=30,
-                    description="strike at plant A, 80% capacity lost",
-                ),
-            )
-        )
+        disruption = report_strike(globex, plant)
         assert list(disruption.affected_customers) == []
         assert disruption.other_affected_customers == 0
         [(_, reported)] = _events(stack, "supply.disruption.reported")

@@ -853,7 +853,7 @@ class ProcurementApplication:
         self._emit(
             conn,
             principal,
-            f"procurement.quote.{verb}",
+            QUOTE_EVENTS[verb],
             quote.name,
             events_pb2.QuoteChanged(quote=quote_proto(quote), rfq=rfq.name),
             key=quote.supplier_id,
@@ -1012,6 +1012,14 @@ class ProcurementApplication:
         audience: Sequence[str] = (),
     ) -> None:
         outbox.enqueue(conn, self._envelope(principal, event_type, subject, data, audience), key)
+
+
+# Spelled out, so that every event type stands in the code as it is emitted.
+QUOTE_EVENTS = {
+    "submitted": "procurement.quote.submitted",
+    "updated": "procurement.quote.updated",
+    "withdrawn": "procurement.quote.withdrawn",
+}
 
 
 def _require_buyer_or_platform(principal: Principal, buyer_id: str) -> None:
