@@ -39,6 +39,7 @@ from services.supply.procurement.convert import (
     rfq_audience,
     rfq_closed_view,
     rfq_proto,
+    supplier_views,
 )
 from services.supply.procurement.domain import (
     Allocation,
@@ -256,13 +257,11 @@ class ProcurementApplication:
                 events_pb2.RfqPublished(rfq=rfq_proto(rfq)),
                 key=rfq.id,
             )
-            # Built once: each supplier's copy differs only in naming that supplier.
-            shared = rfq_proto(rfq, viewer_id="")
+            # Each supplier's copy is its GetRfq view (rfq_proto decides both).
             events = []
-            for supplier in rfq.suppliers:
+            for supplier, view in supplier_views(rfq):
                 name = f"organizations/{supplier}"
-                payload = events_pb2.RfqOpened(rfq=shared, supplier=name)
-                payload.rfq.invited_suppliers.append(name)
+                payload = events_pb2.RfqOpened(rfq=view, supplier=name)
                 events.append(
                     (
                         self._envelope(
@@ -593,18 +592,16 @@ class ProcurementApplication:
                 key=changed.id,
                 audience=[f"organizations/{changed.buyer_id}"],
             )
-            shared = rfq_proto(changed, viewer_id="")
             events = []
-            for supplier in changed.suppliers:
+            for supplier, view in supplier_views(changed):
                 name = f"organizations/{supplier}"
                 payload = events_pb2.RfqRevised(
-                    rfq=shared,
+                    rfq=view,
                     supplier=name,
                     previous_revision=rfq.design_revision,
                     invalidated_quotes=invalidated.get(supplier, []),
                     reason=reason,
                 )
-                payload.rfq.invited_suppliers.append(name)
                 events.append(
                     (
                         self._envelope(
