@@ -583,6 +583,9 @@ class SupplyApplication:
         """The other party agrees to a proposal: the edge becomes ACTIVE and enters the network."""
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
+            # Answers to one proposal take turns: two concurrent confirmations must not both
+            # move it (the second then finds it ACTIVE).
+            repo.lock_version()
             earlier = idempotency.replayed(conn, principal, "ConfirmSupplyEdge", request_id)
             if earlier is not None:
                 return self._edge(repo, principal, earlier)
@@ -623,6 +626,7 @@ class SupplyApplication:
         method = "DeclineSupplyEdge" if state == DECLINED else "WithdrawSupplyEdge"
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
+            repo.lock_version()  # answers to one proposal take turns (see confirm)
             earlier = idempotency.replayed(conn, principal, method, request_id)
             if earlier is not None:
                 return self._edge(repo, principal, earlier)
