@@ -11,13 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from services.design.geometry import units
 from services.design.geometry.checks import CHECK_FUNCTIONS, Context, edge_counts, holes_of
 from services.design.geometry.loaders import (
     Model,
+    StepFile,
+    body_labels,
     exact_bounds,
-    read_mesh,
+    load_mesh,
+    load_step,
+    mesh_brep,
     read_step,
-    tessellate,
     volume_and_centre,
 )
 from services.design.geometry.render import render
@@ -35,10 +39,17 @@ from services.design.geometry.types import (
     ParameterValue,
     Properties,
     RuleSet,
+    Severity,
+    SolidProperties,
 )
 
 # Below this volume (mm³, relative to the bounding box) a part is taken as having none.
 _ZERO_VOLUME_RATIO = 1e-9
+# Per-solid properties are listed for at most this many solids or bodies (counts are exact).
+MAX_SOLID_PROPERTIES = 1000
+# Rule ids of what the engine reports about the file and its own processing, outside any rule set.
+FILE_DEFECTS = "file-defects"
+TESSELLATION = "tessellation"
 
 
 def _invalid(reason: str) -> IngestError:
@@ -48,7 +59,7 @@ def _invalid(reason: str) -> IngestError:
 def _resolve(request: IngestRequest) -> tuple[RuleSet, str, dict[str, float]]:
     if request.format not in FORMATS:
         raise _invalid(f"unknown format {request.format!r}; expected one of {', '.join(FORMATS)}")
-    if request.units not in UNITS_MM:
+    if request.units and request.units not in UNITS_MM:
         raise _invalid(f"unknown units {request.units!r}; expected one of {', '.join(UNITS_MM)}")
     rule_set = rule_sets().get(request.rule_set)
     if rule_set is None:
@@ -77,25 +88,54 @@ def ingest(request: IngestRequest, limits: SandboxLimits | None = None) -> Inges
 
     Raises IngestError for input that cannot become a revision."""
     rule_set, material, effective = _resolve(request)
-    scale = UNITS_MM[request.units]
     artifacts: dict[str, Path] = {}
     parameters: dict[str, ParameterValue] = {}
     try:
-        if request.format in ("step", "cadquery"):
-            source = request.source
-            if request.format == "cadquery":
-                parameters, source = _run_script(request, scale, limits)
-                artifacts["model.step"] = source
-            model = _brep_model(source)
+        if request.format == "cadquery":
+            # A script's numbers are in the revision's units; it declares none of its own.
+            used = units.Resolved(request.units or "mm", UNITS_MM[request.units or "mm"], ())
+            parameters, source = _run_script(request, used.mm, limits)
+            artifacts["model.step"] = source
+            model, notices = _brep_model(read_step(source))
+            declared = None
+        elif request.format == "step":
+            step = load_step(request.source)
+            declared = step.declared
+            used, step_path = _step_units(request, step)
+            if step_path is not None:
+                artifacts["model.step"] = step_path
+            model, notices = _brep_model(step.shape)
+            notices = list(used.notices) + notices
         else:
-            model = Model(read_mesh(request.source, request.format, scale))
-        properties = _properties(model, material)
-        findings = check_rules(model, rule_set, effective, properties.mass_g)
+            loaded = load_mesh(request.source, request.format)
+            declared = loaded.declared
+            used = units.resolve(request.units, declared, request.format)
+            model, notices = _mesh_model(loaded.mesh, used.mm, request.format)
+            notices = list(used.notices) + notices
+        properties = _properties(model, material, used.unit, declared)
+        notices += units.plausibility(float(np.max(model.mesh.extents)), used)
+        findings = notices + check_rules(model, rule_set, effective, properties.mass_g)
         artifacts.update(_write_artifacts(request.work_dir, model, properties, findings, rule_set))
         return IngestResult(properties, findings, artifacts, parameters)
     finally:
         # Worker processes run many ingests: drop OpenCascade and trimesh caches promptly.
         gc.collect()
+
+
+def _step_units(request: IngestRequest, step: StepFile) -> tuple[units.Resolved, Path | None]:
+    """The unit a STEP is read in. OpenCascade converted the declared unit to mm; units the
+    revision names instead win, the shape is rescaled, and the model in mm is written as
+    `model.step` (what diffs and merges read)."""
+    used = units.resolve(request.units, step.declared, "step")
+    file_mm = step.declared.mm if step.declared is not None else 1.0
+    if used.mm == file_mm:
+        return used, None
+    import cadquery as cq
+
+    step.shape = step.shape.scale(used.mm / file_mm)
+    path = request.work_dir / "model.step"
+    cq.exporters.export(step.shape, str(path), exportType="STEP")
+    return used, path
 
 
 def check_rules(
@@ -128,10 +168,10 @@ def _run_script(
     return values, step_path
 
 
-def _brep_model(path: Path) -> Model:
+def _brep_model(shape: Any) -> tuple[Model, list[Finding]]:
+    """The B-rep as a model; closedness is judged on the exact shells, not on our mesh."""
     import cadquery as cq
 
-    shape = read_step(path)
     solids = shape.Solids()
     if not solids:
         # Many exporters write a solid as a closed shell ("shell based surface model").
@@ -144,10 +184,92 @@ def _brep_model(path: Path) -> Model:
             )
         solids = [cq.Solid.makeSolid(s) for s in shells]
         shape = solids[0] if len(solids) == 1 else cq.Compound.makeCompound(solids)
-    if not all(_shells_closed(s) for s in solids):
-        raise IngestError(Failure.PRECONDITION, "a solid in the STEP file has an open shell")
-    mesh, owner = tessellate(shape)
-    return Model(mesh, shape, owner)
+    open_solids = [i for i, s in enumerate(solids) if not _shells_closed(s)]
+    if open_solids:
+        which = "a solid" if len(solids) == 1 else f"solid {open_solids[0] + 1} of {len(solids)}"
+        raise IngestError(Failure.PRECONDITION, f"{which} in the STEP file has an open shell")
+    meshed = mesh_brep(shape)
+    model = Model(meshed.mesh, shape, meshed.owner, meshed.solid)
+    return model, _tessellation_notices(meshed.mesh, meshed.remeshed, meshed.unmeshed)
+
+
+def _tessellation_notices(
+    mesh: Any, remeshed: tuple[int, ...], unmeshed: tuple[int, ...]
+) -> list[Finding]:
+    """What went wrong in our own meshing, said as such: the B-rep itself is closed."""
+    out = []
+    if remeshed:
+        out.append(
+            Finding(
+                TESSELLATION,
+                Severity.INFO,
+                f"the fast mesher left {len(remeshed)} faces without triangles; the part was "
+                "meshed again with OpenCascade's default mesher",
+                measured=float(len(remeshed)),
+            )
+        )
+    if unmeshed:
+        out.append(
+            Finding(
+                TESSELLATION,
+                Severity.WARNING,
+                f"{len(unmeshed)} B-rep faces could not be meshed (first: face {unmeshed[0]}); "
+                "the B-rep is closed, but the checks measured on the mesh (walls, overhangs, "
+                "draft, self-intersection) do not see those faces",
+                measured=float(len(unmeshed)),
+            )
+        )
+    boundary, _, _ = edge_counts(mesh)
+    if boundary:
+        out.append(
+            Finding(
+                TESSELLATION,
+                Severity.INFO,
+                f"our tessellation has {boundary} open edges although the B-rep is closed; "
+                "ray-based checks may miss thin spots there",
+                measured=float(boundary),
+            )
+        )
+    return out
+
+
+def _mesh_model(mesh: Any, scale: float, format: str) -> tuple[Model, list[Finding]]:
+    """The mesh as the file gives it, in mm; its defects reported before anything is repaired."""
+    if scale != 1.0:
+        mesh.apply_scale(scale)
+    boundary, non_manifold, _ = edge_counts(mesh)
+    degenerate = int((~mesh.nondegenerate_faces()).sum())
+    unique = np.unique(np.sort(np.asarray(mesh.faces), axis=1), axis=0)
+    duplicate = int(len(mesh.faces) - len(unique))
+    if boundary:
+        extra = f"; {degenerate} of its triangles have zero area" if degenerate else ""
+        raise IngestError(
+            Failure.PRECONDITION,
+            f"the mesh is not closed: {boundary} boundary edges (holes in the surface){extra}; "
+            "a revision must be a watertight solid",
+        )
+    if degenerate == len(mesh.faces):
+        raise IngestError(
+            Failure.PRECONDITION, f"the {format.upper()} file has only degenerate triangles"
+        )
+    notices = []
+    defects = []
+    if degenerate:
+        defects.append(f"{degenerate} zero-area triangles")
+    if duplicate:
+        defects.append(f"{duplicate} duplicate triangles")
+    if defects:
+        notices.append(
+            Finding(
+                FILE_DEFECTS,
+                Severity.WARNING,
+                f"the {format.upper()} file has {' and '.join(defects)}; they were kept as "
+                "they are (they add no volume) and the surface was checked with them",
+                measured=float(degenerate + duplicate),
+            )
+        )
+    labels = body_labels(mesh)
+    return Model(mesh, triangle_body=labels if labels.max(initial=0) > 0 else None), notices
 
 
 def _shell_closed(shell: Any) -> bool:
@@ -160,15 +282,64 @@ def _shells_closed(solid: Any) -> bool:
     return all(_shell_closed(shell) for shell in solid.Shells())
 
 
-def _properties(model: Model, material: str) -> Properties:
-    mesh = model.mesh
-    boundary, _, _ = edge_counts(mesh)
-    if boundary:
-        raise IngestError(
-            Failure.PRECONDITION,
-            f"the mesh is not closed: {boundary} boundary edges (holes in the surface); a "
-            "revision must be a watertight solid",
+def _vec(values: Any) -> tuple[float, float, float]:
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def _solid_properties(model: Model) -> tuple[int, tuple[SolidProperties, ...]]:
+    """(number of bodies, each one's properties when there are several)."""
+    if model.shape is not None:
+        solids = model.shape.Solids()
+        if len(solids) < 2:
+            return len(solids), ()
+        first: dict[int, int] = {}
+        kinds = [first.setdefault(hash(s.wrapped.TShape()), i) for i, s in enumerate(solids)]
+        counts = {k: kinds.count(k) for k in set(kinds)}
+        out = []
+        for i, solid in enumerate(solids[:MAX_SOLID_PROPERTIES]):
+            volume, centre = volume_and_centre(solid)
+            lo, hi = exact_bounds(solid)
+            out.append(
+                SolidProperties(
+                    i,
+                    abs(volume),
+                    float(solid.Area()),
+                    _vec(lo),
+                    _vec(hi),
+                    _vec(centre),
+                    len(solid.Faces()),
+                    kinds[i],
+                    counts[kinds[i]],
+                )
+            )
+        return len(solids), tuple(out)
+    bodies = model.bodies()
+    if len(bodies) < 2:
+        return len(bodies), ()
+    out = []
+    for label, triangles in bodies[:MAX_SOLID_PROPERTIES]:
+        body = model.body_mesh(triangles)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            volume = float(body.volume)
+            middle = body.center_mass if volume else body.centroid
+        out.append(
+            SolidProperties(
+                label,
+                abs(volume),
+                float(body.area),
+                _vec(body.bounds[0]),
+                _vec(body.bounds[1]),
+                _vec(middle),
+                int(len(triangles)),
+                label,
+                1,
+            )
         )
+    return len(bodies), tuple(out)
+
+
+def _properties(model: Model, material: str, used_units: str, declared: Any) -> Properties:
+    mesh = model.mesh
     box_volume = float(np.prod(np.maximum(mesh.extents, 0.0)))
     density = materials()[material].density_g_cm3
     if model.shape is not None:
@@ -186,6 +357,7 @@ def _properties(model: Model, material: str) -> Properties:
         lo, hi = (float(x0), float(y0), float(z0)), (float(x1), float(y1), float(z1))
     if abs(volume) <= _ZERO_VOLUME_RATIO * max(box_volume, 1e-30) or box_volume == 0.0:
         raise IngestError(Failure.PRECONDITION, "the part has zero volume")
+    bodies, per_solid = _solid_properties(model)
     return Properties(
         volume_mm3=abs(volume),
         area_mm2=area,
@@ -200,6 +372,10 @@ def _properties(model: Model, material: str) -> Properties:
         faces=len(model.shape.Faces()) if model.shape is not None else None,
         edges=len(model.shape.Edges()) if model.shape is not None else None,
         holes=len(holes_of(model)) if model.shape is not None else None,
+        bodies=bodies,
+        units=used_units,
+        declared_units=declared.name if declared is not None else None,
+        solid_properties=per_solid,
     )
 
 
