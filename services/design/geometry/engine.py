@@ -292,8 +292,15 @@ def _solid_properties(model: Model) -> tuple[int, tuple[SolidProperties, ...]]:
         solids = model.shape.Solids()
         if len(solids) < 2:
             return len(solids), ()
+        from OCP.TopLoc import TopLoc_Location
+
+        # Placements of one shape share its TShape: the shape without its location hashes
+        # the same for all of them.
         first: dict[int, int] = {}
-        kinds = [first.setdefault(hash(s.wrapped.TShape()), i) for i, s in enumerate(solids)]
+        kinds = [
+            first.setdefault(hash(s.wrapped.Located(TopLoc_Location())), i)
+            for i, s in enumerate(solids)
+        ]
         counts = {k: kinds.count(k) for k in set(kinds)}
         out = []
         for i, solid in enumerate(solids[:MAX_SOLID_PROPERTIES]):
