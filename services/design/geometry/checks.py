@@ -126,7 +126,7 @@ def check_solid(ctx: Context, rule: Rule, limit: float | None) -> list[Finding]:
                         point=_centre(solid),
                     )
                 )
-            elif solid.Volume() < 0:
+            elif solid_volumes(ctx.model)[i] < 0:
                 out.append(
                     _finding(
                         rule,
@@ -168,23 +168,17 @@ def _brep_non_manifold(solid: object) -> int:
     """Edges of one solid shared by more than two of its faces (seams count once)."""
     from OCP.TopAbs import TopAbs_EDGE, TopAbs_FACE
     from OCP.TopExp import TopExp
-    from OCP.TopTools import TopTools_IndexedDataMapOfShapeListOfShape, TopTools_IndexedMapOfShape
+    from OCP.TopTools import TopTools_IndexedDataMapOfShapeListOfShape
 
     ancestors = TopTools_IndexedDataMapOfShapeListOfShape()
+    # Unique ancestors: a seam edge lists its one face once.
     TopExp.MapShapesAndUniqueAncestors_s(
         solid.wrapped,  # type: ignore[attr-defined]
         TopAbs_EDGE,
         TopAbs_FACE,
         ancestors,
     )
-    count = 0
-    for i in range(1, ancestors.Extent() + 1):
-        faces = TopTools_IndexedMapOfShape()
-        for face in ancestors.FindFromIndex(i):
-            faces.Add(face)
-        if faces.Extent() > 2:
-            count += 1
-    return count
+    return sum(ancestors.FindFromIndex(i).Size() > 2 for i in range(1, ancestors.Extent() + 1))
 
 
 def check_manifold(ctx: Context, rule: Rule, limit: float | None) -> list[Finding]:
@@ -518,6 +512,22 @@ def find_holes(shape: object) -> list[Hole]:
     return list(holes.values())
 
 
+def solid_volumes(model: Model) -> list[float]:
+    """Each solid's signed exact volume (B-rep only)."""
+    return [v for v, _ in solid_mass(model)]
+
+
+def solid_mass(model: Model) -> list[tuple[float, tuple[float, float, float]]]:
+    """Each solid's signed exact volume and centre of mass (B-rep only), computed once."""
+    from services.design.geometry.loaders import volume_and_centre
+
+    if "solid_mass" not in model.cache:
+        solids = model.shape.Solids() if model.shape is not None else []
+        model.cache["solid_mass"] = [volume_and_centre(s) for s in solids]
+    mass: list[tuple[float, tuple[float, float, float]]] = model.cache["solid_mass"]
+    return mass
+
+
 def holes_of(model: Model) -> list[Hole]:
     """The model's holes (B-rep only), measured once per model."""
     if "holes" not in model.cache:
@@ -633,7 +643,8 @@ def _exact_overlaps(ctx: Context, candidates: list[Overlap]) -> list[Overlap]:
         if not common.IsDone():
             continue
         volume, centre = volume_and_centre(cq.Shape.cast(common.Shape()))
-        smaller = min(abs(solids[a].Volume()), abs(solids[b].Volume()))
+        volumes = solid_volumes(ctx.model)
+        smaller = min(abs(volumes[a]), abs(volumes[b]))
         if abs(volume) > _OVERLAP_RATIO * smaller:
             out.append((a, b, abs(volume), centre))
     return out

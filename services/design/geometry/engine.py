@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 
 from services.design.geometry import units
-from services.design.geometry.checks import CHECK_FUNCTIONS, Context, edge_counts, holes_of
+from services.design.geometry.checks import (
+    CHECK_FUNCTIONS,
+    Context,
+    edge_counts,
+    holes_of,
+    solid_mass,
+)
 from services.design.geometry.loaders import (
     Model,
     StepFile,
@@ -303,8 +309,9 @@ def _solid_properties(model: Model) -> tuple[int, tuple[SolidProperties, ...]]:
         ]
         counts = {k: kinds.count(k) for k in set(kinds)}
         out = []
+        mass = solid_mass(model)
         for i, solid in enumerate(solids[:MAX_SOLID_PROPERTIES]):
-            volume, centre = volume_and_centre(solid)
+            volume, centre = mass[i]
             lo, hi = exact_bounds(solid)
             out.append(
                 SolidProperties(
@@ -351,7 +358,15 @@ def _properties(model: Model, material: str, used_units: str, declared: Any) -> 
     density = materials()[material].density_g_cm3
     if model.shape is not None:
         shape = model.shape
-        volume, centre = volume_and_centre(shape)
+        mass = solid_mass(model)
+        if len(mass) > 1:
+            # A compound's volume and centre are its solids', already integrated one by one.
+            volume = sum(v for v, _ in mass)
+            centre = tuple(
+                sum(v * c[k] for v, c in mass) / volume if volume else 0.0 for k in range(3)
+            )
+        else:
+            volume, centre = volume_and_centre(shape)
         area = float(shape.Area())
         lo, hi = exact_bounds(shape)
     else:
