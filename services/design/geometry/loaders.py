@@ -318,7 +318,12 @@ class MeshFile:
 
 
 def load_mesh(path: Path, format: str) -> MeshFile:
-    """A mesh file as one mesh; scenes are flattened with their transforms."""
+    """A mesh file as one mesh; scenes are flattened with their transforms. A 3MF must
+    conform to the core specification first (trimesh drops what it cannot resolve)."""
+    if format == "3mf":
+        from services.design.geometry.threemf import check_3mf
+
+        check_3mf(path)
     try:
         loaded = trimesh.load(str(path), file_type=_MESH_FILE_TYPES[format], force="mesh")
     except Exception as exc:  # trimesh raises many types for bad bytes
