@@ -30,7 +30,7 @@ from services.design.geometry.loaders import (
     read_step,
     volume_and_centre,
 )
-from services.design.geometry.render import render
+from services.design.geometry.render import draw, render
 from services.design.geometry.ruleset import materials, rule_sets
 from services.design.geometry.sandbox import SandboxLimits, run_script
 from services.design.geometry.scripts import resolve_parameters, script_parameters
@@ -116,7 +116,7 @@ def ingest(request: IngestRequest, limits: SandboxLimits | None = None) -> Inges
             loaded = load_mesh(request.source, request.format)
             declared = loaded.declared
             used = units.resolve(request.units, declared, request.format)
-            model, notices = _mesh_model(loaded.mesh, used.mm, request.format)
+            model, notices = _mesh_model(loaded.mesh, used.mm, request.format, request.work_dir)
             notices = list(used.notices) + notices
         properties = _properties(model, material, used.unit, declared)
         notices += units.plausibility(float(np.max(model.mesh.extents)), used)
@@ -239,7 +239,28 @@ def _tessellation_notices(
     return out
 
 
-def _mesh_model(mesh: Any, scale: float, format: str) -> tuple[Model, list[Finding]]:
+# Triangles along a defect (an open edge) in the picture of a refused mesh; the rest grey.
+_DEFECT_COLOUR = (220.0, 40.0, 40.0)
+_PLAIN_COLOUR = (170.0, 175.0, 185.0)
+
+
+def _defect_artifacts(work_dir: Path, mesh: Any) -> dict[str, Path]:
+    """The mesh and a thumbnail of a refused mesh, the triangles at open edges in red."""
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    edges = np.sort(np.stack([faces, np.roll(faces, -1, axis=1)], axis=2).reshape(-1, 2), axis=1)
+    _, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+    at_open = (counts[inverse.reshape(-1)] == 1).reshape(-1, 3).any(axis=1)
+    colours = np.where(at_open[:, None], _DEFECT_COLOUR, _PLAIN_COLOUR)
+    mesh_path = work_dir / "mesh.glb"
+    mesh.export(str(mesh_path), file_type="glb")
+    thumbnail = work_dir / "thumbnail.png"
+    draw(mesh.vertices, faces, colours=colours).save(thumbnail, "PNG")
+    return {"mesh.glb": mesh_path, "thumbnail.png": thumbnail}
+
+
+def _mesh_model(
+    mesh: Any, scale: float, format: str, work_dir: Path | None = None
+) -> tuple[Model, list[Finding]]:
     """The mesh as the file gives it, in mm; its defects reported before anything is repaired."""
     if scale != 1.0:
         mesh.apply_scale(scale)
@@ -253,6 +274,7 @@ def _mesh_model(mesh: Any, scale: float, format: str) -> tuple[Model, list[Findi
             Failure.PRECONDITION,
             f"the mesh is not closed: {boundary} boundary edges (holes in the surface){extra}; "
             "a revision must be a watertight solid",
+            _defect_artifacts(work_dir, mesh) if work_dir is not None else None,
         )
     if degenerate == len(mesh.faces):
         raise IngestError(

@@ -40,12 +40,17 @@ class Failure(Enum):
 
 
 class IngestError(Exception):
-    """The input cannot become a revision; `reason` is shown to the user as is."""
+    """The input cannot become a revision; `reason` is shown to the user as is. `artifacts`:
+    what could still be made of a file whose geometry was read (artifact name -> file in
+    work_dir), e.g. the mesh and a thumbnail with the open edges marked."""
 
-    def __init__(self, failure: Failure, reason: str) -> None:
+    def __init__(
+        self, failure: Failure, reason: str, artifacts: Mapping[str, Path] | None = None
+    ) -> None:
         super().__init__(reason)
         self.failure = failure
         self.reason = reason
+        self.artifacts: Mapping[str, Path] = dict(artifacts or {})
 
 
 @dataclass(frozen=True)

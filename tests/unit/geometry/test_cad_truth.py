@@ -191,3 +191,26 @@ def test_a_file_called_ply_that_is_not() -> None:
 
     with pytest.raises(IngestError, match="does not start with the line 'ply'"):
         check_upload(Path(__file__), "ply")
+
+
+def test_a_refused_open_mesh_keeps_a_picture_with_its_holes_in_red(tmp_path, run_ingest) -> None:
+    from PIL import Image
+
+    from services.design.geometry import Failure, IngestError
+
+    mesh = trimesh.creation.box(extents=(40, 30, 20))
+    # One triangle missing on a side the thumbnail's camera (from +x, -y, +z) sees.
+    seen = int(np.argmax(mesh.face_normals @ np.array([1.0, -1.0, 1.0])))
+    mesh.update_faces(np.arange(len(mesh.faces)) != seen)
+    path = tmp_path / "open.stl"
+    mesh.export(path)
+    with pytest.raises(IngestError) as caught:
+        run_ingest(path, format="stl")
+    assert caught.value.failure is Failure.PRECONDITION
+    assert set(caught.value.artifacts) == {"mesh.glb", "thumbnail.png"}
+    kept = trimesh.load(caught.value.artifacts["mesh.glb"], force="mesh")
+    assert isinstance(kept, trimesh.Trimesh) and len(kept.faces) == 11
+    pixels = np.asarray(Image.open(caught.value.artifacts["thumbnail.png"]).convert("RGB"))
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 100) & (pixels[..., 2] < 100)
+    grey = (abs(pixels[..., 0].astype(int) - pixels[..., 2]) < 30) & (pixels[..., 0] < 230)
+    assert red.sum() > 50 and grey.sum() > 50
