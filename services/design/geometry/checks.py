@@ -704,6 +704,8 @@ def check_interference(ctx: Context, rule: Rule, limit: float | None) -> list[Fi
     else:
         overlaps = _mesh_overlaps(ctx, checked, 0.0)
     overlaps.sort(key=lambda o: -o[2])
+    # The thumbnail paints the solids that overlap.
+    ctx.model.cache["overlapping"] = sorted({s for a, b, _, _ in overlaps for s in (a, b)})
     kind = "solids" if ctx.model.is_brep else "bodies"
     out = [
         _finding(

@@ -242,6 +242,7 @@ def _tessellation_notices(
 # Triangles along a defect (an open edge) in the picture of a refused mesh; the rest grey.
 _DEFECT_COLOUR = (220.0, 40.0, 40.0)
 _PLAIN_COLOUR = (170.0, 175.0, 185.0)
+_PART_COLOUR = (90.0, 140.0, 200.0)  # the thumbnail's usual blue
 
 
 def _defect_artifacts(work_dir: Path, mesh: Any) -> dict[str, Path]:
@@ -434,7 +435,17 @@ def _write_artifacts(
     model.mesh.export(str(mesh_path), file_type="glb")
     thumbnail = work_dir / "thumbnail.png"
     # Open surfaces were refused; an inside-out one is drawn without culling.
-    render(model.mesh.vertices, model.mesh.faces, thumbnail, closed=bool(model.mesh.volume > 0))
+    closed = bool(model.mesh.volume > 0)
+    overlapping = model.cache.get("overlapping")
+    if overlapping and model.triangle_body is not None:
+        # Solids that share volume with another are drawn in the defect colour.
+        marked = np.isin(model.triangle_body, overlapping)
+        colours = np.where(marked[:, None], _DEFECT_COLOUR, _PART_COLOUR)
+        draw(model.mesh.vertices, model.mesh.faces, closed=closed, colours=colours).save(
+            thumbnail, "PNG"
+        )
+    else:
+        render(model.mesh.vertices, model.mesh.faces, thumbnail, closed=closed)
     report = work_dir / "report.json"
     report.write_text(json.dumps(_report(properties, findings, rule_set), indent=2))
     return {"mesh.glb": mesh_path, "thumbnail.png": thumbnail, "report.json": report}

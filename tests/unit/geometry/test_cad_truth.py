@@ -214,3 +214,15 @@ def test_a_refused_open_mesh_keeps_a_picture_with_its_holes_in_red(tmp_path, run
     red = (pixels[..., 0] > 150) & (pixels[..., 1] < 100) & (pixels[..., 2] < 100)
     grey = (abs(pixels[..., 0].astype(int) - pixels[..., 2]) < 30) & (pixels[..., 0] < 230)
     assert red.sum() > 50 and grey.sum() > 50
+
+
+def test_the_thumbnail_paints_overlapping_solids(tmp_path, run_ingest) -> None:
+    from PIL import Image
+
+    def reds(result) -> int:
+        pixels = np.asarray(Image.open(result.artifacts["thumbnail.png"]).convert("RGB"))
+        return int(((pixels[..., 0] > 150) & (pixels[..., 1] < 100)).sum())
+
+    overlapping = run_ingest(_export(_assembly(15.0), tmp_path / "overlap.step"))
+    touching = run_ingest(_export(_assembly(20.0), tmp_path / "touching.step"))
+    assert reds(overlapping) > 1000 and reds(touching) == 0
