@@ -226,3 +226,23 @@ def test_the_thumbnail_paints_overlapping_solids(tmp_path, run_ingest) -> None:
     overlapping = run_ingest(_export(_assembly(15.0), tmp_path / "overlap.step"))
     touching = run_ingest(_export(_assembly(20.0), tmp_path / "touching.step"))
     assert reds(overlapping) > 1000 and reds(touching) == 0
+
+
+def test_unit_resolution_rules() -> None:
+    from services.design.geometry.loaders import DeclaredUnit
+    from services.design.geometry.units import plausibility, resolve
+
+    inch = DeclaredUnit("in", 25.4)
+    assert (resolve("", inch, "step").unit, resolve("", inch, "step").notices) == ("in", ())
+    asked = resolve("mm", inch, "step")
+    assert (asked.unit, asked.mm) == ("mm", 1.0)
+    assert "25.4 times as large" in asked.notices[0].message
+    assert resolve("in", inch, "step").notices == ()
+    assert resolve("", None, "ply").notices[0].severity is Severity.INFO
+    # 5,080 mm read in inches is 200 in the file's numbers: 200 mm fits, so mm is suggested.
+    (warning,) = plausibility(5080.0, resolve("", inch, "step"))
+    assert "--units mm" in warning.message
+    assert plausibility(200.0, resolve("", inch, "step")) == []
+    # Nothing fits 1e9 mm in any unit: the warning names none.
+    (huge,) = plausibility(1e9, resolve("", None, "stl"))
+    assert "--units" not in huge.message
