@@ -93,7 +93,7 @@ def print_revision(r: pb.Revision, details: bool = False) -> None:
             f"bbox {size[0]:.2f} x {size[1]:.2f} x {size[2]:.2f} mm{mass}"
         )
         declared = p.declared_units or "no unit"
-        print(f"  units: read in {p.units or 'mm'} (the file declares {declared})")
+        print(f"  units: {p.units or 'mm'} (the file declares {declared})")
         if p.is_brep:
             print(f"  B-rep: {p.solids} solids, {p.faces} faces, {p.edges} edges")
         elif p.HasField("bodies"):
