@@ -67,6 +67,8 @@ SOURCE_SUFFIX = {
     "3mf": ".3mf",
     "gltf": ".gltf",
     "glb": ".glb",
+    "ply": ".ply",
+    "off": ".off",
     "cadquery": ".py",
 }
 Ingest = Callable[[IngestRequest], IngestOutcome]

@@ -128,12 +128,13 @@ class _Inputs:
             raise ValueError(f"{revision.name} has no mesh: it is {revision.state.value}")
         step: Path | None = None
         brep = revision.artifact("model.step")
-        # The engine takes B-reps in millimetres; a STEP pushed in other units is compared as
-        # its (converted) mesh.
-        if revision.format == "step" and revision.units == "mm":
-            step = _link(self._blobs.path(revision.sha256), folder / "model.step")
-        elif brep is not None:
+        # The engine takes B-reps in millimetres: a script's model, or a STEP read in other
+        # units than it declares, is stored as model.step; otherwise OpenCascade converts the
+        # upload's own unit to mm.
+        if brep is not None:
             step = _link(self._blobs.path(brep.sha256), folder / "model.step")
+        elif revision.format == "step":
+            step = _link(self._blobs.path(revision.sha256), folder / "model.step")
         script = None
         if revision.format == "cadquery":
             script = self._blobs.path(revision.sha256).read_text(encoding="utf-8")

@@ -27,6 +27,7 @@ from services.design.geometry.types import (
     Properties,
     Region,
     Severity,
+    SolidProperties,
 )
 
 Vec = tuple[float, float, float]
@@ -69,18 +70,37 @@ def finding_from_json(value: Mapping[str, Any]) -> Finding:
     )
 
 
+def _lists(value: Any) -> Any:
+    # JSON has lists only: tuples (vectors, per-solid entries) become lists all the way down.
+    if isinstance(value, (tuple, list)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
 def properties_json(properties: Properties) -> dict[str, Any]:
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in dataclasses.asdict(properties).items()
-    }
+    data: dict[str, Any] = _lists(dataclasses.asdict(properties))
+    return data
+
+
+def _solid_from_json(value: Mapping[str, Any]) -> SolidProperties:
+    known = {f.name for f in dataclasses.fields(SolidProperties)}
+    fields = {k: v for k, v in value.items() if k in known}
+    for key in ("bbox_min", "bbox_max", "center_of_mass"):
+        fields[key] = _vec(fields[key])
+    return SolidProperties(**fields)
 
 
 def properties_from_json(value: Mapping[str, Any]) -> Properties:
+    """Stored properties; those stored before a field existed get its default."""
     known = {f.name for f in dataclasses.fields(Properties)}
     fields = {k: v for k, v in value.items() if k in known}
     for key in ("bbox_min", "bbox_max", "center_of_mass"):
         fields[key] = _vec(fields[key])
+    fields["solid_properties"] = tuple(
+        _solid_from_json(s) for s in fields.get("solid_properties") or ()
+    )
     return Properties(**fields)
 
 

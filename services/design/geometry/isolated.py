@@ -25,6 +25,7 @@ from services.design.geometry.sandbox import (
 )
 from services.design.geometry.scripts import MAX_SCRIPT_BYTES, resolve_parameters, script_parameters
 from services.design.geometry.types import (
+    FORMATS,
     DiffInput,
     DiffResult,
     Failure,
@@ -66,10 +67,9 @@ def ingest(
         "material": request.material,
     }
     if request.format != "cadquery":
-        extension = _EXTENSIONS.get(request.format)
-        if extension is None:
+        if request.format not in FORMATS:
             raise IngestError(Failure.INVALID, f"unknown format {request.format!r}")
-        name = f"source.{extension}"
+        name = f"source.{request.format}"
         value, files = run_task(
             "ingest", {**job, "source": name}, {name: request.source}, request.work_dir,
             INGEST_OUTPUTS, limits,

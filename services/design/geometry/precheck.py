@@ -40,8 +40,20 @@ def _invalid(reason: str) -> IngestError:
     return IngestError(Failure.INVALID, reason)
 
 
+def _strip_comments(text: bytes) -> bytes:
+    """Leading whitespace and /* ... */ comments removed (ISO 10303-21 allows comments
+    anywhere whitespace may be, before the ISO-10303-21 keyword too)."""
+    text = text.lstrip()
+    while text.startswith(b"/*"):
+        end = text.find(b"*/", 2)
+        if end < 0:
+            return b""
+        text = text[end + 2 :].lstrip()
+    return text
+
+
 def _sniff(head: bytes) -> str | None:
-    stripped = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    stripped = _strip_comments(head.removeprefix(b"\xef\xbb\xbf"))
     for magic, kind in _MAGIC:
         if head.startswith(magic) or (magic == b"ISO-10303-21" and stripped.startswith(magic)):
             return kind
@@ -73,8 +85,10 @@ def check_upload(path: Path, format: str) -> None:
         _check_glb(size, head)
     elif format == "3mf":
         _check_3mf(path)
-    elif format in ("obj", "gltf"):
+    elif format in ("obj", "gltf", "off"):
         _check_text(format, head)
+    elif format == "ply":
+        _check_ply(head)
     elif format == "cadquery":
         _check_script(path, size)
 
@@ -173,6 +187,15 @@ def _check_text(format: str, head: bytes) -> None:
         raise _invalid(f"the file was declared {format.upper()} but is binary")
     if format == "gltf" and not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
         raise _invalid("the glTF file is not a JSON document")
+
+
+def _check_ply(head: bytes) -> None:
+    # PLY starts with the line "ply", then "format ascii|binary_little_endian|binary_big_endian".
+    lines = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 2)
+    if lines[0].strip() != b"ply":
+        raise _invalid("the file was declared PLY but does not start with the line 'ply'")
+    if len(lines) < 2 or not lines[1].strip().startswith(b"format "):
+        raise _invalid("the PLY file has no 'format' line after 'ply'")
 
 
 def _check_script(path: Path, size: int) -> None:
