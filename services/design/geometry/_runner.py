@@ -323,17 +323,23 @@ def main() -> int:
     # SIGXCPU at the soft limit ends the run; the hard limit (SIGKILL) is the backstop.
     used = resource.getrusage(resource.RUSAGE_SELF)
     _limit(resource.RLIMIT_CPU, int(used.ru_utime + used.ru_stime) + int(job["cpu_seconds"]), 2)
+    runner = os.getpid()
     try:
         if task == "script":
             value, files = _run_script(job)
         else:
             value, files = _engine_task(task, job)
+        if os.getpid() != runner:
+            os._exit(0)
         for name, path in sorted(files.items()):
             channel.send_file(name, path)
         outcome: dict[str, Any] = {"ok": True, "value": value}
     except BaseException as exc:  # noqa: BLE001 - every failure becomes the job's result
         refused = _refusal(exc, job)
         outcome = {"ok": False, "failure": refused.failure, "reason": refused.reason}
+    if os.getpid() != runner:
+        # A process the script forked got here: only the runner itself answers.
+        os._exit(0)
     channel.send("result.json", json.dumps(outcome).encode())
     return 0
 
