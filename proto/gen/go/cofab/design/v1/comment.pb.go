@@ -7,6 +7,7 @@
 package designv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -205,8 +206,9 @@ type Comment struct {
 	// The thread's first comment, for a reply; empty for the first comment of a thread. A reply
 	// has the anchor of its thread.
 	Thread string `protobuf:"bytes,3,opt,name=thread,proto3" json:"thread,omitempty"`
-	// Up to 10,000 characters.
-	Body   string         `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	// 1 to 10,000 characters, not only spaces.
+	Body string `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	// Required for the first comment of a thread (its point at least); ignored for a reply.
 	Anchor *CommentAnchor `protobuf:"bytes,5,opt,name=anchor,proto3" json:"anchor,omitempty"`
 	// The revision `anchor` refers to: `revision` (GetComment) or the listed revision
 	// (ListComments), where the thread may have been carried forward to.
@@ -623,9 +625,10 @@ func (x *ResolveCommentRequest) GetRequestId() string {
 }
 
 type ReopenCommentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The thread's first comment: projects/{project}/designs/{design}/comments/{comment}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -678,7 +681,7 @@ var File_cofab_design_v1_comment_proto protoreflect.FileDescriptor
 
 const file_cofab_design_v1_comment_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcofab/design/v1/comment.proto\x12\x0fcofab.design.v1\x1a\x1ccofab/design/v1/design.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n" +
+	"\x1dcofab/design/v1/comment.proto\x12\x0fcofab.design.v1\x1a\x1ccofab/design/v1/design.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x94\x01\n" +
 	"\n" +
 	"CameraView\x12*\n" +
 	"\x03eye\x18\x01 \x01(\v2\x18.cofab.design.v1.Vector3R\x03eye\x120\n" +
@@ -689,49 +692,50 @@ const file_cofab_design_v1_comment_proto_rawDesc = "" +
 	"\aface_id\x18\x02 \x01(\x05H\x00R\x06faceId\x88\x01\x01\x12/\n" +
 	"\x04view\x18\x03 \x01(\v2\x1b.cofab.design.v1.CameraViewR\x04viewB\n" +
 	"\n" +
-	"\b_face_id\"\x8c\x04\n" +
-	"\aComment\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\tR\brevision\x12\x16\n" +
-	"\x06thread\x18\x03 \x01(\tR\x06thread\x12\x12\n" +
-	"\x04body\x18\x04 \x01(\tR\x04body\x126\n" +
-	"\x06anchor\x18\x05 \x01(\v2\x1e.cofab.design.v1.CommentAnchorR\x06anchor\x12'\n" +
-	"\x0fanchor_revision\x18\x06 \x01(\tR\x0eanchorRevision\x12\x1a\n" +
-	"\boutdated\x18\a \x01(\bR\boutdated\x12\x16\n" +
-	"\x06author\x18\b \x01(\tR\x06author\x124\n" +
-	"\x05state\x18\t \x01(\x0e2\x1e.cofab.design.v1.Comment.StateR\x05state\x12;\n" +
+	"\b_face_id\"\x98\x05\n" +
+	"\aComment\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
+	"\brevision\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\brevision\x12\x16\n" +
+	"\x06thread\x18\x03 \x01(\tR\x06thread\x12\x18\n" +
+	"\x04body\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\x04body\x126\n" +
+	"\x06anchor\x18\x05 \x01(\v2\x1e.cofab.design.v1.CommentAnchorR\x06anchor\x12-\n" +
+	"\x0fanchor_revision\x18\x06 \x01(\tB\x04\xe2A\x01\x03R\x0eanchorRevision\x12 \n" +
+	"\boutdated\x18\a \x01(\bB\x04\xe2A\x01\x03R\boutdated\x12\x1c\n" +
+	"\x06author\x18\b \x01(\tB\x04\xe2A\x01\x03R\x06author\x12:\n" +
+	"\x05state\x18\t \x01(\x0e2\x1e.cofab.design.v1.Comment.StateB\x04\xe2A\x01\x03R\x05state\x12A\n" +
 	"\vcreate_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12=\n" +
-	"\fresolve_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTime\x12\x1a\n" +
-	"\bresolver\x18\f \x01(\tR\bresolver\"B\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12C\n" +
+	"\fresolve_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\vresolveTime\x12 \n" +
+	"\bresolver\x18\f \x01(\tB\x04\xe2A\x01\x03R\bresolver\"B\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"STATE_OPEN\x10\x01\x12\x12\n" +
-	"\x0eSTATE_RESOLVED\x10\x02\"\x81\x01\n" +
-	"\x14CreateCommentRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x122\n" +
-	"\acomment\x18\x02 \x01(\v2\x18.cofab.design.v1.CommentR\acomment\x12\x1d\n" +
+	"\x0eSTATE_RESOLVED\x10\x02:N\xeaAK\n" +
+	"\x11cofab.dev/Comment\x126projects/{project}/designs/{design}/comments/{comment}\"\x8d\x01\n" +
+	"\x14CreateCommentRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x128\n" +
+	"\acomment\x18\x02 \x01(\v2\x18.cofab.design.v1.CommentB\x04\xe2A\x01\x02R\acomment\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"'\n" +
-	"\x11GetCommentRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x8e\x01\n" +
-	"\x13ListCommentsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"-\n" +
+	"\x11GetCommentRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"\x94\x01\n" +
+	"\x13ListCommentsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12#\n" +
 	"\rshow_resolved\x18\x04 \x01(\bR\fshowResolved\"t\n" +
 	"\x14ListCommentsResponse\x124\n" +
 	"\bcomments\x18\x01 \x03(\v2\x18.cofab.design.v1.CommentR\bcomments\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"J\n" +
-	"\x15ResolveCommentRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"P\n" +
+	"\x15ResolveCommentRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"I\n" +
-	"\x14ReopenCommentRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"O\n" +
+	"\x14ReopenCommentRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId2\xb1\x03\n" +
 	"\x0eCommentService\x12P\n" +

@@ -35,7 +35,9 @@ const (
 // the first comment and share its anchor. When a later revision is diffed against one the
 // thread is anchored on, the thread is carried forward: to the same face when that face
 // survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-// a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+// a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+// the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+// <token>` (see IdentityService).
 type CommentServiceClient interface {
 	// Comments on a SUCCEEDED revision, or replies to a thread anchored on it (owner, editor or
 	// reviewer role needed).
@@ -119,7 +121,9 @@ func (c *commentServiceClient) ReopenComment(ctx context.Context, in *ReopenComm
 // the first comment and share its anchor. When a later revision is diffed against one the
 // thread is anchored on, the thread is carried forward: to the same face when that face
 // survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-// a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+// a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+// the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+// <token>` (see IdentityService).
 type CommentServiceServer interface {
 	// Comments on a SUCCEEDED revision, or replies to a thread anchored on it (owner, editor or
 	// reviewer role needed).

@@ -7,6 +7,7 @@
 package designv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -308,20 +309,29 @@ func (RevisionMerge_State) EnumDescriptor() ([]byte, []int) {
 
 type Design struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// projects/{project}/designs/{design}
-	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// projects/{project}/designs/{design}; the id is chosen by the server.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1 to 200 characters.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// At most 10,000 characters.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	// The company's own part number, unique within the project when set.
+	// The company's own part number, unique within the project when set: 1 to 100 letters,
+	// digits or . _ / -, starting with a letter or digit.
 	PartNumber string `protobuf:"bytes,4,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
 	// organizations/{organization}/users/{user}
 	Creator    string                 `protobuf:"bytes,5,opt,name=creator,proto3" json:"creator,omitempty"`
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	// Validation rule set id (ListRuleSets); "cnc-milling" when not set at creation.
+	// Validation rule set id (ListRuleSets): cnc-milling, fdm-printing, sla-printing or
+	// injection-moulding; "cnc-milling" when not set at creation.
 	RuleSet string `protobuf:"bytes,7,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
-	// Key of the material density table; empty: the rule set's default material.
+	// Key of the material density table: aluminium-6061, steel-1018, stainless-304, brass-360,
+	// titanium-6al4v, pla, petg, abs, nylon-pa12, polycarbonate, polypropylene or sla-resin (at
+	// most 63 characters; another key fails the revision's processing). Empty: the rule set's
+	// default material (aluminium-6061, pla, sla-resin, abs).
 	Material string `protobuf:"bytes,8,opt,name=material,proto3" json:"material,omitempty"`
-	// Per-design limits overriding the rule set's, by rule id.
+	// Per-design limits overriding the rule set's, by rule id: closed-solid, manifold,
+	// self-intersection, envelope-x, envelope-y, envelope-z, max-mass, min-wall, min-hole,
+	// min-feature, max-overhang, min-draft (those of the design's rule set); finite numbers.
 	RuleOverrides map[string]float64 `protobuf:"bytes,9,rep,name=rule_overrides,json=ruleOverrides,proto3" json:"rule_overrides,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -423,7 +433,8 @@ func (x *Design) GetRuleOverrides() map[string]float64 {
 type CreateDesignRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}
-	Parent        string  `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// display_name (required), description, part_number, rule_set, material, rule_overrides.
 	Design        *Design `protobuf:"bytes,2,opt,name=design,proto3" json:"design,omitempty"`
 	RequestId     string  `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -485,7 +496,7 @@ type UpdateDesignRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The design, with its name set; only the fields in update_mask change.
 	Design *Design `protobuf:"bytes,1,opt,name=design,proto3" json:"design,omitempty"`
-	// Paths among display_name, description, rule_set, material, rule_overrides.
+	// Paths among display_name, description, rule_set, material, rule_overrides; not empty.
 	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
 	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1340,7 +1351,7 @@ func (x *FindingsSummary) GetError() int32 {
 	return 0
 }
 
-// An immutable revision of a design.
+// An immutable revision of a design. Every field is set by the server.
 type Revision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/designs/{design}/revisions/{revision}
@@ -1365,8 +1376,10 @@ type Revision struct {
 	// Set when state is FAILED.
 	Error *ProcessingError `protobuf:"bytes,13,opt,name=error,proto3" json:"error,omitempty"`
 	// Set when state is SUCCEEDED.
-	Properties      *Properties            `protobuf:"bytes,14,opt,name=properties,proto3" json:"properties,omitempty"`
-	Findings        []*Finding             `protobuf:"bytes,15,rep,name=findings,proto3" json:"findings,omitempty"`
+	Properties *Properties `protobuf:"bytes,14,opt,name=properties,proto3" json:"properties,omitempty"`
+	Findings   []*Finding  `protobuf:"bytes,15,rep,name=findings,proto3" json:"findings,omitempty"`
+	// "mesh.glb", "thumbnail.png", "report.json" and, for a cadquery script, "model.step" (the
+	// B-rep it built).
 	Artifacts       []*Artifact            `protobuf:"bytes,16,rep,name=artifacts,proto3" json:"artifacts,omitempty"`
 	CreateTime      *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	Released        bool                   `protobuf:"varint,18,opt,name=released,proto3" json:"released,omitempty"`
@@ -1551,16 +1564,21 @@ type PushRevisionHeader struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/designs/{design}
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	// "main" when empty.
+	// "main" when empty; 1 to 63 lower-case letters, digits or '-'.
 	Branch string `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
 	// The revision the author started from: the branch head it expects. Empty only for the
-	// first revision of a branch.
+	// first revision of a branch. Pushing on a stale base is ABORTED and names the current head:
+	// push to another branch and MergeRevisions, or push again on that head.
 	BaseRevision string `protobuf:"bytes,3,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
-	Message      string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	Format       string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
-	// "mm" when empty.
+	// At most 10,000 characters.
+	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// One of step, stl, obj, 3mf, gltf, glb or cadquery (a Python script defining
+	// `def build(...)`, at most 1 MiB).
+	Format string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
+	// "mm" when empty; mm, cm, m or in.
 	Units string `protobuf:"bytes,6,opt,name=units,proto3" json:"units,omitempty"`
-	// sha256 (hex) of the whole file and its size in bytes.
+	// sha256 (64 lower-case hex digits) of the whole file and its size in bytes (> 0, at most
+	// the server's upload limit); both are checked against the chunks received.
 	Sha256        string                     `protobuf:"bytes,7,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	SizeBytes     int64                      `protobuf:"varint,8,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	Parameters    map[string]*ParameterValue `protobuf:"bytes,9,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -2100,7 +2118,8 @@ type DownloadRevisionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/designs/{design}/revisions/{revision}
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// An artifact name ("mesh.glb", ...); empty: the original content.
+	// One of the revision's `artifacts` ("mesh.glb", "thumbnail.png", "report.json",
+	// "model.step" of a script); empty: the original content.
 	Artifact      string `protobuf:"bytes,2,opt,name=artifact,proto3" json:"artifact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3083,7 +3102,7 @@ type DiffRevisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/designs/{design}
 	Design string `protobuf:"bytes,1,opt,name=design,proto3" json:"design,omitempty"`
-	// Revision names of that design: A (before) and B (after).
+	// Revision names of that design: A (before) and B (after), both SUCCEEDED.
 	RevisionA     string `protobuf:"bytes,2,opt,name=revision_a,json=revisionA,proto3" json:"revision_a,omitempty"`
 	RevisionB     string `protobuf:"bytes,3,opt,name=revision_b,json=revisionB,proto3" json:"revision_b,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3187,8 +3206,9 @@ func (x *GetRevisionDiffRequest) GetName() string {
 }
 
 type WatchRevisionDiffRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3232,7 +3252,8 @@ func (x *WatchRevisionDiffRequest) GetName() string {
 
 type DownloadRevisionDiffRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// projects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// "diff.png" or "diff.glb".
 	Artifact      string `protobuf:"bytes,2,opt,name=artifact,proto3" json:"artifact,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -3663,8 +3684,9 @@ func (x *GetRevisionMergeRequest) GetName() string {
 }
 
 type WatchRevisionMergeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/designs/{design}/merges/{merge}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3707,9 +3729,10 @@ func (x *WatchRevisionMergeRequest) GetName() string {
 }
 
 type AcceptMergeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/designs/{design}/merges/{merge}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3759,9 +3782,10 @@ func (x *AcceptMergeRequest) GetRequestId() string {
 }
 
 type DeclineMergeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/designs/{design}/merges/{merge}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3814,37 +3838,38 @@ var File_cofab_design_v1_design_proto protoreflect.FileDescriptor
 
 const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccofab/design/v1/design.proto\x12\x0fcofab.design.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x03\n" +
-	"\x06Design\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
+	"\x1ccofab/design/v1/design.proto\x12\x0fcofab.design.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x03\n" +
+	"\x06Design\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12'\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vdisplayName\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1f\n" +
 	"\vpart_number\x18\x04 \x01(\tR\n" +
-	"partNumber\x12\x18\n" +
-	"\acreator\x18\x05 \x01(\tR\acreator\x12;\n" +
-	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"partNumber\x12\x1e\n" +
+	"\acreator\x18\x05 \x01(\tB\x04\xe2A\x01\x03R\acreator\x12A\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"createTime\x12\x19\n" +
 	"\brule_set\x18\a \x01(\tR\aruleSet\x12\x1a\n" +
 	"\bmaterial\x18\b \x01(\tR\bmaterial\x12Q\n" +
 	"\x0erule_overrides\x18\t \x03(\v2*.cofab.design.v1.Design.RuleOverridesEntryR\rruleOverrides\x1a@\n" +
 	"\x12RuleOverridesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"}\n" +
-	"\x13CreateDesignRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12/\n" +
-	"\x06design\x18\x02 \x01(\v2\x17.cofab.design.v1.DesignR\x06design\x12\x1d\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01::\xeaA7\n" +
+	"\x10cofab.dev/Design\x12#projects/{project}/designs/{design}\"\x89\x01\n" +
+	"\x13CreateDesignRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x125\n" +
+	"\x06design\x18\x02 \x01(\v2\x17.cofab.design.v1.DesignB\x04\xe2A\x01\x02R\x06design\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\xa2\x01\n" +
-	"\x13UpdateDesignRequest\x12/\n" +
-	"\x06design\x18\x01 \x01(\v2\x17.cofab.design.v1.DesignR\x06design\x12;\n" +
-	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\xae\x01\n" +
+	"\x13UpdateDesignRequest\x125\n" +
+	"\x06design\x18\x01 \x01(\v2\x17.cofab.design.v1.DesignB\x04\xe2A\x01\x02R\x06design\x12A\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
 	"updateMask\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"&\n" +
-	"\x10GetDesignRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"h\n" +
-	"\x12ListDesignsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\",\n" +
+	"\x10GetDesignRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"n\n" +
+	"\x12ListDesignsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"p\n" +
@@ -3910,35 +3935,35 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x0fFindingsSummary\x12\x12\n" +
 	"\x04info\x18\x01 \x01(\x05R\x04info\x12\x18\n" +
 	"\awarning\x18\x02 \x01(\x05R\awarning\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\x05R\x05error\"\x9a\b\n" +
-	"\bRevision\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aparents\x18\x02 \x03(\tR\aparents\x12\x16\n" +
-	"\x06branch\x18\x03 \x01(\tR\x06branch\x12\x16\n" +
-	"\x06author\x18\x04 \x01(\tR\x06author\x12\x18\n" +
-	"\amessage\x18\x05 \x01(\tR\amessage\x12\x16\n" +
-	"\x06format\x18\x06 \x01(\tR\x06format\x12\x14\n" +
-	"\x05units\x18\a \x01(\tR\x05units\x12\x16\n" +
-	"\x06sha256\x18\b \x01(\tR\x06sha256\x12\x1d\n" +
+	"\x05error\x18\x03 \x01(\x05R\x05error\"\xe5\t\n" +
+	"\bRevision\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12\x1e\n" +
+	"\aparents\x18\x02 \x03(\tB\x04\xe2A\x01\x03R\aparents\x12\x1c\n" +
+	"\x06branch\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\x06branch\x12\x1c\n" +
+	"\x06author\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\x06author\x12\x1e\n" +
+	"\amessage\x18\x05 \x01(\tB\x04\xe2A\x01\x03R\amessage\x12\x1c\n" +
+	"\x06format\x18\x06 \x01(\tB\x04\xe2A\x01\x03R\x06format\x12\x1a\n" +
+	"\x05units\x18\a \x01(\tB\x04\xe2A\x01\x03R\x05units\x12\x1c\n" +
+	"\x06sha256\x18\b \x01(\tB\x04\xe2A\x01\x03R\x06sha256\x12#\n" +
 	"\n" +
-	"size_bytes\x18\t \x01(\x03R\tsizeBytes\x12I\n" +
+	"size_bytes\x18\t \x01(\x03B\x04\xe2A\x01\x03R\tsizeBytes\x12O\n" +
 	"\n" +
 	"parameters\x18\n" +
-	" \x03(\v2).cofab.design.v1.Revision.ParametersEntryR\n" +
-	"parameters\x12\x19\n" +
-	"\brule_set\x18\v \x01(\tR\aruleSet\x125\n" +
-	"\x05state\x18\f \x01(\x0e2\x1f.cofab.design.v1.Revision.StateR\x05state\x126\n" +
-	"\x05error\x18\r \x01(\v2 .cofab.design.v1.ProcessingErrorR\x05error\x12;\n" +
+	" \x03(\v2).cofab.design.v1.Revision.ParametersEntryB\x04\xe2A\x01\x03R\n" +
+	"parameters\x12\x1f\n" +
+	"\brule_set\x18\v \x01(\tB\x04\xe2A\x01\x03R\aruleSet\x12;\n" +
+	"\x05state\x18\f \x01(\x0e2\x1f.cofab.design.v1.Revision.StateB\x04\xe2A\x01\x03R\x05state\x12<\n" +
+	"\x05error\x18\r \x01(\v2 .cofab.design.v1.ProcessingErrorB\x04\xe2A\x01\x03R\x05error\x12A\n" +
 	"\n" +
-	"properties\x18\x0e \x01(\v2\x1b.cofab.design.v1.PropertiesR\n" +
-	"properties\x124\n" +
-	"\bfindings\x18\x0f \x03(\v2\x18.cofab.design.v1.FindingR\bfindings\x127\n" +
-	"\tartifacts\x18\x10 \x03(\v2\x19.cofab.design.v1.ArtifactR\tartifacts\x12;\n" +
-	"\vcreate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12\x1a\n" +
-	"\breleased\x18\x12 \x01(\bR\breleased\x12=\n" +
-	"\frelease_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\vreleaseTime\x12K\n" +
-	"\x10findings_summary\x18\x14 \x01(\v2 .cofab.design.v1.FindingsSummaryR\x0ffindingsSummary\x1a^\n" +
+	"properties\x18\x0e \x01(\v2\x1b.cofab.design.v1.PropertiesB\x04\xe2A\x01\x03R\n" +
+	"properties\x12:\n" +
+	"\bfindings\x18\x0f \x03(\v2\x18.cofab.design.v1.FindingB\x04\xe2A\x01\x03R\bfindings\x12=\n" +
+	"\tartifacts\x18\x10 \x03(\v2\x19.cofab.design.v1.ArtifactB\x04\xe2A\x01\x03R\tartifacts\x12A\n" +
+	"\vcreate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12 \n" +
+	"\breleased\x18\x12 \x01(\bB\x04\xe2A\x01\x03R\breleased\x12C\n" +
+	"\frelease_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\vreleaseTime\x12Q\n" +
+	"\x10findings_summary\x18\x14 \x01(\v2 .cofab.design.v1.FindingsSummaryB\x04\xe2A\x01\x03R\x0ffindingsSummary\x1a^\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
 	"\x05value\x18\x02 \x01(\v2\x1f.cofab.design.v1.ParameterValueR\x05value:\x028\x01\"k\n" +
@@ -3947,17 +3972,18 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\rSTATE_PENDING\x10\x01\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x02\x12\x13\n" +
 	"\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x04\"\xbc\x03\n" +
-	"\x12PushRevisionHeader\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x16\n" +
+	"\fSTATE_FAILED\x10\x04:Q\xeaAN\n" +
+	"\x12cofab.dev/Revision\x128projects/{project}/designs/{design}/revisions/{revision}\"\xd4\x03\n" +
+	"\x12PushRevisionHeader\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x16\n" +
 	"\x06branch\x18\x02 \x01(\tR\x06branch\x12#\n" +
 	"\rbase_revision\x18\x03 \x01(\tR\fbaseRevision\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\x12\x16\n" +
-	"\x06format\x18\x05 \x01(\tR\x06format\x12\x14\n" +
-	"\x05units\x18\x06 \x01(\tR\x05units\x12\x16\n" +
-	"\x06sha256\x18\a \x01(\tR\x06sha256\x12\x1d\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12\x1c\n" +
+	"\x06format\x18\x05 \x01(\tB\x04\xe2A\x01\x02R\x06format\x12\x14\n" +
+	"\x05units\x18\x06 \x01(\tR\x05units\x12\x1c\n" +
+	"\x06sha256\x18\a \x01(\tB\x04\xe2A\x01\x02R\x06sha256\x12#\n" +
 	"\n" +
-	"size_bytes\x18\b \x01(\x03R\tsizeBytes\x12S\n" +
+	"size_bytes\x18\b \x01(\x03B\x04\xe2A\x01\x02R\tsizeBytes\x12S\n" +
 	"\n" +
 	"parameters\x18\t \x03(\v23.cofab.design.v1.PushRevisionHeader.ParametersEntryR\n" +
 	"parameters\x12\x1d\n" +
@@ -3970,33 +3996,34 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x13PushRevisionRequest\x12=\n" +
 	"\x06header\x18\x01 \x01(\v2#.cofab.design.v1.PushRevisionHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part\"(\n" +
-	"\x12GetRevisionRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x82\x01\n" +
-	"\x14ListRevisionsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"\x04part\".\n" +
+	"\x12GetRevisionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"\x88\x01\n" +
+	"\x14ListRevisionsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x16\n" +
 	"\x06branch\x18\x04 \x01(\tR\x06branch\"x\n" +
 	"\x15ListRevisionsResponse\x127\n" +
 	"\trevisions\x18\x01 \x03(\v2\x19.cofab.design.v1.RevisionR\trevisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"m\n" +
-	"\x06Branch\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04head\x18\x02 \x01(\tR\x04head\x12;\n" +
-	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"i\n" +
-	"\x13ListBranchesRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcd\x01\n" +
+	"\x06Branch\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12\x18\n" +
+	"\x04head\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\x04head\x12A\n" +
+	"\vupdate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"updateTime:L\xeaAI\n" +
+	"\x10cofab.dev/Branch\x125projects/{project}/designs/{design}/branches/{branch}\"o\n" +
+	"\x13ListBranchesRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"s\n" +
 	"\x14ListBranchesResponse\x123\n" +
 	"\bbranches\x18\x01 \x03(\v2\x17.cofab.design.v1.BranchR\bbranches\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
-	"\x17DownloadRevisionRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"O\n" +
+	"\x17DownloadRevisionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1a\n" +
 	"\bartifact\x18\x02 \x01(\tR\bartifact\"\x86\x01\n" +
 	"\x18DownloadRevisionResponse\x12\x14\n" +
 	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x1d\n" +
@@ -4004,11 +4031,11 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"media_type\x18\x02 \x01(\tR\tmediaType\x12\x1d\n" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"*\n" +
-	"\x14WatchRevisionRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"K\n" +
-	"\x16ReleaseRevisionRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"0\n" +
+	"\x14WatchRevisionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"Q\n" +
+	"\x16ReleaseRevisionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"x\n" +
 	"\aRuleSet\x12\x0e\n" +
@@ -4082,40 +4109,41 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\fFaceMapEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01B\x0f\n" +
-	"\r_mass_delta_g\"\xaa\x04\n" +
-	"\fRevisionDiff\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\r_mass_delta_g\"\xcc\x05\n" +
+	"\fRevisionDiff\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12#\n" +
 	"\n" +
-	"revision_a\x18\x02 \x01(\tR\trevisionA\x12\x1d\n" +
+	"revision_a\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\trevisionA\x12#\n" +
 	"\n" +
-	"revision_b\x18\x03 \x01(\tR\trevisionB\x129\n" +
-	"\x05state\x18\x04 \x01(\x0e2#.cofab.design.v1.RevisionDiff.StateR\x05state\x126\n" +
-	"\x05error\x18\x05 \x01(\v2 .cofab.design.v1.ProcessingErrorR\x05error\x125\n" +
-	"\x06result\x18\x06 \x01(\v2\x1d.cofab.design.v1.GeometryDiffR\x06result\x127\n" +
-	"\tartifacts\x18\a \x03(\v2\x19.cofab.design.v1.ArtifactR\tartifacts\x12;\n" +
-	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revision_b\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\trevisionB\x12?\n" +
+	"\x05state\x18\x04 \x01(\x0e2#.cofab.design.v1.RevisionDiff.StateB\x04\xe2A\x01\x03R\x05state\x12<\n" +
+	"\x05error\x18\x05 \x01(\v2 .cofab.design.v1.ProcessingErrorB\x04\xe2A\x01\x03R\x05error\x12;\n" +
+	"\x06result\x18\x06 \x01(\v2\x1d.cofab.design.v1.GeometryDiffB\x04\xe2A\x01\x03R\x06result\x12=\n" +
+	"\tartifacts\x18\a \x03(\v2\x19.cofab.design.v1.ArtifactB\x04\xe2A\x01\x03R\tartifacts\x12A\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12A\n" +
+	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"updateTime\"k\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x11\n" +
 	"\rSTATE_RUNNING\x10\x02\x12\x13\n" +
 	"\x0fSTATE_SUCCEEDED\x10\x03\x12\x10\n" +
-	"\fSTATE_FAILED\x10\x04\"l\n" +
-	"\x14DiffRevisionsRequest\x12\x16\n" +
-	"\x06design\x18\x01 \x01(\tR\x06design\x12\x1d\n" +
+	"\fSTATE_FAILED\x10\x04:j\xeaAg\n" +
+	"\x16cofab.dev/RevisionDiff\x12Mprojects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}\"~\n" +
+	"\x14DiffRevisionsRequest\x12\x1c\n" +
+	"\x06design\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06design\x12#\n" +
 	"\n" +
-	"revision_a\x18\x02 \x01(\tR\trevisionA\x12\x1d\n" +
+	"revision_a\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\trevisionA\x12#\n" +
 	"\n" +
-	"revision_b\x18\x03 \x01(\tR\trevisionB\",\n" +
-	"\x16GetRevisionDiffRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\".\n" +
-	"\x18WatchRevisionDiffRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"M\n" +
-	"\x1bDownloadRevisionDiffRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bartifact\x18\x02 \x01(\tR\bartifact\"\xa1\x02\n" +
+	"revision_b\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\trevisionB\"2\n" +
+	"\x16GetRevisionDiffRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"4\n" +
+	"\x18WatchRevisionDiffRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"Y\n" +
+	"\x1bDownloadRevisionDiffRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12 \n" +
+	"\bartifact\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bartifact\"\xa1\x02\n" +
 	"\rMergeConflict\x12,\n" +
 	"\x12overlap_volume_mm3\x18\x01 \x01(\x01R\x10overlapVolumeMm3\x123\n" +
 	"\bbbox_min\x18\x02 \x01(\v2\x18.cofab.design.v1.Vector3R\abboxMin\x123\n" +
@@ -4126,25 +4154,25 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\x06 \x03(\tR\n" +
 	"parameters\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"\xcd\x06\n" +
-	"\rRevisionMerge\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
-	"\rtarget_branch\x18\x02 \x01(\tR\ftargetBranch\x12#\n" +
-	"\rbase_revision\x18\x03 \x01(\tR\fbaseRevision\x12#\n" +
-	"\rours_revision\x18\x04 \x01(\tR\foursRevision\x12'\n" +
-	"\x0fsource_revision\x18\x05 \x01(\tR\x0esourceRevision\x12'\n" +
-	"\x0fmerged_revision\x18\x06 \x01(\tR\x0emergedRevision\x12\x16\n" +
-	"\x06author\x18\a \x01(\tR\x06author\x12:\n" +
-	"\x05state\x18\b \x01(\x0e2$.cofab.design.v1.RevisionMerge.StateR\x05state\x126\n" +
-	"\x05error\x18\t \x01(\v2 .cofab.design.v1.ProcessingErrorR\x05error\x12:\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xf3\a\n" +
+	"\rRevisionMerge\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12)\n" +
+	"\rtarget_branch\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\ftargetBranch\x12)\n" +
+	"\rbase_revision\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\fbaseRevision\x12)\n" +
+	"\rours_revision\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\foursRevision\x12-\n" +
+	"\x0fsource_revision\x18\x05 \x01(\tB\x04\xe2A\x01\x03R\x0esourceRevision\x12-\n" +
+	"\x0fmerged_revision\x18\x06 \x01(\tB\x04\xe2A\x01\x03R\x0emergedRevision\x12\x1c\n" +
+	"\x06author\x18\a \x01(\tB\x04\xe2A\x01\x03R\x06author\x12@\n" +
+	"\x05state\x18\b \x01(\x0e2$.cofab.design.v1.RevisionMerge.StateB\x04\xe2A\x01\x03R\x05state\x12<\n" +
+	"\x05error\x18\t \x01(\v2 .cofab.design.v1.ProcessingErrorB\x04\xe2A\x01\x03R\x05error\x12@\n" +
 	"\bconflict\x18\n" +
-	" \x01(\v2\x1e.cofab.design.v1.MergeConflictR\bconflict\x12:\n" +
-	"\tours_diff\x18\v \x01(\v2\x1d.cofab.design.v1.GeometryDiffR\boursDiff\x12>\n" +
-	"\vtheirs_diff\x18\f \x01(\v2\x1d.cofab.design.v1.GeometryDiffR\n" +
-	"theirsDiff\x12;\n" +
-	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	" \x01(\v2\x1e.cofab.design.v1.MergeConflictB\x04\xe2A\x01\x03R\bconflict\x12@\n" +
+	"\tours_diff\x18\v \x01(\v2\x1d.cofab.design.v1.GeometryDiffB\x04\xe2A\x01\x03R\boursDiff\x12D\n" +
+	"\vtheirs_diff\x18\f \x01(\v2\x1d.cofab.design.v1.GeometryDiffB\x04\xe2A\x01\x03R\n" +
+	"theirsDiff\x12A\n" +
+	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12A\n" +
+	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"updateTime\"\xa8\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
@@ -4154,24 +4182,25 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x10STATE_CONFLICTED\x10\x04\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x05\x12\x12\n" +
 	"\x0eSTATE_ACCEPTED\x10\x06\x12\x12\n" +
-	"\x0eSTATE_DECLINED\x10\a\"\xc1\x01\n" +
-	"\x15MergeRevisionsRequest\x12\x16\n" +
-	"\x06design\x18\x01 \x01(\tR\x06design\x12#\n" +
-	"\rtarget_branch\x18\x02 \x01(\tR\ftargetBranch\x12'\n" +
-	"\x0fsource_revision\x18\x03 \x01(\tR\x0esourceRevision\x12#\n" +
+	"\x0eSTATE_DECLINED\x10\a:P\xeaAM\n" +
+	"\x17cofab.dev/RevisionMerge\x122projects/{project}/designs/{design}/merges/{merge}\"\xcd\x01\n" +
+	"\x15MergeRevisionsRequest\x12\x1c\n" +
+	"\x06design\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06design\x12#\n" +
+	"\rtarget_branch\x18\x02 \x01(\tR\ftargetBranch\x12-\n" +
+	"\x0fsource_revision\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x0esourceRevision\x12#\n" +
 	"\rexpected_head\x18\x04 \x01(\tR\fexpectedHead\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"-\n" +
-	"\x17GetRevisionMergeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"/\n" +
-	"\x19WatchRevisionMergeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
-	"\x12AcceptMergeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"3\n" +
+	"\x17GetRevisionMergeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"5\n" +
+	"\x19WatchRevisionMergeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"M\n" +
+	"\x12AcceptMergeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"H\n" +
-	"\x13DeclineMergeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"N\n" +
+	"\x13DeclineMergeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId*a\n" +
 	"\bSeverity\x12\x18\n" +

@@ -46,7 +46,16 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge.
+// Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+// design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+// <token>` (see IdentityService). A design or revision of a project the caller's organization is
+// not an active member of is NOT_FOUND, whether it exists or not.
+//
+// Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+// of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+// a good size); downloads arrive in chunks of at most 1 MiB. A whole
+// file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+// `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
 type DesignServiceClient interface {
 	// Creates a design in a project (editor role needed).
 	CreateDesign(ctx context.Context, in *CreateDesignRequest, opts ...grpc.CallOption) (*Design, error)
@@ -370,7 +379,16 @@ func (c *designServiceClient) DeclineMerge(ctx context.Context, in *DeclineMerge
 // All implementations must embed UnimplementedDesignServiceServer
 // for forward compatibility.
 //
-// Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge.
+// Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+// design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+// <token>` (see IdentityService). A design or revision of a project the caller's organization is
+// not an active member of is NOT_FOUND, whether it exists or not.
+//
+// Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+// of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+// a good size); downloads arrive in chunks of at most 1 MiB. A whole
+// file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+// `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
 type DesignServiceServer interface {
 	// Creates a design in a project (editor role needed).
 	CreateDesign(context.Context, *CreateDesignRequest) (*Design, error)

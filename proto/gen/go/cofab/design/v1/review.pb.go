@@ -7,6 +7,7 @@
 package designv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -301,9 +302,11 @@ func (RecordReviewProgressRequest_Kind) EnumDescriptor() ([]byte, []int) {
 // How many reviewer organizations must approve.
 type QuorumPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Kind  QuorumPolicy_Kind      `protobuf:"varint,1,opt,name=kind,proto3,enum=cofab.design.v1.QuorumPolicy_Kind" json:"kind,omitempty"`
-	K     int32                  `protobuf:"varint,2,opt,name=k,proto3" json:"k,omitempty"`
-	// organizations/{organization}: these must approve in any case.
+	// KIND_ALL when unspecified.
+	Kind QuorumPolicy_Kind `protobuf:"varint,1,opt,name=kind,proto3,enum=cofab.design.v1.QuorumPolicy_Kind" json:"kind,omitempty"`
+	// For KIND_K_OF_N: between 1 and the number of reviewers.
+	K int32 `protobuf:"varint,2,opt,name=k,proto3" json:"k,omitempty"`
+	// organizations/{organization}: these must approve in any case; each is also a reviewer.
 	RequiredOrganizations []string `protobuf:"bytes,3,rep,name=required_organizations,json=requiredOrganizations,proto3" json:"required_organizations,omitempty"`
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
@@ -460,16 +463,21 @@ type Review struct {
 	// projects/{project}/designs/{design}/reviews/{review}
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// The revision under review now: projects/{project}/designs/{design}/revisions/{revision}
+	// (a SUCCEEDED revision of the design).
 	Revision string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// organizations/{organization} that asked, and its user.
 	Requester     string `protobuf:"bytes,3,opt,name=requester,proto3" json:"requester,omitempty"`
 	RequesterUser string `protobuf:"bytes,4,opt,name=requester_user,json=requesterUser,proto3" json:"requester_user,omitempty"`
-	// organizations/{organization}
-	Reviewers []string               `protobuf:"bytes,5,rep,name=reviewers,proto3" json:"reviewers,omitempty"`
-	Policy    *QuorumPolicy          `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
-	Deadline  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=deadline,proto3" json:"deadline,omitempty"`
-	// Reminders go to organizations that have not decided this long before the deadline.
-	RemindBefore  *durationpb.Duration `protobuf:"bytes,8,opt,name=remind_before,json=remindBefore,proto3" json:"remind_before,omitempty"`
+	// organizations/{organization}: 1 to 50, each once, members with at least the reviewer role.
+	Reviewers []string `protobuf:"bytes,5,rep,name=reviewers,proto3" json:"reviewers,omitempty"`
+	// KIND_ALL when unset.
+	Policy *QuorumPolicy `protobuf:"bytes,6,opt,name=policy,proto3" json:"policy,omitempty"`
+	// In the future, at most 365 days ahead.
+	Deadline *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// Reminders go to organizations that have not decided this long before the deadline; not
+	// negative; one day when unset.
+	RemindBefore *durationpb.Duration `protobuf:"bytes,8,opt,name=remind_before,json=remindBefore,proto3" json:"remind_before,omitempty"`
+	// ON_NEW_REVISION_RESTART when unspecified.
 	OnNewRevision Review_OnNewRevision `protobuf:"varint,9,opt,name=on_new_revision,json=onNewRevision,proto3,enum=cofab.design.v1.Review_OnNewRevision" json:"on_new_revision,omitempty"`
 	State         Review_State         `protobuf:"varint,10,opt,name=state,proto3,enum=cofab.design.v1.Review_State" json:"state,omitempty"`
 	// The deadline passed without an outcome; the requester was told.
@@ -477,7 +485,8 @@ type Review struct {
 	// Every decision the workflow accepted, all rounds.
 	Decisions []*ReviewDecision `protobuf:"bytes,12,rep,name=decisions,proto3" json:"decisions,omitempty"`
 	// 1, then +1 per restart on a newer revision.
-	Round         int32                  `protobuf:"varint,13,opt,name=round,proto3" json:"round,omitempty"`
+	Round int32 `protobuf:"varint,13,opt,name=round,proto3" json:"round,omitempty"`
+	// At most 10,000 characters.
 	Message       string                 `protobuf:"bytes,14,opt,name=message,proto3" json:"message,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	CloseTime     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=close_time,json=closeTime,proto3" json:"close_time,omitempty"`
@@ -631,7 +640,7 @@ type CreateReviewRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/designs/{design}
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	// revision, reviewers, policy, deadline, remind_before, on_new_revision, message.
+	// revision, reviewers and deadline (required), policy, remind_before, on_new_revision, message.
 	Review        *Review `protobuf:"bytes,2,opt,name=review,proto3" json:"review,omitempty"`
 	RequestId     string  `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -850,10 +859,12 @@ func (x *ListReviewsResponse) GetNextPageToken() string {
 type DecideReviewRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/designs/{design}/reviews/{review}
-	Name          string        `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Outcome       ReviewOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=cofab.design.v1.ReviewOutcome" json:"outcome,omitempty"`
-	Comment       string        `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
-	RequestId     string        `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Any outcome but REVIEW_OUTCOME_UNSPECIFIED.
+	Outcome ReviewOutcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=cofab.design.v1.ReviewOutcome" json:"outcome,omitempty"`
+	// At most 10,000 characters.
+	Comment       string `protobuf:"bytes,3,opt,name=comment,proto3" json:"comment,omitempty"`
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -917,8 +928,10 @@ func (x *DecideReviewRequest) GetRequestId() string {
 }
 
 type ExtendReviewRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/designs/{design}/reviews/{review}
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Later than the current deadline, at most 365 days after the review was requested.
 	Deadline      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -977,9 +990,10 @@ func (x *ExtendReviewRequest) GetRequestId() string {
 }
 
 type CancelReviewRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/designs/{design}/reviews/{review}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1142,7 +1156,7 @@ var File_cofab_design_v1_review_proto protoreflect.FileDescriptor
 
 const file_cofab_design_v1_review_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccofab/design/v1/review.proto\x12\x0fcofab.design.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
+	"\x1ccofab/design/v1/review.proto\x12\x0fcofab.design.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
 	"\fQuorumPolicy\x126\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\".cofab.design.v1.QuorumPolicy.KindR\x04kind\x12\f\n" +
 	"\x01k\x18\x02 \x01(\x05R\x01k\x125\n" +
@@ -1159,27 +1173,27 @@ const file_cofab_design_v1_review_proto_rawDesc = "" +
 	"\brevision\x18\x05 \x01(\tR\brevision\x12\x14\n" +
 	"\x05round\x18\x06 \x01(\x05R\x05round\x12;\n" +
 	"\vdecide_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"decideTime\"\xc9\a\n" +
-	"\x06Review\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\tR\brevision\x12\x1c\n" +
-	"\trequester\x18\x03 \x01(\tR\trequester\x12%\n" +
-	"\x0erequester_user\x18\x04 \x01(\tR\rrequesterUser\x12\x1c\n" +
-	"\treviewers\x18\x05 \x03(\tR\treviewers\x125\n" +
-	"\x06policy\x18\x06 \x01(\v2\x1d.cofab.design.v1.QuorumPolicyR\x06policy\x126\n" +
-	"\bdeadline\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12>\n" +
+	"decideTime\"\xde\b\n" +
+	"\x06Review\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
+	"\brevision\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\brevision\x12\"\n" +
+	"\trequester\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\trequester\x12+\n" +
+	"\x0erequester_user\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\rrequesterUser\x12\"\n" +
+	"\treviewers\x18\x05 \x03(\tB\x04\xe2A\x01\x02R\treviewers\x125\n" +
+	"\x06policy\x18\x06 \x01(\v2\x1d.cofab.design.v1.QuorumPolicyR\x06policy\x12<\n" +
+	"\bdeadline\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bdeadline\x12>\n" +
 	"\rremind_before\x18\b \x01(\v2\x19.google.protobuf.DurationR\fremindBefore\x12M\n" +
-	"\x0fon_new_revision\x18\t \x01(\x0e2%.cofab.design.v1.Review.OnNewRevisionR\ronNewRevision\x123\n" +
+	"\x0fon_new_revision\x18\t \x01(\x0e2%.cofab.design.v1.Review.OnNewRevisionR\ronNewRevision\x129\n" +
 	"\x05state\x18\n" +
-	" \x01(\x0e2\x1d.cofab.design.v1.Review.StateR\x05state\x12\x1c\n" +
-	"\tescalated\x18\v \x01(\bR\tescalated\x12=\n" +
-	"\tdecisions\x18\f \x03(\v2\x1f.cofab.design.v1.ReviewDecisionR\tdecisions\x12\x14\n" +
-	"\x05round\x18\r \x01(\x05R\x05round\x12\x18\n" +
-	"\amessage\x18\x0e \x01(\tR\amessage\x12;\n" +
-	"\vcreate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x129\n" +
+	" \x01(\x0e2\x1d.cofab.design.v1.Review.StateB\x04\xe2A\x01\x03R\x05state\x12\"\n" +
+	"\tescalated\x18\v \x01(\bB\x04\xe2A\x01\x03R\tescalated\x12C\n" +
+	"\tdecisions\x18\f \x03(\v2\x1f.cofab.design.v1.ReviewDecisionB\x04\xe2A\x01\x03R\tdecisions\x12\x1a\n" +
+	"\x05round\x18\r \x01(\x05B\x04\xe2A\x01\x03R\x05round\x12\x18\n" +
+	"\amessage\x18\x0e \x01(\tR\amessage\x12A\n" +
+	"\vcreate_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12?\n" +
 	"\n" +
-	"close_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tcloseTime\"\x88\x01\n" +
+	"close_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tcloseTime\"\x88\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1191,39 +1205,40 @@ const file_cofab_design_v1_review_proto_rawDesc = "" +
 	"\rOnNewRevision\x12\x1f\n" +
 	"\x1bON_NEW_REVISION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17ON_NEW_REVISION_RESTART\x10\x01\x12\x1a\n" +
-	"\x16ON_NEW_REVISION_CANCEL\x10\x02\"}\n" +
-	"\x13CreateReviewRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12/\n" +
-	"\x06review\x18\x02 \x01(\v2\x17.cofab.design.v1.ReviewR\x06review\x12\x1d\n" +
+	"\x16ON_NEW_REVISION_CANCEL\x10\x02:K\xeaAH\n" +
+	"\x10cofab.dev/Review\x124projects/{project}/designs/{design}/reviews/{review}\"\x89\x01\n" +
+	"\x13CreateReviewRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x125\n" +
+	"\x06review\x18\x02 \x01(\v2\x17.cofab.design.v1.ReviewB\x04\xe2A\x01\x02R\x06review\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"&\n" +
-	"\x10GetReviewRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"h\n" +
-	"\x12ListReviewsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\",\n" +
+	"\x10GetReviewRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"n\n" +
+	"\x12ListReviewsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"p\n" +
 	"\x13ListReviewsResponse\x121\n" +
 	"\areviews\x18\x01 \x03(\v2\x17.cofab.design.v1.ReviewR\areviews\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9c\x01\n" +
-	"\x13DecideReviewRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x128\n" +
-	"\aoutcome\x18\x02 \x01(\x0e2\x1e.cofab.design.v1.ReviewOutcomeR\aoutcome\x12\x18\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa8\x01\n" +
+	"\x13DecideReviewRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12>\n" +
+	"\aoutcome\x18\x02 \x01(\x0e2\x1e.cofab.design.v1.ReviewOutcomeB\x04\xe2A\x01\x02R\aoutcome\x12\x18\n" +
 	"\acomment\x18\x03 \x01(\tR\acomment\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"\x80\x01\n" +
-	"\x13ExtendReviewRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
-	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdeadline\x12\x1d\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\x8c\x01\n" +
+	"\x13ExtendReviewRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12<\n" +
+	"\bdeadline\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\bdeadline\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"H\n" +
-	"\x13CancelReviewRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"N\n" +
+	"\x13CancelReviewRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"\x95\x04\n" +
-	"\x1bRecordReviewProgressRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12E\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x9b\x04\n" +
+	"\x1bRecordReviewProgressRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12E\n" +
 	"\x04kind\x18\x02 \x01(\x0e21.cofab.design.v1.RecordReviewProgressRequest.KindR\x04kind\x12;\n" +
 	"\bdecision\x18\x03 \x01(\v2\x1f.cofab.design.v1.ReviewDecisionR\bdecision\x12$\n" +
 	"\rorganizations\x18\x04 \x03(\tR\rorganizations\x12\x1a\n" +

@@ -36,7 +36,9 @@ const (
 // revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
 // runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
 // approval, releases the revision. This service records requests and mirrors the workflow's
-// progress; decisions reach the workflow as events through Kafka.
+// progress; decisions reach the workflow as events through Kafka. Served by the design service
+// (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+// IdentityService).
 type ReviewServiceClient interface {
 	// Requests a review of a SUCCEEDED revision (editor role needed). Reviewer organizations
 	// must be members of the project with at least the reviewer role.
@@ -143,7 +145,9 @@ func (c *reviewServiceClient) RecordReviewProgress(ctx context.Context, in *Reco
 // revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
 // runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
 // approval, releases the revision. This service records requests and mirrors the workflow's
-// progress; decisions reach the workflow as events through Kafka.
+// progress; decisions reach the workflow as events through Kafka. Served by the design service
+// (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+// IdentityService).
 type ReviewServiceServer interface {
 	// Requests a review of a SUCCEEDED revision (editor role needed). Reviewer organizations
 	// must be members of the project with at least the reviewer role.

@@ -28,7 +28,9 @@ const (
 //
 // The partner event feed: the events an organization may see (those it caused and those whose
 // audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-// service; the caller's organization is the one of its token.
+// service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+// 127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+// the caller's organization is the one of its token.
 type EventFeedServiceClient interface {
 	// Streams the caller's events oldest first, after `cursor`. With `follow` the stream stays
 	// open and delivers new events as they arrive. Resuming with the cursor of the last event
@@ -73,7 +75,9 @@ type EventFeedService_StreamEventsClient = grpc.ServerStreamingClient[StreamEven
 //
 // The partner event feed: the events an organization may see (those it caused and those whose
 // audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-// service; the caller's organization is the one of its token.
+// service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+// 127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+// the caller's organization is the one of its token.
 type EventFeedServiceServer interface {
 	// Streams the caller's events oldest first, after `cursor`. With `follow` the stream stays
 	// open and delivers new events as they arrive. Resuming with the cursor of the last event

@@ -7,6 +7,7 @@
 package identityv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -264,9 +265,11 @@ func (x *CallerIdentity) GetServiceAccount() bool {
 
 type Project struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// projects/{project}
-	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// projects/{project}; the id is chosen by the server.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1 to 200 characters (surrounding spaces are dropped).
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// At most 10,000 characters.
 	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
 	// organizations/{organization} that created the project.
 	OwnerOrganization string                 `protobuf:"bytes,4,opt,name=owner_organization,json=ownerOrganization,proto3" json:"owner_organization,omitempty"`
@@ -353,10 +356,11 @@ type Membership struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// projects/{project}/memberships/{organization}
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// organizations/{organization}
-	Organization string           `protobuf:"bytes,2,opt,name=organization,proto3" json:"organization,omitempty"`
-	Role         Role             `protobuf:"varint,3,opt,name=role,proto3,enum=cofab.identity.v1.Role" json:"role,omitempty"`
-	State        Membership_State `protobuf:"varint,4,opt,name=state,proto3,enum=cofab.identity.v1.Membership_State" json:"state,omitempty"`
+	// organizations/{organization}: the invited organization.
+	Organization string `protobuf:"bytes,2,opt,name=organization,proto3" json:"organization,omitempty"`
+	// Any role but ROLE_UNSPECIFIED.
+	Role  Role             `protobuf:"varint,3,opt,name=role,proto3,enum=cofab.identity.v1.Role" json:"role,omitempty"`
+	State Membership_State `protobuf:"varint,4,opt,name=state,proto3,enum=cofab.identity.v1.Membership_State" json:"state,omitempty"`
 	// When an invitation that is not accepted expires.
 	InviteExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=invite_expire_time,json=inviteExpireTime,proto3" json:"invite_expire_time,omitempty"`
 	CreateTime       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -456,8 +460,9 @@ func (x *Membership) GetInvitationId() string {
 }
 
 type CreateProjectRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Project *Project               `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// display_name (required) and description; the rest is set by the server.
+	Project *Project `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
 	// Idempotency key (AIP-155): a retried request with the same id has no second effect.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -554,9 +559,10 @@ func (x *GetProjectRequest) GetName() string {
 }
 
 type ListProjectsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Default 50; larger values are lowered to 1000 (as on every List).
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1004,81 +1010,83 @@ var File_cofab_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	" cofab/identity/v1/identity.proto\x12\x11cofab.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n" +
-	"\x18GetCallerIdentityRequest\"\x88\x02\n" +
-	"\x0eCallerIdentity\x12\"\n" +
-	"\forganization\x18\x01 \x01(\tR\forganization\x12\x12\n" +
-	"\x04user\x18\x02 \x01(\tR\x04user\x12*\n" +
-	"\x11user_display_name\x18\x03 \x01(\tR\x0fuserDisplayName\x12:\n" +
-	"\x19organization_display_name\x18\x04 \x01(\tR\x17organizationDisplayName\x12-\n" +
-	"\x12organization_admin\x18\x05 \x01(\bR\x11organizationAdmin\x12'\n" +
-	"\x0fservice_account\x18\x06 \x01(\bR\x0eserviceAccount\"\x88\x02\n" +
-	"\aProject\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12-\n" +
-	"\x12owner_organization\x18\x04 \x01(\tR\x11ownerOrganization\x12;\n" +
-	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x128\n" +
-	"\vcaller_role\x18\x06 \x01(\x0e2\x17.cofab.identity.v1.RoleR\n" +
-	"callerRole\"\xe3\x03\n" +
+	" cofab/identity/v1/identity.proto\x12\x11cofab.identity.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n" +
+	"\x18GetCallerIdentityRequest\"\xac\x02\n" +
+	"\x0eCallerIdentity\x12(\n" +
+	"\forganization\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\forganization\x12\x18\n" +
+	"\x04user\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\x04user\x120\n" +
+	"\x11user_display_name\x18\x03 \x01(\tB\x04\xe2A\x01\x03R\x0fuserDisplayName\x12@\n" +
+	"\x19organization_display_name\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\x17organizationDisplayName\x123\n" +
+	"\x12organization_admin\x18\x05 \x01(\bB\x04\xe2A\x01\x03R\x11organizationAdmin\x12-\n" +
+	"\x0fservice_account\x18\x06 \x01(\bB\x04\xe2A\x01\x03R\x0eserviceAccount\"\xd2\x02\n" +
+	"\aProject\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12'\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vdisplayName\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x123\n" +
+	"\x12owner_organization\x18\x04 \x01(\tB\x04\xe2A\x01\x03R\x11ownerOrganization\x12A\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12>\n" +
+	"\vcaller_role\x18\x06 \x01(\x0e2\x17.cofab.identity.v1.RoleB\x04\xe2A\x01\x03R\n" +
+	"callerRole:*\xeaA'\n" +
+	"\x11cofab.dev/Project\x12\x12projects/{project}\"\xdd\x04\n" +
 	"\n" +
-	"Membership\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
-	"\forganization\x18\x02 \x01(\tR\forganization\x12+\n" +
-	"\x04role\x18\x03 \x01(\x0e2\x17.cofab.identity.v1.RoleR\x04role\x129\n" +
-	"\x05state\x18\x04 \x01(\x0e2#.cofab.identity.v1.Membership.StateR\x05state\x12H\n" +
-	"\x12invite_expire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10inviteExpireTime\x12;\n" +
-	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12\x1d\n" +
+	"Membership\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12(\n" +
+	"\forganization\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\forganization\x121\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x17.cofab.identity.v1.RoleB\x04\xe2A\x01\x02R\x04role\x12?\n" +
+	"\x05state\x18\x04 \x01(\x0e2#.cofab.identity.v1.Membership.StateB\x04\xe2A\x01\x03R\x05state\x12N\n" +
+	"\x12invite_expire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\x10inviteExpireTime\x12A\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12#\n" +
 	"\n" +
-	"invited_by\x18\a \x01(\tR\tinvitedBy\x12#\n" +
-	"\rinvitation_id\x18\b \x01(\tR\finvitationId\"j\n" +
+	"invited_by\x18\a \x01(\tB\x04\xe2A\x01\x03R\tinvitedBy\x12)\n" +
+	"\rinvitation_id\x18\b \x01(\tB\x04\xe2A\x01\x03R\finvitationId\"j\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_INVITED\x10\x01\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x02\x12\x12\n" +
 	"\x0eSTATE_DECLINED\x10\x03\x12\x11\n" +
-	"\rSTATE_EXPIRED\x10\x04\"k\n" +
-	"\x14CreateProjectRequest\x124\n" +
-	"\aproject\x18\x01 \x01(\v2\x1a.cofab.identity.v1.ProjectR\aproject\x12\x1d\n" +
+	"\rSTATE_EXPIRED\x10\x04:H\xeaAE\n" +
+	"\x14cofab.dev/Membership\x12-projects/{project}/memberships/{organization}\"q\n" +
+	"\x14CreateProjectRequest\x12:\n" +
+	"\aproject\x18\x01 \x01(\v2\x1a.cofab.identity.v1.ProjectB\x04\xe2A\x01\x02R\aproject\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"'\n" +
-	"\x11GetProjectRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"Q\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"-\n" +
+	"\x11GetProjectRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"Q\n" +
 	"\x13ListProjectsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"v\n" +
 	"\x14ListProjectsResponse\x126\n" +
 	"\bprojects\x18\x01 \x03(\v2\x1a.cofab.identity.v1.ProjectR\bprojects\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xbd\x01\n" +
-	"\x17CreateMembershipRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12=\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xc9\x01\n" +
+	"\x17CreateMembershipRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12C\n" +
 	"\n" +
-	"membership\x18\x02 \x01(\v2\x1d.cofab.identity.v1.MembershipR\n" +
+	"membership\x18\x02 \x01(\v2\x1d.cofab.identity.v1.MembershipB\x04\xe2A\x01\x02R\n" +
 	"membership\x12,\n" +
 	"\x12invite_ttl_seconds\x18\x03 \x01(\x03R\x10inviteTtlSeconds\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"l\n" +
-	"\x16ListMembershipsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"r\n" +
+	"\x16ListMembershipsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n" +
 	"\x17ListMembershipsResponse\x12?\n" +
 	"\vmemberships\x18\x01 \x03(\v2\x1d.cofab.identity.v1.MembershipR\vmemberships\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +
-	"\x17AcceptMembershipRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n" +
+	"\x17AcceptMembershipRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"M\n" +
-	"\x18DeclineMembershipRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"S\n" +
+	"\x18DeclineMembershipRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"L\n" +
-	"\x17ExpireMembershipRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"R\n" +
+	"\x17ExpireMembershipRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId*a\n" +
 	"\x04Role\x12\x14\n" +
@@ -1099,7 +1107,9 @@ const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"\x0fListMemberships\x12).cofab.identity.v1.ListMembershipsRequest\x1a*.cofab.identity.v1.ListMembershipsResponse\x12]\n" +
 	"\x10AcceptMembership\x12*.cofab.identity.v1.AcceptMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12_\n" +
 	"\x11DeclineMembership\x12+.cofab.identity.v1.DeclineMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n" +
-	"\x10ExpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.MembershipB3Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3"
+	"\x10ExpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.MembershipB\xaa\x01\xeaA6\n" +
+	"\x16cofab.dev/Organization\x12\x1corganizations/{organization}\xeaA;\n" +
+	"\x0ecofab.dev/User\x12)organizations/{organization}/users/{user}Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3"
 
 var (
 	file_cofab_identity_v1_identity_proto_rawDescOnce sync.Once

@@ -26,7 +26,11 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Who the caller is, as resolved from its bearer token. Served by every cofab service.
+// Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+// design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+// Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+// token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+// an unknown, expired or revoked token, a call is UNAUTHENTICATED.
 type IdentityServiceClient interface {
 	// Returns the organization and user behind the caller's token.
 	GetCallerIdentity(ctx context.Context, in *GetCallerIdentityRequest, opts ...grpc.CallOption) (*CallerIdentity, error)
@@ -54,7 +58,11 @@ func (c *identityServiceClient) GetCallerIdentity(ctx context.Context, in *GetCa
 // All implementations must embed UnimplementedIdentityServiceServer
 // for forward compatibility.
 //
-// Who the caller is, as resolved from its bearer token. Served by every cofab service.
+// Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+// design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+// Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+// token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+// an unknown, expired or revoked token, a call is UNAUTHENTICATED.
 type IdentityServiceServer interface {
 	// Returns the organization and user behind the caller's token.
 	GetCallerIdentity(context.Context, *GetCallerIdentityRequest) (*CallerIdentity, error)
@@ -141,7 +149,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Projects are workspaces shared by member organizations, each with a role.
+// Projects are workspaces shared by member organizations, each with a role. Served by the
+// design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+// <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+// whether it exists or not.
 type ProjectServiceClient interface {
 	// Creates a project owned by the caller's organization.
 	CreateProject(ctx context.Context, in *CreateProjectRequest, opts ...grpc.CallOption) (*Project, error)
@@ -254,7 +265,10 @@ func (c *projectServiceClient) ExpireMembership(ctx context.Context, in *ExpireM
 // All implementations must embed UnimplementedProjectServiceServer
 // for forward compatibility.
 //
-// Projects are workspaces shared by member organizations, each with a role.
+// Projects are workspaces shared by member organizations, each with a role. Served by the
+// design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+// <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+// whether it exists or not.
 type ProjectServiceServer interface {
 	// Creates a project owned by the caller's organization.
 	CreateProject(context.Context, *CreateProjectRequest) (*Project, error)

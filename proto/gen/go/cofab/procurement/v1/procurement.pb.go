@@ -7,6 +7,7 @@
 package procurementv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -80,8 +81,8 @@ func (Rfq_State) EnumDescriptor() ([]byte, []int) {
 	return file_cofab_procurement_v1_procurement_proto_rawDescGZIP(), []int{3, 0}
 }
 
-// Who awards once the RFQ is closed (by the procurement workflow at the quote deadline, or
-// earlier when every invited supplier has quoted).
+// Who awards once the RFQ is closed. Every policy closes the same way (see CloseRfq): at the
+// quote deadline, by the buyer, or as soon as every invited supplier has a current quote.
 type Rfq_AwardPolicy int32
 
 const (
@@ -416,23 +417,26 @@ func (x *Allocation) GetQuote() string {
 type Rfq struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{buyer}/rfqs/{rfq}
-	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// At most 200 characters.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// organizations/{organization}/items/{item}
 	Item string `protobuf:"bytes,3,opt,name=item,proto3" json:"item,omitempty"`
-	// Units wanted.
+	// Units wanted, > 0.
 	Quantity int64 `protobuf:"varint,4,opt,name=quantity,proto3" json:"quantity,omitempty"`
-	// When the units must be delivered.
+	// When the units must be delivered; in the future, after quote_deadline.
 	DueTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=due_time,json=dueTime,proto3" json:"due_time,omitempty"`
 	// For a designed part: the released revision quoted on,
 	// projects/{project}/designs/{design}/revisions/{revision}. Empty for other items.
 	DesignRevision string `protobuf:"bytes,6,opt,name=design_revision,json=designRevision,proto3" json:"design_revision,omitempty"`
-	// organizations/{organization} of each invited supplier. A supplier sees only itself here.
+	// organizations/{organization} of each invited supplier (at least one, with the suppliers a
+	// supplier_search finds; at most 5000; never the buyer). A supplier sees only itself here.
 	InvitedSuppliers []string `protobuf:"bytes,7,rep,name=invited_suppliers,json=invitedSuppliers,proto3" json:"invited_suppliers,omitempty"`
-	// Quotes are accepted until then; the RFQ is closed at that time.
+	// Quotes are accepted until then, in the future; the RFQ is closed at that time if it did
+	// not close earlier (by the buyer, or once every invited supplier quoted: see CloseRfq).
 	QuoteDeadline *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=quote_deadline,json=quoteDeadline,proto3" json:"quote_deadline,omitempty"`
 	Weights       *EvaluationWeights     `protobuf:"bytes,9,opt,name=weights,proto3" json:"weights,omitempty"`
-	// ISO 4217 code of quoted prices, e.g. EUR.
+	// ISO 4217 code of quoted prices, e.g. EUR: three upper-case letters.
 	CurrencyCode string    `protobuf:"bytes,10,opt,name=currency_code,json=currencyCode,proto3" json:"currency_code,omitempty"`
 	State        Rfq_State `protobuf:"varint,11,opt,name=state,proto3,enum=cofab.procurement.v1.Rfq_State" json:"state,omitempty"`
 	// organizations/{buyer}
@@ -707,16 +711,19 @@ type Quote struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// organizations/{supplier}
 	Supplier string `protobuf:"bytes,2,opt,name=supplier,proto3" json:"supplier,omitempty"`
-	// Price of one unit, in the RFQ's currency.
-	UnitPrice    float64 `protobuf:"fixed64,3,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
-	LeadTimeDays int32   `protobuf:"varint,4,opt,name=lead_time_days,json=leadTimeDays,proto3" json:"lead_time_days,omitempty"`
-	// Units the supplier can deliver for this RFQ.
+	// Price of one unit, in the RFQ's currency: positive and finite.
+	UnitPrice float64 `protobuf:"fixed64,3,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
+	// Days from award to delivery, >= 0.
+	LeadTimeDays int32 `protobuf:"varint,4,opt,name=lead_time_days,json=leadTimeDays,proto3" json:"lead_time_days,omitempty"`
+	// Units the supplier can deliver for this RFQ, > 0.
 	Capacity int64 `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	// The offer holds until then.
-	ValidUntil  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
-	Notes       string                 `protobuf:"bytes,7,opt,name=notes,proto3" json:"notes,omitempty"`
-	Attachments []*Attachment          `protobuf:"bytes,8,rep,name=attachments,proto3" json:"attachments,omitempty"`
-	State       Quote_State            `protobuf:"varint,9,opt,name=state,proto3,enum=cofab.procurement.v1.Quote_State" json:"state,omitempty"`
+	// The offer holds until then; in the future.
+	ValidUntil *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=valid_until,json=validUntil,proto3" json:"valid_until,omitempty"`
+	// At most 10,000 characters.
+	Notes string `protobuf:"bytes,7,opt,name=notes,proto3" json:"notes,omitempty"`
+	// At most 20.
+	Attachments []*Attachment `protobuf:"bytes,8,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	State       Quote_State   `protobuf:"varint,9,opt,name=state,proto3,enum=cofab.procurement.v1.Quote_State" json:"state,omitempty"`
 	// 1 on submission, +1 on each revision.
 	Revision      int32                  `protobuf:"varint,10,opt,name=revision,proto3" json:"revision,omitempty"`
 	Etag          string                 `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
@@ -852,7 +859,8 @@ type CreateRfqRequest struct {
 	// organizations/{buyer}: the caller's own organization.
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
 	// display_name, item, quantity, due_time, design_revision (for designed parts; defaults to the
-	// item's pinned revision), invited_suppliers, quote_deadline, weights, currency_code.
+	// item's pinned revision), invited_suppliers, quote_deadline, weights, currency_code,
+	// award_policy. The RFQ starts as a draft: OpenRfq tells the suppliers.
 	Rfq *Rfq `protobuf:"bytes,2,opt,name=rfq,proto3" json:"rfq,omitempty"`
 	// Adds the suppliers this search finds to rfq.invited_suppliers.
 	SupplierSearch *SupplierSearch `protobuf:"bytes,3,opt,name=supplier_search,json=supplierSearch,proto3" json:"supplier_search,omitempty"`
@@ -1080,7 +1088,8 @@ func (x *ListRfqsResponse) GetNextPageToken() string {
 
 type OpenRfqRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// organizations/{buyer}/rfqs/{rfq}
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// When set, must equal the RFQ's current etag.
 	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
@@ -1140,10 +1149,11 @@ func (x *OpenRfqRequest) GetRequestId() string {
 }
 
 type CloseRfqRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{buyer}/rfqs/{rfq}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1200,11 +1210,12 @@ func (x *CloseRfqRequest) GetRequestId() string {
 }
 
 type CancelRfqRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{buyer}/rfqs/{rfq}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1269,7 +1280,8 @@ func (x *CancelRfqRequest) GetReason() string {
 
 type EvaluateRfqRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// organizations/{buyer}/rfqs/{rfq}
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Evaluate with these weights instead of the RFQ's own, when set.
 	Weights       *EvaluationWeights `protobuf:"bytes,2,opt,name=weights,proto3" json:"weights,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1478,7 +1490,8 @@ func (x *EvaluateRfqResponse) GetWeights() *EvaluationWeights {
 
 type AwardRfqRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// organizations/{buyer}/rfqs/{rfq}
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// supplier and quantity of each; the quantities sum to the RFQ's quantity.
 	Allocations   []*Allocation `protobuf:"bytes,2,rep,name=allocations,proto3" json:"allocations,omitempty"`
 	Etag          string        `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
@@ -1824,7 +1837,9 @@ func (x *ApproveAwardRequest) GetRequestId() string {
 type SubmitQuoteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{buyer}/rfqs/{rfq}
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	// unit_price, capacity and valid_until (required), lead_time_days, notes, attachments. A
+	// supplier has one current quote per RFQ: a second is FAILED_PRECONDITION (UpdateQuote it).
 	Quote         *Quote `protobuf:"bytes,2,opt,name=quote,proto3" json:"quote,omitempty"`
 	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1946,10 +1961,11 @@ func (x *UpdateQuoteRequest) GetRequestId() string {
 }
 
 type WithdrawQuoteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Etag          string                 `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{buyer}/rfqs/{rfq}/quotes/{quote}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Etag          string `protobuf:"bytes,2,opt,name=etag,proto3" json:"etag,omitempty"`
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2006,8 +2022,9 @@ func (x *WithdrawQuoteRequest) GetRequestId() string {
 }
 
 type GetQuoteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{buyer}/rfqs/{rfq}/quotes/{quote}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2166,7 +2183,7 @@ var File_cofab_procurement_v1_procurement_proto protoreflect.FileDescriptor
 
 const file_cofab_procurement_v1_procurement_proto_rawDesc = "" +
 	"\n" +
-	"&cofab/procurement/v1/procurement.proto\x12\x14cofab.procurement.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n" +
+	"&cofab/procurement/v1/procurement.proto\x12\x14cofab.procurement.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n" +
 	"\x11EvaluationWeights\x12\x14\n" +
 	"\x05price\x18\x01 \x01(\x01R\x05price\x12\x1b\n" +
 	"\tlead_time\x18\x02 \x01(\x01R\bleadTime\x12#\n" +
@@ -2183,34 +2200,34 @@ const file_cofab_procurement_v1_procurement_proto_rawDesc = "" +
 	"Allocation\x12\x1a\n" +
 	"\bsupplier\x18\x01 \x01(\tR\bsupplier\x12\x1a\n" +
 	"\bquantity\x18\x02 \x01(\x03R\bquantity\x12\x14\n" +
-	"\x05quote\x18\x03 \x01(\tR\x05quote\"\xff\t\n" +
-	"\x03Rfq\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x12\n" +
-	"\x04item\x18\x03 \x01(\tR\x04item\x12\x1a\n" +
-	"\bquantity\x18\x04 \x01(\x03R\bquantity\x125\n" +
-	"\bdue_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\adueTime\x12'\n" +
+	"\x05quote\x18\x03 \x01(\tR\x05quote\"\x9c\v\n" +
+	"\x03Rfq\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
+	"\x04item\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x04item\x12 \n" +
+	"\bquantity\x18\x04 \x01(\x03B\x04\xe2A\x01\x02R\bquantity\x12;\n" +
+	"\bdue_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\adueTime\x12'\n" +
 	"\x0fdesign_revision\x18\x06 \x01(\tR\x0edesignRevision\x12+\n" +
-	"\x11invited_suppliers\x18\a \x03(\tR\x10invitedSuppliers\x12A\n" +
-	"\x0equote_deadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rquoteDeadline\x12A\n" +
-	"\aweights\x18\t \x01(\v2'.cofab.procurement.v1.EvaluationWeightsR\aweights\x12#\n" +
+	"\x11invited_suppliers\x18\a \x03(\tR\x10invitedSuppliers\x12G\n" +
+	"\x0equote_deadline\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\rquoteDeadline\x12A\n" +
+	"\aweights\x18\t \x01(\v2'.cofab.procurement.v1.EvaluationWeightsR\aweights\x12)\n" +
 	"\rcurrency_code\x18\n" +
-	" \x01(\tR\fcurrencyCode\x125\n" +
-	"\x05state\x18\v \x01(\x0e2\x1f.cofab.procurement.v1.Rfq.StateR\x05state\x12\x14\n" +
-	"\x05buyer\x18\f \x01(\tR\x05buyer\x12\x1f\n" +
-	"\vquote_count\x18\r \x01(\x05R\n" +
-	"quoteCount\x12B\n" +
-	"\vallocations\x18\x0e \x03(\v2 .cofab.procurement.v1.AllocationR\vallocations\x12\x12\n" +
-	"\x04etag\x18\x0f \x01(\tR\x04etag\x12;\n" +
-	"\vcreate_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x127\n" +
-	"\topen_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\bopenTime\x129\n" +
+	" \x01(\tB\x04\xe2A\x01\x02R\fcurrencyCode\x12;\n" +
+	"\x05state\x18\v \x01(\x0e2\x1f.cofab.procurement.v1.Rfq.StateB\x04\xe2A\x01\x03R\x05state\x12\x1a\n" +
+	"\x05buyer\x18\f \x01(\tB\x04\xe2A\x01\x03R\x05buyer\x12%\n" +
+	"\vquote_count\x18\r \x01(\x05B\x04\xe2A\x01\x03R\n" +
+	"quoteCount\x12H\n" +
+	"\vallocations\x18\x0e \x03(\v2 .cofab.procurement.v1.AllocationB\x04\xe2A\x01\x03R\vallocations\x12\x18\n" +
+	"\x04etag\x18\x0f \x01(\tB\x04\xe2A\x01\x03R\x04etag\x12A\n" +
+	"\vcreate_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12A\n" +
+	"\vupdate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"updateTime\x12=\n" +
+	"\topen_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\bopenTime\x12?\n" +
 	"\n" +
-	"close_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tcloseTime\x12H\n" +
-	"\faward_policy\x18\x14 \x01(\x0e2%.cofab.procurement.v1.Rfq.AwardPolicyR\vawardPolicy\x12S\n" +
-	"\x14proposed_allocations\x18\x15 \x03(\v2 .cofab.procurement.v1.AllocationR\x13proposedAllocations\"y\n" +
+	"close_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tcloseTime\x12H\n" +
+	"\faward_policy\x18\x14 \x01(\x0e2%.cofab.procurement.v1.Rfq.AwardPolicyR\vawardPolicy\x12Y\n" +
+	"\x14proposed_allocations\x18\x15 \x03(\v2 .cofab.procurement.v1.AllocationB\x04\xe2A\x01\x03R\x13proposedAllocations\"y\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vSTATE_DRAFT\x10\x01\x12\x0e\n" +
@@ -2223,7 +2240,8 @@ const file_cofab_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x18AWARD_POLICY_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AWARD_POLICY_BUYER\x10\x01\x12\x1a\n" +
 	"\x16AWARD_POLICY_AUTOMATIC\x10\x02\x12)\n" +
-	"%AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL\x10\x03\"\x7f\n" +
+	"%AWARD_POLICY_AUTOMATIC_AFTER_APPROVAL\x10\x03:;\xeaA8\n" +
+	"\rcofab.dev/Rfq\x12'organizations/{organization}/rfqs/{rfq}\"\x7f\n" +
 	"\n" +
 	"Attachment\x12\x1b\n" +
 	"\tfile_name\x18\x01 \x01(\tR\bfileName\x12\x16\n" +
@@ -2231,65 +2249,66 @@ const file_cofab_procurement_v1_procurement_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x1d\n" +
 	"\n" +
-	"media_type\x18\x04 \x01(\tR\tmediaType\"\xf3\x04\n" +
-	"\x05Quote\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bsupplier\x18\x02 \x01(\tR\bsupplier\x12\x1d\n" +
+	"media_type\x18\x04 \x01(\tR\tmediaType\"\xfd\x05\n" +
+	"\x05Quote\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
+	"\bsupplier\x18\x02 \x01(\tB\x04\xe2A\x01\x03R\bsupplier\x12#\n" +
 	"\n" +
-	"unit_price\x18\x03 \x01(\x01R\tunitPrice\x12$\n" +
-	"\x0elead_time_days\x18\x04 \x01(\x05R\fleadTimeDays\x12\x1a\n" +
-	"\bcapacity\x18\x05 \x01(\x03R\bcapacity\x12;\n" +
-	"\vvalid_until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"unit_price\x18\x03 \x01(\x01B\x04\xe2A\x01\x02R\tunitPrice\x12$\n" +
+	"\x0elead_time_days\x18\x04 \x01(\x05R\fleadTimeDays\x12 \n" +
+	"\bcapacity\x18\x05 \x01(\x03B\x04\xe2A\x01\x02R\bcapacity\x12A\n" +
+	"\vvalid_until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x02R\n" +
 	"validUntil\x12\x14\n" +
 	"\x05notes\x18\a \x01(\tR\x05notes\x12B\n" +
-	"\vattachments\x18\b \x03(\v2 .cofab.procurement.v1.AttachmentR\vattachments\x127\n" +
-	"\x05state\x18\t \x01(\x0e2!.cofab.procurement.v1.Quote.StateR\x05state\x12\x1a\n" +
+	"\vattachments\x18\b \x03(\v2 .cofab.procurement.v1.AttachmentR\vattachments\x12=\n" +
+	"\x05state\x18\t \x01(\x0e2!.cofab.procurement.v1.Quote.StateB\x04\xe2A\x01\x03R\x05state\x12 \n" +
 	"\brevision\x18\n" +
-	" \x01(\x05R\brevision\x12\x12\n" +
-	"\x04etag\x18\v \x01(\tR\x04etag\x12;\n" +
-	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12;\n" +
-	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	" \x01(\x05B\x04\xe2A\x01\x03R\brevision\x12\x18\n" +
+	"\x04etag\x18\v \x01(\tB\x04\xe2A\x01\x03R\x04etag\x12A\n" +
+	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12A\n" +
+	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
 	"updateTime\"_\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATE_SUBMITTED\x10\x01\x12\x13\n" +
 	"\x0fSTATE_WITHDRAWN\x10\x02\x12\x15\n" +
-	"\x11STATE_INVALIDATED\x10\x03\"\xc5\x01\n" +
-	"\x10CreateRfqRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12+\n" +
-	"\x03rfq\x18\x02 \x01(\v2\x19.cofab.procurement.v1.RfqR\x03rfq\x12M\n" +
+	"\x11STATE_INVALIDATED\x10\x03:L\xeaAI\n" +
+	"\x0fcofab.dev/Quote\x126organizations/{organization}/rfqs/{rfq}/quotes/{quote}\"\xd1\x01\n" +
+	"\x10CreateRfqRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x121\n" +
+	"\x03rfq\x18\x02 \x01(\v2\x19.cofab.procurement.v1.RfqB\x04\xe2A\x01\x02R\x03rfq\x12M\n" +
 	"\x0fsupplier_search\x18\x03 \x01(\v2$.cofab.procurement.v1.SupplierSearchR\x0esupplierSearch\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"#\n" +
-	"\rGetRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"e\n" +
-	"\x0fListRfqsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\")\n" +
+	"\rGetRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"k\n" +
+	"\x0fListRfqsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"i\n" +
 	"\x10ListRfqsResponse\x12-\n" +
 	"\x04rfqs\x18\x01 \x03(\v2\x19.cofab.procurement.v1.RfqR\x04rfqs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n" +
-	"\x0eOpenRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"]\n" +
+	"\x0eOpenRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"X\n" +
-	"\x0fCloseRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"^\n" +
+	"\x0fCloseRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"q\n" +
-	"\x10CancelRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"w\n" +
+	"\x10CancelRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"k\n" +
-	"\x12EvaluateRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12A\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"q\n" +
+	"\x12EvaluateRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12A\n" +
 	"\aweights\x18\x02 \x01(\v2'.cofab.procurement.v1.EvaluationWeightsR\aweights\"\xe3\x01\n" +
 	"\n" +
 	"QuoteScore\x12\x14\n" +
@@ -2303,55 +2322,55 @@ const file_cofab_procurement_v1_procurement_proto_rawDesc = "" +
 	"\x04rank\x18\b \x01(\x05R\x04rank\"\x92\x01\n" +
 	"\x13EvaluateRfqResponse\x128\n" +
 	"\x06scores\x18\x01 \x03(\v2 .cofab.procurement.v1.QuoteScoreR\x06scores\x12A\n" +
-	"\aweights\x18\x02 \x01(\v2'.cofab.procurement.v1.EvaluationWeightsR\aweights\"\x9c\x01\n" +
-	"\x0fAwardRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
-	"\vallocations\x18\x02 \x03(\v2 .cofab.procurement.v1.AllocationR\vallocations\x12\x12\n" +
+	"\aweights\x18\x02 \x01(\v2'.cofab.procurement.v1.EvaluationWeightsR\aweights\"\xa8\x01\n" +
+	"\x0fAwardRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12H\n" +
+	"\vallocations\x18\x02 \x03(\v2 .cofab.procurement.v1.AllocationB\x04\xe2A\x01\x02R\vallocations\x12\x12\n" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"\x9a\x01\n" +
-	"\x10ReviseRfqRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
-	"\x0fdesign_revision\x18\x02 \x01(\tR\x0edesignRevision\x12\x16\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\xa6\x01\n" +
+	"\x10ReviseRfqRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12-\n" +
+	"\x0fdesign_revision\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x0edesignRevision\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
 	"\x04etag\x18\x04 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x05 \x01(\tR\trequestId\"\xa1\x01\n" +
-	"\x19RecordInboundQuoteRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1a\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"\xa7\x01\n" +
+	"\x19RecordInboundQuoteRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1a\n" +
 	"\bsupplier\x18\x02 \x01(\tR\bsupplier\x121\n" +
 	"\x05quote\x18\x03 \x01(\v2\x1b.cofab.procurement.v1.QuoteR\x05quote\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"\x8c\x01\n" +
-	"\x13ProposeAwardRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"\x92\x01\n" +
+	"\x13ProposeAwardRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12B\n" +
 	"\vallocations\x18\x02 \x03(\v2 .cofab.procurement.v1.AllocationR\vallocations\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"\\\n" +
-	"\x13ApproveAwardRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"b\n" +
+	"\x13ApproveAwardRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"~\n" +
-	"\x12SubmitQuoteRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x121\n" +
-	"\x05quote\x18\x02 \x01(\v2\x1b.cofab.procurement.v1.QuoteR\x05quote\x12\x1d\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x8a\x01\n" +
+	"\x12SubmitQuoteRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x127\n" +
+	"\x05quote\x18\x02 \x01(\v2\x1b.cofab.procurement.v1.QuoteB\x04\xe2A\x01\x02R\x05quote\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"z\n" +
-	"\x12UpdateQuoteRequest\x121\n" +
-	"\x05quote\x18\x01 \x01(\v2\x1b.cofab.procurement.v1.QuoteR\x05quote\x12\x12\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x80\x01\n" +
+	"\x12UpdateQuoteRequest\x127\n" +
+	"\x05quote\x18\x01 \x01(\v2\x1b.cofab.procurement.v1.QuoteB\x04\xe2A\x01\x02R\x05quote\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"]\n" +
-	"\x14WithdrawQuoteRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"c\n" +
+	"\x14WithdrawQuoteRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x12\n" +
 	"\x04etag\x18\x02 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"%\n" +
-	"\x0fGetQuoteRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"g\n" +
-	"\x11ListQuotesRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"+\n" +
+	"\x0fGetQuoteRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"m\n" +
+	"\x11ListQuotesRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +

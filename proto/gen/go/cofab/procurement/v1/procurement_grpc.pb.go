@@ -43,7 +43,12 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-// suppliers, their evaluation and (split) awards. Served by the supply service.
+// suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+// 127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+//
+// An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+// soon as every invited supplier has a current quote (the procurement workflow closes it then,
+// whatever the award policy). Then it is awarded as its award_policy says.
 //
 // Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
 // closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -58,7 +63,10 @@ type ProcurementServiceClient interface {
 	ListRfqs(ctx context.Context, in *ListRfqsRequest, opts ...grpc.CallOption) (*ListRfqsResponse, error)
 	// Draft -> open: invited suppliers are told, one event each.
 	OpenRfq(ctx context.Context, in *OpenRfqRequest, opts ...grpc.CallOption) (*Rfq, error)
-	// Open -> closed (the buyer, or the platform's service account at the quote deadline).
+	// Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+	// account) at the quote deadline or as soon as every invited supplier has a current quote,
+	// whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+	// revised or withdrawn.
 	CloseRfq(ctx context.Context, in *CloseRfqRequest, opts ...grpc.CallOption) (*Rfq, error)
 	// Draft, open or closed -> cancelled.
 	CancelRfq(ctx context.Context, in *CancelRfqRequest, opts ...grpc.CallOption) (*Rfq, error)
@@ -276,7 +284,12 @@ func (c *procurementServiceClient) ListQuotes(ctx context.Context, in *ListQuote
 // for forward compatibility.
 //
 // Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-// suppliers, their evaluation and (split) awards. Served by the supply service.
+// suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+// 127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+//
+// An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+// soon as every invited supplier has a current quote (the procurement workflow closes it then,
+// whatever the award policy). Then it is awarded as its award_policy says.
 //
 // Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
 // closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -291,7 +304,10 @@ type ProcurementServiceServer interface {
 	ListRfqs(context.Context, *ListRfqsRequest) (*ListRfqsResponse, error)
 	// Draft -> open: invited suppliers are told, one event each.
 	OpenRfq(context.Context, *OpenRfqRequest) (*Rfq, error)
-	// Open -> closed (the buyer, or the platform's service account at the quote deadline).
+	// Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+	// account) at the quote deadline or as soon as every invited supplier has a current quote,
+	// whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+	// revised or withdrawn.
 	CloseRfq(context.Context, *CloseRfqRequest) (*Rfq, error)
 	// Draft, open or closed -> cancelled.
 	CancelRfq(context.Context, *CancelRfqRequest) (*Rfq, error)

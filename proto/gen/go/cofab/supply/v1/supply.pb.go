@@ -7,6 +7,7 @@
 package supplyv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	emptypb "google.golang.org/protobuf/types/known/emptypb"
@@ -279,12 +280,15 @@ func (RecordDisruptionProgressRequest_Kind) EnumDescriptor() ([]byte, []int) {
 type Facility struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{organization}/facilities/{facility}
-	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1 to 200 characters.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	// Free-form region used for risk grouping, e.g. "eu-central", "jp-kanto".
+	// Free-form region used for risk grouping, e.g. "eu-central", "jp-kanto": 1 to 100 lower-case
+	// letters, digits or '-', starting with a letter or digit.
 	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
-	// ISO 3166-1 alpha-2.
-	CountryCode   string                 `protobuf:"bytes,4,opt,name=country_code,json=countryCode,proto3" json:"country_code,omitempty"`
+	// ISO 3166-1 alpha-2, upper case, e.g. "DE".
+	CountryCode string `protobuf:"bytes,4,opt,name=country_code,json=countryCode,proto3" json:"country_code,omitempty"`
+	// Degrees, within [-90, 90] and [-180, 180].
 	Latitude      float64                `protobuf:"fixed64,5,opt,name=latitude,proto3" json:"latitude,omitempty"`
 	Longitude     float64                `protobuf:"fixed64,6,opt,name=longitude,proto3" json:"longitude,omitempty"`
 	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -594,8 +598,12 @@ type Capability struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{organization}/facilities/{facility}/capabilities/{capability}
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// e.g. "cnc-milling", "injection-moulding": lower-case letters, digits, '-'.
-	Process   string   `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
+	// 1 to 100 lower-case letters, digits or '-', matched exactly by searches. Use the rule set
+	// ids where they apply: cnc-milling, fdm-printing, sla-printing, injection-moulding.
+	Process string `protobuf:"bytes,2,opt,name=process,proto3" json:"process,omitempty"`
+	// Same form as process; use the design material keys where they apply (aluminium-6061,
+	// steel-1018, stainless-304, brass-360, titanium-6al4v, pla, petg, abs, nylon-pa12,
+	// polycarbonate, polypropylene, sla-resin).
 	Materials []string `protobuf:"bytes,3,rep,name=materials,proto3" json:"materials,omitempty"`
 	// Units per month, >= 0.
 	MonthlyCapacity float64 `protobuf:"fixed64,4,opt,name=monthly_capacity,json=monthlyCapacity,proto3" json:"monthly_capacity,omitempty"`
@@ -741,8 +749,9 @@ func (x *CreateCapabilityRequest) GetRequestId() string {
 }
 
 type GetCapabilityRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/facilities/{facility}/capabilities/{capability}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -898,9 +907,10 @@ func (x *ListCapabilitiesResponse) GetNextPageToken() string {
 }
 
 type DeleteCapabilityRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/facilities/{facility}/capabilities/{capability}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1007,9 +1017,11 @@ func (x *BomLine) GetQuantity() float64 {
 type Item struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{organization}/items/{item}
-	Name        string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 1 to 200 characters.
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	PartNumber  string `protobuf:"bytes,3,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
+	// At most 100 characters.
+	PartNumber string `protobuf:"bytes,3,opt,name=part_number,json=partNumber,proto3" json:"part_number,omitempty"`
 	// A product sold to the market: disruption impact reports on end items.
 	EndItem      bool    `protobuf:"varint,4,opt,name=end_item,json=endItem,proto3" json:"end_item,omitempty"`
 	UnitRevenue  float64 `protobuf:"fixed64,5,opt,name=unit_revenue,json=unitRevenue,proto3" json:"unit_revenue,omitempty"`
@@ -1215,8 +1227,9 @@ func (x *CreateItemRequest) GetRequestId() string {
 }
 
 type GetItemRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/items/{item}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1611,8 +1624,9 @@ func (x *CreateSupplyEdgeRequest) GetRequestId() string {
 }
 
 type GetSupplyEdgeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/supplyEdges/{edge}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1768,9 +1782,10 @@ func (x *ListSupplyEdgesResponse) GetNextPageToken() string {
 }
 
 type DeleteSupplyEdgeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/supplyEdges/{edge}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3394,16 +3409,18 @@ type Disruption struct {
 	// organizations/{organization}/disruptions/{disruption}
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// organizations/{organization}/facilities/{facility}, of the same organization.
-	Facility string          `protobuf:"bytes,2,opt,name=facility,proto3" json:"facility,omitempty"`
-	Kind     Disruption_Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=cofab.supply.v1.Disruption_Kind" json:"kind,omitempty"`
-	// For a capacity drop: the remaining fraction of capacity, in (0, 1).
-	CapacityFactor       float64                `protobuf:"fixed64,4,opt,name=capacity_factor,json=capacityFactor,proto3" json:"capacity_factor,omitempty"`
-	ExpectedDurationDays float64                `protobuf:"fixed64,5,opt,name=expected_duration_days,json=expectedDurationDays,proto3" json:"expected_duration_days,omitempty"`
-	Description          string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
-	State                Disruption_State       `protobuf:"varint,7,opt,name=state,proto3,enum=cofab.supply.v1.Disruption_State" json:"state,omitempty"`
-	CreateTime           *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	ResolveTime          *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=resolve_time,json=resolveTime,proto3" json:"resolve_time,omitempty"`
-	// Customer organizations whose items are hit (filled by the service).
+	Facility string `protobuf:"bytes,2,opt,name=facility,proto3" json:"facility,omitempty"`
+	// KIND_OUTAGE or KIND_CAPACITY_DROP.
+	Kind Disruption_Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=cofab.supply.v1.Disruption_Kind" json:"kind,omitempty"`
+	// For a capacity drop: the remaining fraction of capacity, in (0, 1); 0 or unset for an outage.
+	CapacityFactor float64 `protobuf:"fixed64,4,opt,name=capacity_factor,json=capacityFactor,proto3" json:"capacity_factor,omitempty"`
+	// > 0.
+	ExpectedDurationDays float64 `protobuf:"fixed64,5,opt,name=expected_duration_days,json=expectedDurationDays,proto3" json:"expected_duration_days,omitempty"`
+	// At most 2000 characters.
+	Description string                 `protobuf:"bytes,6,opt,name=description,proto3" json:"description,omitempty"`
+	State       Disruption_State       `protobuf:"varint,7,opt,name=state,proto3,enum=cofab.supply.v1.Disruption_State" json:"state,omitempty"`
+	CreateTime  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	ResolveTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=resolve_time,json=resolveTime,proto3" json:"resolve_time,omitempty"`
 	// Direct customers of the facility whose items are hit (filled by the service).
 	AffectedCustomers []string `protobuf:"bytes,10,rep,name=affected_customers,json=affectedCustomers,proto3" json:"affected_customers,omitempty"`
 	// How many further customer organizations, deeper downstream, are hit; not named.
@@ -3693,9 +3710,10 @@ func (x *ListDisruptionsResponse) GetNextPageToken() string {
 }
 
 type ResolveDisruptionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/disruptions/{disruption}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4176,25 +4194,26 @@ var File_cofab_supply_v1_supply_proto protoreflect.FileDescriptor
 
 const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccofab/supply/v1/supply.proto\x12\x0fcofab.supply.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf3\x01\n" +
-	"\bFacility\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
-	"\x06region\x18\x03 \x01(\tR\x06region\x12!\n" +
-	"\fcountry_code\x18\x04 \x01(\tR\vcountryCode\x12\x1a\n" +
+	"\x1ccofab/supply/v1/supply.proto\x12\x0fcofab.supply.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xde\x02\n" +
+	"\bFacility\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12'\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vdisplayName\x12\x1c\n" +
+	"\x06region\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06region\x12'\n" +
+	"\fcountry_code\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\vcountryCode\x12\x1a\n" +
 	"\blatitude\x18\x05 \x01(\x01R\blatitude\x12\x1c\n" +
-	"\tlongitude\x18\x06 \x01(\x01R\tlongitude\x12;\n" +
-	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\x85\x01\n" +
-	"\x15CreateFacilityRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x125\n" +
-	"\bfacility\x18\x02 \x01(\v2\x19.cofab.supply.v1.FacilityR\bfacility\x12\x1d\n" +
+	"\tlongitude\x18\x06 \x01(\x01R\tlongitude\x12A\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime:K\xeaAH\n" +
+	"\x12cofab.dev/Facility\x122organizations/{organization}/facilities/{facility}\"\x91\x01\n" +
+	"\x15CreateFacilityRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12;\n" +
+	"\bfacility\x18\x02 \x01(\v2\x19.cofab.supply.v1.FacilityB\x04\xe2A\x01\x02R\bfacility\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"(\n" +
-	"\x12GetFacilityRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"k\n" +
-	"\x15ListFacilitiesRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\".\n" +
+	"\x12GetFacilityRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"q\n" +
+	"\x15ListFacilitiesRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"{\n" +
@@ -4202,42 +4221,43 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\n" +
 	"facilities\x18\x01 \x03(\v2\x19.cofab.supply.v1.FacilityR\n" +
 	"facilities\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xab\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa0\x02\n" +
 	"\n" +
-	"Capability\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\aprocess\x18\x02 \x01(\tR\aprocess\x12\x1c\n" +
+	"Capability\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12\x1e\n" +
+	"\aprocess\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\aprocess\x12\x1c\n" +
 	"\tmaterials\x18\x03 \x03(\tR\tmaterials\x12)\n" +
 	"\x10monthly_capacity\x18\x04 \x01(\x01R\x0fmonthlyCapacity\x12&\n" +
-	"\x0ecertifications\x18\x05 \x03(\tR\x0ecertifications\"\xb2\x01\n" +
-	"\x17CreateCapabilityRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12;\n" +
+	"\x0ecertifications\x18\x05 \x03(\tR\x0ecertifications:g\xeaAd\n" +
+	"\x14cofab.dev/Capability\x12Lorganizations/{organization}/facilities/{facility}/capabilities/{capability}\"\xbe\x01\n" +
+	"\x17CreateCapabilityRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12A\n" +
 	"\n" +
-	"capability\x18\x02 \x01(\v2\x1b.cofab.supply.v1.CapabilityR\n" +
+	"capability\x18\x02 \x01(\v2\x1b.cofab.supply.v1.CapabilityB\x04\xe2A\x01\x02R\n" +
 	"capability\x12#\n" +
 	"\rcapability_id\x18\x03 \x01(\tR\fcapabilityId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"*\n" +
-	"\x14GetCapabilityRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"m\n" +
-	"\x17ListCapabilitiesRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"0\n" +
+	"\x14GetCapabilityRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"s\n" +
+	"\x17ListCapabilitiesRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x83\x01\n" +
 	"\x18ListCapabilitiesResponse\x12?\n" +
 	"\fcapabilities\x18\x01 \x03(\v2\x1b.cofab.supply.v1.CapabilityR\fcapabilities\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +
-	"\x17DeleteCapabilityRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n" +
+	"\x17DeleteCapabilityRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"C\n" +
 	"\aBomLine\x12\x1c\n" +
 	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x1a\n" +
-	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\x8e\x03\n" +
-	"\x04Item\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1f\n" +
+	"\bquantity\x18\x02 \x01(\x01R\bquantity\"\xda\x03\n" +
+	"\x04Item\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12'\n" +
+	"\fdisplay_name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\vdisplayName\x12\x1f\n" +
 	"\vpart_number\x18\x03 \x01(\tR\n" +
 	"partNumber\x12\x19\n" +
 	"\bend_item\x18\x04 \x01(\bR\aendItem\x12!\n" +
@@ -4251,67 +4271,69 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	" \x03(\v2\x18.cofab.supply.v1.BomLineR\n" +
 	"components\x12\x18\n" +
 	"\aprocess\x18\v \x01(\tR\aprocess\x12\x1a\n" +
-	"\bmaterial\x18\f \x01(\tR\bmaterial\"\x8e\x01\n" +
-	"\x11CreateItemRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12)\n" +
-	"\x04item\x18\x02 \x01(\v2\x15.cofab.supply.v1.ItemR\x04item\x12\x17\n" +
+	"\bmaterial\x18\f \x01(\tR\bmaterial:>\xeaA;\n" +
+	"\x0ecofab.dev/Item\x12)organizations/{organization}/items/{item}\"\x9a\x01\n" +
+	"\x11CreateItemRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12/\n" +
+	"\x04item\x18\x02 \x01(\v2\x15.cofab.supply.v1.ItemB\x04\xe2A\x01\x02R\x04item\x12\x17\n" +
 	"\aitem_id\x18\x03 \x01(\tR\x06itemId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"$\n" +
-	"\x0eGetItemRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x9a\x01\n" +
-	"\x11UpdateItemRequest\x12)\n" +
-	"\x04item\x18\x01 \x01(\v2\x15.cofab.supply.v1.ItemR\x04item\x12;\n" +
-	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"*\n" +
+	"\x0eGetItemRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"\xa6\x01\n" +
+	"\x11UpdateItemRequest\x12/\n" +
+	"\x04item\x18\x01 \x01(\v2\x15.cofab.supply.v1.ItemB\x04\xe2A\x01\x02R\x04item\x12A\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
 	"updateMask\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"f\n" +
-	"\x10ListItemsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"l\n" +
+	"\x10ListItemsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"h\n" +
 	"\x11ListItemsResponse\x12+\n" +
 	"\x05items\x18\x01 \x03(\v2\x15.cofab.supply.v1.ItemR\x05items\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xee\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd9\x02\n" +
 	"\n" +
-	"SupplyEdge\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bfacility\x18\x02 \x01(\tR\bfacility\x12\x12\n" +
-	"\x04item\x18\x03 \x01(\tR\x04item\x12\x1a\n" +
-	"\bcustomer\x18\x04 \x01(\tR\bcustomer\x12$\n" +
+	"SupplyEdge\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
+	"\bfacility\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bfacility\x12\x18\n" +
+	"\x04item\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x04item\x12 \n" +
+	"\bcustomer\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\bcustomer\x12$\n" +
 	"\x0elead_time_days\x18\x05 \x01(\x01R\fleadTimeDays\x12\x1d\n" +
 	"\n" +
 	"unit_price\x18\x06 \x01(\x01R\tunitPrice\x12\x14\n" +
 	"\x05share\x18\a \x01(\x01R\x05share\x12%\n" +
-	"\x0emonthly_volume\x18\b \x01(\x01R\rmonthlyVolume\"\xb4\x01\n" +
-	"\x17CreateSupplyEdgeRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12<\n" +
-	"\vsupply_edge\x18\x02 \x01(\v2\x1b.cofab.supply.v1.SupplyEdgeR\n" +
+	"\x0emonthly_volume\x18\b \x01(\x01R\rmonthlyVolume:Q\xeaAN\n" +
+	"\x14cofab.dev/SupplyEdge\x126organizations/{organization}/supplyEdges/{supply_edge}\"\xc0\x01\n" +
+	"\x17CreateSupplyEdgeRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12B\n" +
+	"\vsupply_edge\x18\x02 \x01(\v2\x1b.cofab.supply.v1.SupplyEdgeB\x04\xe2A\x01\x02R\n" +
 	"supplyEdge\x12$\n" +
 	"\x0esupply_edge_id\x18\x03 \x01(\tR\fsupplyEdgeId\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x04 \x01(\tR\trequestId\"*\n" +
-	"\x14GetSupplyEdgeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"l\n" +
-	"\x16ListSupplyEdgesRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"0\n" +
+	"\x14GetSupplyEdgeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"r\n" +
+	"\x16ListSupplyEdgesRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x81\x01\n" +
 	"\x17ListSupplyEdgesResponse\x12>\n" +
 	"\fsupply_edges\x18\x01 \x03(\v2\x1b.cofab.supply.v1.SupplyEdgeR\vsupplyEdges\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"L\n" +
-	"\x17DeleteSupplyEdgeRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n" +
+	"\x17DeleteSupplyEdgeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"\xf7\x01\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x84\x02\n" +
 	"\x14ImportNetworkRequest\x12F\n" +
 	"\x06header\x18\x01 \x01(\v2,.cofab.supply.v1.ImportNetworkRequest.HeaderH\x00R\x06header\x12\x16\n" +
-	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x1aw\n" +
-	"\x06Header\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x126\n" +
-	"\x06format\x18\x02 \x01(\x0e2\x1e.cofab.supply.v1.NetworkFormatR\x06format\x12\x1d\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x1a\x83\x01\n" +
+	"\x06Header\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12<\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x1e.cofab.supply.v1.NetworkFormatB\x04\xe2A\x01\x02R\x06format\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestIdB\x06\n" +
 	"\x04part\"t\n" +
@@ -4322,15 +4344,15 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\tunchanged\x18\x04 \x01(\x05R\tunchanged\"b\n" +
 	"\x15ImportNetworkResponse\x125\n" +
 	"\x06counts\x18\x01 \x03(\v2\x1d.cofab.supply.v1.ImportCountsR\x06counts\x12\x12\n" +
-	"\x04rows\x18\x02 \x01(\x05R\x04rows\"f\n" +
-	"\x14ExportNetworkRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x126\n" +
-	"\x06format\x18\x02 \x01(\x0e2\x1e.cofab.supply.v1.NetworkFormatR\x06format\"-\n" +
+	"\x04rows\x18\x02 \x01(\x05R\x04rows\"r\n" +
+	"\x14ExportNetworkRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12<\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x1e.cofab.supply.v1.NetworkFormatB\x04\xe2A\x01\x02R\x06format\"-\n" +
 	"\x15ExportNetworkResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"\x8b\x01\n" +
-	"\x17TraceSupplyChainRequest\x12\x14\n" +
-	"\x05start\x18\x01 \x01(\tR\x05start\x12=\n" +
-	"\tdirection\x18\x02 \x01(\x0e2\x1f.cofab.supply.v1.TraceDirectionR\tdirection\x12\x1b\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"\x97\x01\n" +
+	"\x17TraceSupplyChainRequest\x12\x1a\n" +
+	"\x05start\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05start\x12C\n" +
+	"\tdirection\x18\x02 \x01(\x0e2\x1f.cofab.supply.v1.TraceDirectionB\x04\xe2A\x01\x02R\tdirection\x12\x1b\n" +
 	"\tmax_tiers\x18\x03 \x01(\x05R\bmaxTiers\"\xb1\x01\n" +
 	"\n" +
 	"TraceEntry\x12\x12\n" +
@@ -4367,9 +4389,9 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"capability\x18\x05 \x01(\v2\x1b.cofab.supply.v1.CapabilityR\n" +
 	"capability\"`\n" +
 	"\x1eSearchCapableSuppliersResponse\x12>\n" +
-	"\tsuppliers\x18\x01 \x03(\v2 .cofab.supply.v1.CapableSupplierR\tsuppliers\",\n" +
-	"\x12AnalyzeRiskRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\"^\n" +
+	"\tsuppliers\x18\x01 \x03(\v2 .cofab.supply.v1.CapableSupplierR\tsuppliers\"2\n" +
+	"\x12AnalyzeRiskRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\"^\n" +
 	"\x10SingleSourceItem\x12\x12\n" +
 	"\x04item\x18\x01 \x01(\tR\x04item\x12\x1a\n" +
 	"\bfacility\x18\x02 \x01(\tR\bfacility\x12\x1a\n" +
@@ -4385,9 +4407,9 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\x13AnalyzeRiskResponse\x12Q\n" +
 	"\x13single_source_items\x18\x01 \x03(\v2!.cofab.supply.v1.SingleSourceItemR\x11singleSourceItems\x12R\n" +
 	"\x13critical_facilities\x18\x02 \x03(\v2!.cofab.supply.v1.CriticalFacilityR\x12criticalFacilities\x12Z\n" +
-	"\x1ahidden_critical_facilities\x18\x03 \x03(\v2\x1c.cofab.supply.v1.HiddenCountR\x18hiddenCriticalFacilities\"\xbe\x01\n" +
-	"\x1eComputeDisruptionImpactRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1e\n" +
+	"\x1ahidden_critical_facilities\x18\x03 \x03(\v2\x1c.cofab.supply.v1.HiddenCountR\x18hiddenCriticalFacilities\"\xc4\x01\n" +
+	"\x1eComputeDisruptionImpactRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1e\n" +
 	"\n" +
 	"facilities\x18\x02 \x03(\tR\n" +
 	"facilities\x12\x16\n" +
@@ -4406,9 +4428,9 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\x05items\x18\x01 \x03(\v2\x1b.cofab.supply.v1.ItemImpactR\x05items\x12&\n" +
 	"\x0frevenue_at_risk\x18\x02 \x01(\x01R\rrevenueAtRisk\x12&\n" +
 	"\x0fother_items_hit\x18\x03 \x01(\x05R\rotherItemsHit\x12-\n" +
-	"\x12affected_customers\x18\x04 \x03(\tR\x11affectedCustomers\"\xbe\x01\n" +
-	"\x1ePlanAlternativeSourcingRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1e\n" +
+	"\x12affected_customers\x18\x04 \x03(\tR\x11affectedCustomers\"\xc4\x01\n" +
+	"\x1ePlanAlternativeSourcingRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1e\n" +
 	"\n" +
 	"facilities\x18\x02 \x03(\tR\n" +
 	"facilities\x12\x16\n" +
@@ -4429,22 +4451,22 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\vassignments\x18\x01 \x03(\v2#.cofab.supply.v1.SourcingAssignmentR\vassignments\x122\n" +
 	"\x05unmet\x18\x02 \x03(\v2\x1c.cofab.supply.v1.UnmetVolumeR\x05unmet\x12\x1d\n" +
 	"\n" +
-	"total_cost\x18\x03 \x01(\x01R\ttotalCost\"\x9e\x05\n" +
+	"total_cost\x18\x03 \x01(\x01R\ttotalCost\"\xa6\x06\n" +
 	"\n" +
-	"Disruption\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bfacility\x18\x02 \x01(\tR\bfacility\x124\n" +
-	"\x04kind\x18\x03 \x01(\x0e2 .cofab.supply.v1.Disruption.KindR\x04kind\x12'\n" +
-	"\x0fcapacity_factor\x18\x04 \x01(\x01R\x0ecapacityFactor\x124\n" +
-	"\x16expected_duration_days\x18\x05 \x01(\x01R\x14expectedDurationDays\x12 \n" +
-	"\vdescription\x18\x06 \x01(\tR\vdescription\x127\n" +
-	"\x05state\x18\a \x01(\x0e2!.cofab.supply.v1.Disruption.StateR\x05state\x12;\n" +
-	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\x12=\n" +
-	"\fresolve_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vresolveTime\x12-\n" +
+	"Disruption\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
+	"\bfacility\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bfacility\x12:\n" +
+	"\x04kind\x18\x03 \x01(\x0e2 .cofab.supply.v1.Disruption.KindB\x04\xe2A\x01\x02R\x04kind\x12'\n" +
+	"\x0fcapacity_factor\x18\x04 \x01(\x01R\x0ecapacityFactor\x12:\n" +
+	"\x16expected_duration_days\x18\x05 \x01(\x01B\x04\xe2A\x01\x02R\x14expectedDurationDays\x12 \n" +
+	"\vdescription\x18\x06 \x01(\tR\vdescription\x12=\n" +
+	"\x05state\x18\a \x01(\x0e2!.cofab.supply.v1.Disruption.StateB\x04\xe2A\x01\x03R\x05state\x12A\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\n" +
+	"createTime\x12C\n" +
+	"\fresolve_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\vresolveTime\x123\n" +
 	"\x12affected_customers\x18\n" +
-	" \x03(\tR\x11affectedCustomers\x128\n" +
-	"\x18other_affected_customers\x18\v \x01(\x05R\x16otherAffectedCustomers\"E\n" +
+	" \x03(\tB\x04\xe2A\x01\x03R\x11affectedCustomers\x12>\n" +
+	"\x18other_affected_customers\x18\v \x01(\x05B\x04\xe2A\x01\x03R\x16otherAffectedCustomers\"E\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vKIND_OUTAGE\x10\x01\x12\x16\n" +
@@ -4452,28 +4474,29 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x01\x12\x12\n" +
-	"\x0eSTATE_RESOLVED\x10\x02\"\x8d\x01\n" +
-	"\x17ReportDisruptionRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12;\n" +
+	"\x0eSTATE_RESOLVED\x10\x02:P\xeaAM\n" +
+	"\x14cofab.dev/Disruption\x125organizations/{organization}/disruptions/{disruption}\"\x99\x01\n" +
+	"\x17ReportDisruptionRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12A\n" +
 	"\n" +
-	"disruption\x18\x02 \x01(\v2\x1b.cofab.supply.v1.DisruptionR\n" +
+	"disruption\x18\x02 \x01(\v2\x1b.cofab.supply.v1.DisruptionB\x04\xe2A\x01\x02R\n" +
 	"disruption\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"l\n" +
-	"\x16ListDisruptionsRequest\x12\x16\n" +
-	"\x06parent\x18\x01 \x01(\tR\x06parent\x12\x1b\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"r\n" +
+	"\x16ListDisruptionsRequest\x12\x1c\n" +
+	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x80\x01\n" +
 	"\x17ListDisruptionsResponse\x12=\n" +
 	"\vdisruptions\x18\x01 \x03(\v2\x1b.cofab.supply.v1.DisruptionR\vdisruptions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n" +
-	"\x18ResolveDisruptionRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"S\n" +
+	"\x18ResolveDisruptionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"5\n" +
-	"\x1fPlanDisruptionResourcingRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x92\x01\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\";\n" +
+	"\x1fPlanDisruptionResourcingRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"\x92\x01\n" +
 	"\x0eResourcingNeed\x12\x1a\n" +
 	"\bcustomer\x18\x01 \x01(\tR\bcustomer\x12\x12\n" +
 	"\x04item\x18\x02 \x01(\tR\x04item\x12\x1a\n" +
@@ -4482,9 +4505,9 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\bmaterial\x18\x05 \x01(\tR\bmaterial\"\x90\x01\n" +
 	" PlanDisruptionResourcingResponse\x125\n" +
 	"\x05needs\x18\x01 \x03(\v2\x1f.cofab.supply.v1.ResourcingNeedR\x05needs\x125\n" +
-	"\x16disrupted_organization\x18\x02 \x01(\tR\x15disruptedOrganization\"\xbc\x02\n" +
-	"\x1fRecordDisruptionProgressRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12I\n" +
+	"\x16disrupted_organization\x18\x02 \x01(\tR\x15disruptedOrganization\"\xc2\x02\n" +
+	"\x1fRecordDisruptionProgressRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12I\n" +
 	"\x04kind\x18\x02 \x01(\x0e25.cofab.supply.v1.RecordDisruptionProgressRequest.KindR\x04kind\x12\x1a\n" +
 	"\bcustomer\x18\x03 \x01(\tR\bcustomer\x12<\n" +
 	"\asummary\x18\x04 \x01(\v2\".cofab.supply.v1.DisruptionSummaryR\asummary\x12\x1d\n" +

@@ -53,7 +53,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions.
+// The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+// analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+// call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+// organization the caller may not see is NOT_FOUND, whether it exists or not.
 type SupplyServiceClient interface {
 	// Registers a facility of the caller's organization.
 	CreateFacility(ctx context.Context, in *CreateFacilityRequest, opts ...grpc.CallOption) (*Facility, error)
@@ -91,7 +94,8 @@ type SupplyServiceClient interface {
 	// Every row is validated before anything is written; any bad row rejects the whole import
 	// with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
 	// the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
-	// keyed by their ids, so re-importing the same rows changes nothing.
+	// keyed by their ids, so re-importing the same rows changes nothing. Limits: each message
+	// under 8 MiB (1 MiB chunks are a good size), at most 256 MiB and 1,000,000 rows in all.
 	ImportNetwork(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportNetworkRequest, ImportNetworkResponse], error)
 	// Streams the caller's network data (its facilities, capabilities, items, bills of materials
 	// and the supply edges it created) in the import format: exporting and re-importing is a no-op.
@@ -430,7 +434,10 @@ func (c *supplyServiceClient) RecordDisruptionProgress(ctx context.Context, in *
 // All implementations must embed UnimplementedSupplyServiceServer
 // for forward compatibility.
 //
-// The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions.
+// The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+// analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+// call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+// organization the caller may not see is NOT_FOUND, whether it exists or not.
 type SupplyServiceServer interface {
 	// Registers a facility of the caller's organization.
 	CreateFacility(context.Context, *CreateFacilityRequest) (*Facility, error)
@@ -468,7 +475,8 @@ type SupplyServiceServer interface {
 	// Every row is validated before anything is written; any bad row rejects the whole import
 	// with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
 	// the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
-	// keyed by their ids, so re-importing the same rows changes nothing.
+	// keyed by their ids, so re-importing the same rows changes nothing. Limits: each message
+	// under 8 MiB (1 MiB chunks are a good size), at most 256 MiB and 1,000,000 rows in all.
 	ImportNetwork(grpc.ClientStreamingServer[ImportNetworkRequest, ImportNetworkResponse]) error
 	// Streams the caller's network data (its facilities, capabilities, items, bills of materials
 	// and the supply edges it created) in the import format: exporting and re-importing is a no-op.

@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Vector3 } from "./design_pb";
 import { file_cofab_design_v1_design } from "./design_pb";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
+import { file_google_api_resource } from "../../../google/api/resource_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cofab/design/v1/comment.proto.
  */
 export const file_cofab_design_v1_comment: GenFile = /*@__PURE__*/
-  fileDesc("Ch1jb2ZhYi9kZXNpZ24vdjEvY29tbWVudC5wcm90bxIPY29mYWIuZGVzaWduLnYxIoMBCgpDYW1lcmFWaWV3EiUKA2V5ZRgBIAEoCzIYLmNvZmFiLmRlc2lnbi52MS5WZWN0b3IzEigKBnRhcmdldBgCIAEoCzIYLmNvZmFiLmRlc2lnbi52MS5WZWN0b3IzEiQKAnVwGAMgASgLMhguY29mYWIuZGVzaWduLnYxLlZlY3RvcjMihQEKDUNvbW1lbnRBbmNob3ISJwoFcG9pbnQYASABKAsyGC5jb2ZhYi5kZXNpZ24udjEuVmVjdG9yMxIUCgdmYWNlX2lkGAIgASgFSACIAQESKQoEdmlldxgDIAEoCzIbLmNvZmFiLmRlc2lnbi52MS5DYW1lcmFWaWV3QgoKCF9mYWNlX2lkIpoDCgdDb21tZW50EgwKBG5hbWUYASABKAkSEAoIcmV2aXNpb24YAiABKAkSDgoGdGhyZWFkGAMgASgJEgwKBGJvZHkYBCABKAkSLgoGYW5jaG9yGAUgASgLMh4uY29mYWIuZGVzaWduLnYxLkNvbW1lbnRBbmNob3ISFwoPYW5jaG9yX3JldmlzaW9uGAYgASgJEhAKCG91dGRhdGVkGAcgASgIEg4KBmF1dGhvchgIIAEoCRItCgVzdGF0ZRgJIAEoDjIeLmNvZmFiLmRlc2lnbi52MS5Db21tZW50LlN0YXRlEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxyZXNvbHZlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlc29sdmVyGAwgASgJIkIKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASDgoKU1RBVEVfT1BFThABEhIKDlNUQVRFX1JFU09MVkVEEAIiZQoUQ3JlYXRlQ29tbWVudFJlcXVlc3QSDgoGcGFyZW50GAEgASgJEikKB2NvbW1lbnQYAiABKAsyGC5jb2ZhYi5kZXNpZ24udjEuQ29tbWVudBISCgpyZXF1ZXN0X2lkGAMgASgJIiEKEUdldENvbW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkiYwoTTGlzdENvbW1lbnRzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSFQoNc2hvd19yZXNvbHZlZBgEIAEoCCJbChRMaXN0Q29tbWVudHNSZXNwb25zZRIqCghjb21tZW50cxgBIAMoCzIYLmNvZmFiLmRlc2lnbi52MS5Db21tZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI5ChVSZXNvbHZlQ29tbWVudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIjgKFFJlb3BlbkNvbW1lbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCTKxAwoOQ29tbWVudFNlcnZpY2USUAoNQ3JlYXRlQ29tbWVudBIlLmNvZmFiLmRlc2lnbi52MS5DcmVhdGVDb21tZW50UmVxdWVzdBoYLmNvZmFiLmRlc2lnbi52MS5Db21tZW50EkoKCkdldENvbW1lbnQSIi5jb2ZhYi5kZXNpZ24udjEuR2V0Q29tbWVudFJlcXVlc3QaGC5jb2ZhYi5kZXNpZ24udjEuQ29tbWVudBJbCgxMaXN0Q29tbWVudHMSJC5jb2ZhYi5kZXNpZ24udjEuTGlzdENvbW1lbnRzUmVxdWVzdBolLmNvZmFiLmRlc2lnbi52MS5MaXN0Q29tbWVudHNSZXNwb25zZRJSCg5SZXNvbHZlQ29tbWVudBImLmNvZmFiLmRlc2lnbi52MS5SZXNvbHZlQ29tbWVudFJlcXVlc3QaGC5jb2ZhYi5kZXNpZ24udjEuQ29tbWVudBJQCg1SZW9wZW5Db21tZW50EiUuY29mYWIuZGVzaWduLnYxLlJlb3BlbkNvbW1lbnRSZXF1ZXN0GhguY29mYWIuZGVzaWduLnYxLkNvbW1lbnRCL1otY29mYWIuZGV2L2FwaS9nZW4vZ28vY29mYWIvZGVzaWduL3YxO2Rlc2lnbnYxYgZwcm90bzM", [file_cofab_design_v1_design, file_google_protobuf_timestamp]);
+  fileDesc("Ch1jb2ZhYi9kZXNpZ24vdjEvY29tbWVudC5wcm90bxIPY29mYWIuZGVzaWduLnYxIoMBCgpDYW1lcmFWaWV3EiUKA2V5ZRgBIAEoCzIYLmNvZmFiLmRlc2lnbi52MS5WZWN0b3IzEigKBnRhcmdldBgCIAEoCzIYLmNvZmFiLmRlc2lnbi52MS5WZWN0b3IzEiQKAnVwGAMgASgLMhguY29mYWIuZGVzaWduLnYxLlZlY3RvcjMihQEKDUNvbW1lbnRBbmNob3ISJwoFcG9pbnQYASABKAsyGC5jb2ZhYi5kZXNpZ24udjEuVmVjdG9yMxIUCgdmYWNlX2lkGAIgASgFSACIAQESKQoEdmlldxgDIAEoCzIbLmNvZmFiLmRlc2lnbi52MS5DYW1lcmFWaWV3QgoKCF9mYWNlX2lkIqYECgdDb21tZW50EhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcmV2aXNpb24YAiABKAlCBOJBAQMSDgoGdGhyZWFkGAMgASgJEhIKBGJvZHkYBCABKAlCBOJBAQISLgoGYW5jaG9yGAUgASgLMh4uY29mYWIuZGVzaWduLnYxLkNvbW1lbnRBbmNob3ISHQoPYW5jaG9yX3JldmlzaW9uGAYgASgJQgTiQQEDEhYKCG91dGRhdGVkGAcgASgIQgTiQQEDEhQKBmF1dGhvchgIIAEoCUIE4kEBAxIzCgVzdGF0ZRgJIAEoDjIeLmNvZmFiLmRlc2lnbi52MS5Db21tZW50LlN0YXRlQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI2CgxyZXNvbHZlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEhYKCHJlc29sdmVyGAwgASgJQgTiQQEDIkIKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASDgoKU1RBVEVfT1BFThABEhIKDlNUQVRFX1JFU09MVkVEEAI6TupBSwoRY29mYWIuZGV2L0NvbW1lbnQSNnByb2plY3RzL3twcm9qZWN0fS9kZXNpZ25zL3tkZXNpZ259L2NvbW1lbnRzL3tjb21tZW50fSJxChRDcmVhdGVDb21tZW50UmVxdWVzdBIUCgZwYXJlbnQYASABKAlCBOJBAQISLwoHY29tbWVudBgCIAEoCzIYLmNvZmFiLmRlc2lnbi52MS5Db21tZW50QgTiQQECEhIKCnJlcXVlc3RfaWQYAyABKAkiJwoRR2V0Q29tbWVudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJpChNMaXN0Q29tbWVudHNSZXF1ZXN0EhQKBnBhcmVudBgBIAEoCUIE4kEBAhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIVCg1zaG93X3Jlc29sdmVkGAQgASgIIlsKFExpc3RDb21tZW50c1Jlc3BvbnNlEioKCGNvbW1lbnRzGAEgAygLMhguY29mYWIuZGVzaWduLnYxLkNvbW1lbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj8KFVJlc29sdmVDb21tZW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiPgoUUmVvcGVuQ29tbWVudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJMrEDCg5Db21tZW50U2VydmljZRJQCg1DcmVhdGVDb21tZW50EiUuY29mYWIuZGVzaWduLnYxLkNyZWF0ZUNvbW1lbnRSZXF1ZXN0GhguY29mYWIuZGVzaWduLnYxLkNvbW1lbnQSSgoKR2V0Q29tbWVudBIiLmNvZmFiLmRlc2lnbi52MS5HZXRDb21tZW50UmVxdWVzdBoYLmNvZmFiLmRlc2lnbi52MS5Db21tZW50ElsKDExpc3RDb21tZW50cxIkLmNvZmFiLmRlc2lnbi52MS5MaXN0Q29tbWVudHNSZXF1ZXN0GiUuY29mYWIuZGVzaWduLnYxLkxpc3RDb21tZW50c1Jlc3BvbnNlElIKDlJlc29sdmVDb21tZW50EiYuY29mYWIuZGVzaWduLnYxLlJlc29sdmVDb21tZW50UmVxdWVzdBoYLmNvZmFiLmRlc2lnbi52MS5Db21tZW50ElAKDVJlb3BlbkNvbW1lbnQSJS5jb2ZhYi5kZXNpZ24udjEuUmVvcGVuQ29tbWVudFJlcXVlc3QaGC5jb2ZhYi5kZXNpZ24udjEuQ29tbWVudEIvWi1jb2ZhYi5kZXYvYXBpL2dlbi9nby9jb2ZhYi9kZXNpZ24vdjE7ZGVzaWdudjFiBnByb3RvMw", [file_cofab_design_v1_design, file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Where a camera looked from when the comment was made (millimetres, the part's frame).
@@ -106,13 +108,15 @@ export type Comment = Message<"cofab.design.v1.Comment"> & {
   thread: string;
 
   /**
-   * Up to 10,000 characters.
+   * 1 to 10,000 characters, not only spaces.
    *
    * @generated from field: string body = 4;
    */
   body: string;
 
   /**
+   * Required for the first comment of a thread (its point at least); ignored for a reply.
+   *
    * @generated from field: cofab.design.v1.CommentAnchor anchor = 5;
    */
   anchor?: CommentAnchor | undefined;
@@ -335,6 +339,8 @@ export const ResolveCommentRequestSchema: GenMessage<ResolveCommentRequest> = /*
  */
 export type ReopenCommentRequest = Message<"cofab.design.v1.ReopenCommentRequest"> & {
   /**
+   * The thread's first comment: projects/{project}/designs/{design}/comments/{comment}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -358,7 +364,9 @@ export const ReopenCommentRequestSchema: GenMessage<ReopenCommentRequest> = /*@_
  * the first comment and share its anchor. When a later revision is diffed against one the
  * thread is anchored on, the thread is carried forward: to the same face when that face
  * survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
- * a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+ * a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+ * the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+ * <token>` (see IdentityService).
  *
  * @generated from service cofab.design.v1.CommentService
  */

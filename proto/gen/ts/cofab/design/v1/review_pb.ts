@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
+import { file_google_api_resource } from "../../../google/api/resource_pb";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cofab/design/v1/review.proto.
  */
 export const file_cofab_design_v1_review: GenFile = /*@__PURE__*/
-  fileDesc("Chxjb2ZhYi9kZXNpZ24vdjEvcmV2aWV3LnByb3RvEg9jb2ZhYi5kZXNpZ24udjEiqAEKDFF1b3J1bVBvbGljeRIwCgRraW5kGAEgASgOMiIuY29mYWIuZGVzaWduLnYxLlF1b3J1bVBvbGljeS5LaW5kEgkKAWsYAiABKAUSHgoWcmVxdWlyZWRfb3JnYW5pemF0aW9ucxgDIAMoCSI7CgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIMCghLSU5EX0FMTBABEg8KC0tJTkRfS19PRl9OEAIiyAEKDlJldmlld0RlY2lzaW9uEhQKDG9yZ2FuaXphdGlvbhgBIAEoCRIMCgR1c2VyGAIgASgJEi8KB291dGNvbWUYAyABKA4yHi5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3T3V0Y29tZRIPCgdjb21tZW50GAQgASgJEhAKCHJldmlzaW9uGAUgASgJEg0KBXJvdW5kGAYgASgFEi8KC2RlY2lkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKhBgoGUmV2aWV3EgwKBG5hbWUYASABKAkSEAoIcmV2aXNpb24YAiABKAkSEQoJcmVxdWVzdGVyGAMgASgJEhYKDnJlcXVlc3Rlcl91c2VyGAQgASgJEhEKCXJldmlld2VycxgFIAMoCRItCgZwb2xpY3kYBiABKAsyHS5jb2ZhYi5kZXNpZ24udjEuUXVvcnVtUG9saWN5EiwKCGRlYWRsaW5lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCg1yZW1pbmRfYmVmb3JlGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEj4KD29uX25ld19yZXZpc2lvbhgJIAEoDjIlLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcuT25OZXdSZXZpc2lvbhIsCgVzdGF0ZRgKIAEoDjIdLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcuU3RhdGUSEQoJZXNjYWxhdGVkGAsgASgIEjIKCWRlY2lzaW9ucxgMIAMoCzIfLmNvZmFiLmRlc2lnbi52MS5SZXZpZXdEZWNpc2lvbhINCgVyb3VuZBgNIAEoBRIPCgdtZXNzYWdlGA4gASgJEi8KC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjbG9zZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKIAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIOCgpTVEFURV9PUEVOEAESEgoOU1RBVEVfQVBQUk9WRUQQAhIbChdTVEFURV9DSEFOR0VTX1JFUVVFU1RFRBADEhIKDlNUQVRFX1JFSkVDVEVEEAQSEwoPU1RBVEVfQ0FOQ0VMTEVEEAUiaQoNT25OZXdSZXZpc2lvbhIfChtPTl9ORVdfUkVWSVNJT05fVU5TUEVDSUZJRUQQABIbChdPTl9ORVdfUkVWSVNJT05fUkVTVEFSVBABEhoKFk9OX05FV19SRVZJU0lPTl9DQU5DRUwQAiJiChNDcmVhdGVSZXZpZXdSZXF1ZXN0Eg4KBnBhcmVudBgBIAEoCRInCgZyZXZpZXcYAiABKAsyFy5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3EhIKCnJlcXVlc3RfaWQYAyABKAkiIAoQR2V0UmV2aWV3UmVxdWVzdBIMCgRuYW1lGAEgASgJIksKEkxpc3RSZXZpZXdzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiWAoTTGlzdFJldmlld3NSZXNwb25zZRIoCgdyZXZpZXdzGAEgAygLMhcuY29mYWIuZGVzaWduLnYxLlJldmlldxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkieQoTRGVjaWRlUmV2aWV3UmVxdWVzdBIMCgRuYW1lGAEgASgJEi8KB291dGNvbWUYAiABKA4yHi5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3T3V0Y29tZRIPCgdjb21tZW50GAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiZQoTRXh0ZW5kUmV2aWV3UmVxdWVzdBIMCgRuYW1lGAEgASgJEiwKCGRlYWRsaW5lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpyZXF1ZXN0X2lkGAMgASgJIjcKE0NhbmNlbFJldmlld1JlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpyZXF1ZXN0X2lkGAIgASgJIsMDChtSZWNvcmRSZXZpZXdQcm9ncmVzc1JlcXVlc3QSDAoEbmFtZRgBIAEoCRI/CgRraW5kGAIgASgOMjEuY29mYWIuZGVzaWduLnYxLlJlY29yZFJldmlld1Byb2dyZXNzUmVxdWVzdC5LaW5kEjEKCGRlY2lzaW9uGAMgASgLMh8uY29mYWIuZGVzaWduLnYxLlJldmlld0RlY2lzaW9uEhUKDW9yZ2FuaXphdGlvbnMYBCADKAkSEAoIcmV2aXNpb24YBSABKAkSDQoFcm91bmQYBiABKAUSLAoFc3RhdGUYByABKA4yHS5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3LlN0YXRlEhIKCnJlcXVlc3RfaWQYCCABKAkSLAoIZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhAKDEtJTkRfREVDSURFRBABEhEKDUtJTkRfUkVNSU5ERUQQAhISCg5LSU5EX0VTQ0FMQVRFRBADEhIKDktJTkRfUkVTVEFSVEVEEAQSDwoLS0lORF9DTE9TRUQQBSqKAQoNUmV2aWV3T3V0Y29tZRIeChpSRVZJRVdfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhoKFlJFVklFV19PVVRDT01FX0FQUFJPVkUQARIiCh5SRVZJRVdfT1VUQ09NRV9SRVFVRVNUX0NIQU5HRVMQAhIZChVSRVZJRVdfT1VUQ09NRV9SRUpFQ1QQAzLNBAoNUmV2aWV3U2VydmljZRJNCgxDcmVhdGVSZXZpZXcSJC5jb2ZhYi5kZXNpZ24udjEuQ3JlYXRlUmV2aWV3UmVxdWVzdBoXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcSRwoJR2V0UmV2aWV3EiEuY29mYWIuZGVzaWduLnYxLkdldFJldmlld1JlcXVlc3QaFy5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3ElgKC0xpc3RSZXZpZXdzEiMuY29mYWIuZGVzaWduLnYxLkxpc3RSZXZpZXdzUmVxdWVzdBokLmNvZmFiLmRlc2lnbi52MS5MaXN0UmV2aWV3c1Jlc3BvbnNlEk0KDERlY2lkZVJldmlldxIkLmNvZmFiLmRlc2lnbi52MS5EZWNpZGVSZXZpZXdSZXF1ZXN0GhcuY29mYWIuZGVzaWduLnYxLlJldmlldxJNCgxFeHRlbmRSZXZpZXcSJC5jb2ZhYi5kZXNpZ24udjEuRXh0ZW5kUmV2aWV3UmVxdWVzdBoXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcSTQoMQ2FuY2VsUmV2aWV3EiQuY29mYWIuZGVzaWduLnYxLkNhbmNlbFJldmlld1JlcXVlc3QaFy5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3El0KFFJlY29yZFJldmlld1Byb2dyZXNzEiwuY29mYWIuZGVzaWduLnYxLlJlY29yZFJldmlld1Byb2dyZXNzUmVxdWVzdBoXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXdCL1otY29mYWIuZGV2L2FwaS9nZW4vZ28vY29mYWIvZGVzaWduL3YxO2Rlc2lnbnYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chxjb2ZhYi9kZXNpZ24vdjEvcmV2aWV3LnByb3RvEg9jb2ZhYi5kZXNpZ24udjEiqAEKDFF1b3J1bVBvbGljeRIwCgRraW5kGAEgASgOMiIuY29mYWIuZGVzaWduLnYxLlF1b3J1bVBvbGljeS5LaW5kEgkKAWsYAiABKAUSHgoWcmVxdWlyZWRfb3JnYW5pemF0aW9ucxgDIAMoCSI7CgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIMCghLSU5EX0FMTBABEg8KC0tJTkRfS19PRl9OEAIiyAEKDlJldmlld0RlY2lzaW9uEhQKDG9yZ2FuaXphdGlvbhgBIAEoCRIMCgR1c2VyGAIgASgJEi8KB291dGNvbWUYAyABKA4yHi5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3T3V0Y29tZRIPCgdjb21tZW50GAQgASgJEhAKCHJldmlzaW9uGAUgASgJEg0KBXJvdW5kGAYgASgFEi8KC2RlY2lkZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK2BwoGUmV2aWV3EhIKBG5hbWUYASABKAlCBOJBAQgSFgoIcmV2aXNpb24YAiABKAlCBOJBAQISFwoJcmVxdWVzdGVyGAMgASgJQgTiQQEDEhwKDnJlcXVlc3Rlcl91c2VyGAQgASgJQgTiQQEDEhcKCXJldmlld2VycxgFIAMoCUIE4kEBAhItCgZwb2xpY3kYBiABKAsyHS5jb2ZhYi5kZXNpZ24udjEuUXVvcnVtUG9saWN5EjIKCGRlYWRsaW5lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIwCg1yZW1pbmRfYmVmb3JlGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEj4KD29uX25ld19yZXZpc2lvbhgJIAEoDjIlLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcuT25OZXdSZXZpc2lvbhIyCgVzdGF0ZRgKIAEoDjIdLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcuU3RhdGVCBOJBAQMSFwoJZXNjYWxhdGVkGAsgASgIQgTiQQEDEjgKCWRlY2lzaW9ucxgMIAMoCzIfLmNvZmFiLmRlc2lnbi52MS5SZXZpZXdEZWNpc2lvbkIE4kEBAxITCgVyb3VuZBgNIAEoBUIE4kEBAxIPCgdtZXNzYWdlGA4gASgJEjUKC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpjbG9zZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyKIAQoFU3RhdGUSFQoRU1RBVEVfVU5TUEVDSUZJRUQQABIOCgpTVEFURV9PUEVOEAESEgoOU1RBVEVfQVBQUk9WRUQQAhIbChdTVEFURV9DSEFOR0VTX1JFUVVFU1RFRBADEhIKDlNUQVRFX1JFSkVDVEVEEAQSEwoPU1RBVEVfQ0FOQ0VMTEVEEAUiaQoNT25OZXdSZXZpc2lvbhIfChtPTl9ORVdfUkVWSVNJT05fVU5TUEVDSUZJRUQQABIbChdPTl9ORVdfUkVWSVNJT05fUkVTVEFSVBABEhoKFk9OX05FV19SRVZJU0lPTl9DQU5DRUwQAjpL6kFIChBjb2ZhYi5kZXYvUmV2aWV3EjRwcm9qZWN0cy97cHJvamVjdH0vZGVzaWducy97ZGVzaWdufS9yZXZpZXdzL3tyZXZpZXd9Im4KE0NyZWF0ZVJldmlld1JlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEi0KBnJldmlldxgCIAEoCzIXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXdCBOJBAQISEgoKcmVxdWVzdF9pZBgDIAEoCSImChBHZXRSZXZpZXdSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiUQoSTGlzdFJldmlld3NSZXF1ZXN0EhQKBnBhcmVudBgBIAEoCUIE4kEBAhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJYChNMaXN0UmV2aWV3c1Jlc3BvbnNlEigKB3Jldmlld3MYASADKAsyFy5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKFAQoTRGVjaWRlUmV2aWV3UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEjUKB291dGNvbWUYAiABKA4yHi5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3T3V0Y29tZUIE4kEBAhIPCgdjb21tZW50GAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkicQoTRXh0ZW5kUmV2aWV3UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEjIKCGRlYWRsaW5lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhISCgpyZXF1ZXN0X2lkGAMgASgJIj0KE0NhbmNlbFJldmlld1JlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIskDChtSZWNvcmRSZXZpZXdQcm9ncmVzc1JlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhI/CgRraW5kGAIgASgOMjEuY29mYWIuZGVzaWduLnYxLlJlY29yZFJldmlld1Byb2dyZXNzUmVxdWVzdC5LaW5kEjEKCGRlY2lzaW9uGAMgASgLMh8uY29mYWIuZGVzaWduLnYxLlJldmlld0RlY2lzaW9uEhUKDW9yZ2FuaXphdGlvbnMYBCADKAkSEAoIcmV2aXNpb24YBSABKAkSDQoFcm91bmQYBiABKAUSLAoFc3RhdGUYByABKA4yHS5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3LlN0YXRlEhIKCnJlcXVlc3RfaWQYCCABKAkSLAoIZGVhZGxpbmUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInoKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEhAKDEtJTkRfREVDSURFRBABEhEKDUtJTkRfUkVNSU5ERUQQAhISCg5LSU5EX0VTQ0FMQVRFRBADEhIKDktJTkRfUkVTVEFSVEVEEAQSDwoLS0lORF9DTE9TRUQQBSqKAQoNUmV2aWV3T3V0Y29tZRIeChpSRVZJRVdfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhoKFlJFVklFV19PVVRDT01FX0FQUFJPVkUQARIiCh5SRVZJRVdfT1VUQ09NRV9SRVFVRVNUX0NIQU5HRVMQAhIZChVSRVZJRVdfT1VUQ09NRV9SRUpFQ1QQAzLNBAoNUmV2aWV3U2VydmljZRJNCgxDcmVhdGVSZXZpZXcSJC5jb2ZhYi5kZXNpZ24udjEuQ3JlYXRlUmV2aWV3UmVxdWVzdBoXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcSRwoJR2V0UmV2aWV3EiEuY29mYWIuZGVzaWduLnYxLkdldFJldmlld1JlcXVlc3QaFy5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3ElgKC0xpc3RSZXZpZXdzEiMuY29mYWIuZGVzaWduLnYxLkxpc3RSZXZpZXdzUmVxdWVzdBokLmNvZmFiLmRlc2lnbi52MS5MaXN0UmV2aWV3c1Jlc3BvbnNlEk0KDERlY2lkZVJldmlldxIkLmNvZmFiLmRlc2lnbi52MS5EZWNpZGVSZXZpZXdSZXF1ZXN0GhcuY29mYWIuZGVzaWduLnYxLlJldmlldxJNCgxFeHRlbmRSZXZpZXcSJC5jb2ZhYi5kZXNpZ24udjEuRXh0ZW5kUmV2aWV3UmVxdWVzdBoXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXcSTQoMQ2FuY2VsUmV2aWV3EiQuY29mYWIuZGVzaWduLnYxLkNhbmNlbFJldmlld1JlcXVlc3QaFy5jb2ZhYi5kZXNpZ24udjEuUmV2aWV3El0KFFJlY29yZFJldmlld1Byb2dyZXNzEiwuY29mYWIuZGVzaWduLnYxLlJlY29yZFJldmlld1Byb2dyZXNzUmVxdWVzdBoXLmNvZmFiLmRlc2lnbi52MS5SZXZpZXdCL1otY29mYWIuZGV2L2FwaS9nZW4vZ28vY29mYWIvZGVzaWduL3YxO2Rlc2lnbnYxYgZwcm90bzM", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * How many reviewer organizations must approve.
@@ -21,17 +23,21 @@ export const file_cofab_design_v1_review: GenFile = /*@__PURE__*/
  */
 export type QuorumPolicy = Message<"cofab.design.v1.QuorumPolicy"> & {
   /**
+   * KIND_ALL when unspecified.
+   *
    * @generated from field: cofab.design.v1.QuorumPolicy.Kind kind = 1;
    */
   kind: QuorumPolicy_Kind;
 
   /**
+   * For KIND_K_OF_N: between 1 and the number of reviewers.
+   *
    * @generated from field: int32 k = 2;
    */
   k: number;
 
   /**
-   * organizations/{organization}: these must approve in any case.
+   * organizations/{organization}: these must approve in any case; each is also a reviewer.
    *
    * @generated from field: repeated string required_organizations = 3;
    */
@@ -141,6 +147,7 @@ export type Review = Message<"cofab.design.v1.Review"> & {
 
   /**
    * The revision under review now: projects/{project}/designs/{design}/revisions/{revision}
+   * (a SUCCEEDED revision of the design).
    *
    * @generated from field: string revision = 2;
    */
@@ -159,30 +166,37 @@ export type Review = Message<"cofab.design.v1.Review"> & {
   requesterUser: string;
 
   /**
-   * organizations/{organization}
+   * organizations/{organization}: 1 to 50, each once, members with at least the reviewer role.
    *
    * @generated from field: repeated string reviewers = 5;
    */
   reviewers: string[];
 
   /**
+   * KIND_ALL when unset.
+   *
    * @generated from field: cofab.design.v1.QuorumPolicy policy = 6;
    */
   policy?: QuorumPolicy | undefined;
 
   /**
+   * In the future, at most 365 days ahead.
+   *
    * @generated from field: google.protobuf.Timestamp deadline = 7;
    */
   deadline?: Timestamp | undefined;
 
   /**
-   * Reminders go to organizations that have not decided this long before the deadline.
+   * Reminders go to organizations that have not decided this long before the deadline; not
+   * negative; one day when unset.
    *
    * @generated from field: google.protobuf.Duration remind_before = 8;
    */
   remindBefore?: Duration | undefined;
 
   /**
+   * ON_NEW_REVISION_RESTART when unspecified.
+   *
    * @generated from field: cofab.design.v1.Review.OnNewRevision on_new_revision = 9;
    */
   onNewRevision: Review_OnNewRevision;
@@ -214,6 +228,8 @@ export type Review = Message<"cofab.design.v1.Review"> & {
   round: number;
 
   /**
+   * At most 10,000 characters.
+   *
    * @generated from field: string message = 14;
    */
   message: string;
@@ -319,7 +335,7 @@ export type CreateReviewRequest = Message<"cofab.design.v1.CreateReviewRequest">
   parent: string;
 
   /**
-   * revision, reviewers, policy, deadline, remind_before, on_new_revision, message.
+   * revision, reviewers and deadline (required), policy, remind_before, on_new_revision, message.
    *
    * @generated from field: cofab.design.v1.Review review = 2;
    */
@@ -420,11 +436,15 @@ export type DecideReviewRequest = Message<"cofab.design.v1.DecideReviewRequest">
   name: string;
 
   /**
+   * Any outcome but REVIEW_OUTCOME_UNSPECIFIED.
+   *
    * @generated from field: cofab.design.v1.ReviewOutcome outcome = 2;
    */
   outcome: ReviewOutcome;
 
   /**
+   * At most 10,000 characters.
+   *
    * @generated from field: string comment = 3;
    */
   comment: string;
@@ -447,11 +467,15 @@ export const DecideReviewRequestSchema: GenMessage<DecideReviewRequest> = /*@__P
  */
 export type ExtendReviewRequest = Message<"cofab.design.v1.ExtendReviewRequest"> & {
   /**
+   * projects/{project}/designs/{design}/reviews/{review}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
+   * Later than the current deadline, at most 365 days after the review was requested.
+   *
    * @generated from field: google.protobuf.Timestamp deadline = 2;
    */
   deadline?: Timestamp | undefined;
@@ -474,6 +498,8 @@ export const ExtendReviewRequestSchema: GenMessage<ExtendReviewRequest> = /*@__P
  */
 export type CancelReviewRequest = Message<"cofab.design.v1.CancelReviewRequest"> & {
   /**
+   * projects/{project}/designs/{design}/reviews/{review}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -638,7 +664,9 @@ export const ReviewOutcomeSchema: GenEnum<ReviewOutcome> = /*@__PURE__*/
  * revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
  * runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
  * approval, releases the revision. This service records requests and mirrors the workflow's
- * progress; decisions reach the workflow as events through Kafka.
+ * progress; decisions reach the workflow as events through Kafka. Served by the design service
+ * (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+ * IdentityService).
  *
  * @generated from service cofab.design.v1.ReviewService
  */

@@ -75,7 +75,9 @@ export const StreamEventsResponseSchema: GenMessage<StreamEventsResponse> = /*@_
 /**
  * The partner event feed: the events an organization may see (those it caused and those whose
  * audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
- * service; the caller's organization is the one of its token.
+ * service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+ * 127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+ * the caller's organization is the one of its token.
  *
  * @generated from service cofab.events.v1.EventFeedService
  */

@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
+import { file_google_api_resource } from "../../../google/api/resource_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cofab/identity/v1/identity.proto.
  */
 export const file_cofab_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("CiBjb2ZhYi9pZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxIRY29mYWIuaWRlbnRpdHkudjEiGgoYR2V0Q2FsbGVySWRlbnRpdHlSZXF1ZXN0IqcBCg5DYWxsZXJJZGVudGl0eRIUCgxvcmdhbml6YXRpb24YASABKAkSDAoEdXNlchgCIAEoCRIZChF1c2VyX2Rpc3BsYXlfbmFtZRgDIAEoCRIhChlvcmdhbml6YXRpb25fZGlzcGxheV9uYW1lGAQgASgJEhoKEm9yZ2FuaXphdGlvbl9hZG1pbhgFIAEoCBIXCg9zZXJ2aWNlX2FjY291bnQYBiABKAgivQEKB1Byb2plY3QSDAoEbmFtZRgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSGgoSb3duZXJfb3JnYW5pemF0aW9uGAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgtjYWxsZXJfcm9sZRgGIAEoDjIXLmNvZmFiLmlkZW50aXR5LnYxLlJvbGUiiwMKCk1lbWJlcnNoaXASDAoEbmFtZRgBIAEoCRIUCgxvcmdhbml6YXRpb24YAiABKAkSJQoEcm9sZRgDIAEoDjIXLmNvZmFiLmlkZW50aXR5LnYxLlJvbGUSMgoFc3RhdGUYBCABKA4yIy5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwLlN0YXRlEjYKEmludml0ZV9leHBpcmVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmludml0ZWRfYnkYByABKAkSFQoNaW52aXRhdGlvbl9pZBgIIAEoCSJqCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEhEKDVNUQVRFX0lOVklURUQQARIQCgxTVEFURV9BQ1RJVkUQAhISCg5TVEFURV9ERUNMSU5FRBADEhEKDVNUQVRFX0VYUElSRUQQBCJXChRDcmVhdGVQcm9qZWN0UmVxdWVzdBIrCgdwcm9qZWN0GAEgASgLMhouY29mYWIuaWRlbnRpdHkudjEuUHJvamVjdBISCgpyZXF1ZXN0X2lkGAIgASgJIiEKEUdldFByb2plY3RSZXF1ZXN0EgwKBG5hbWUYASABKAkiPAoTTGlzdFByb2plY3RzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJdChRMaXN0UHJvamVjdHNSZXNwb25zZRIsCghwcm9qZWN0cxgBIAMoCzIaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIowBChdDcmVhdGVNZW1iZXJzaGlwUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSMQoKbWVtYmVyc2hpcBgCIAEoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASGgoSaW52aXRlX3R0bF9zZWNvbmRzGAMgASgDEhIKCnJlcXVlc3RfaWQYBCABKAkiTwoWTGlzdE1lbWJlcnNoaXBzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiZgoXTGlzdE1lbWJlcnNoaXBzUmVzcG9uc2USMgoLbWVtYmVyc2hpcHMYASADKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSI7ChdBY2NlcHRNZW1iZXJzaGlwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiPAoYRGVjbGluZU1lbWJlcnNoaXBSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSI7ChdFeHBpcmVNZW1iZXJzaGlwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkqYQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9WSUVXRVIQARIRCg1ST0xFX1JFVklFV0VSEAISDwoLUk9MRV9FRElUT1IQAxIOCgpST0xFX09XTkVSEAQydgoPSWRlbnRpdHlTZXJ2aWNlEmMKEUdldENhbGxlcklkZW50aXR5EisuY29mYWIuaWRlbnRpdHkudjEuR2V0Q2FsbGVySWRlbnRpdHlSZXF1ZXN0GiEuY29mYWIuaWRlbnRpdHkudjEuQ2FsbGVySWRlbnRpdHky/wUKDlByb2plY3RTZXJ2aWNlElQKDUNyZWF0ZVByb2plY3QSJy5jb2ZhYi5pZGVudGl0eS52MS5DcmVhdGVQcm9qZWN0UmVxdWVzdBoaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3QSTgoKR2V0UHJvamVjdBIkLmNvZmFiLmlkZW50aXR5LnYxLkdldFByb2plY3RSZXF1ZXN0GhouY29mYWIuaWRlbnRpdHkudjEuUHJvamVjdBJfCgxMaXN0UHJvamVjdHMSJi5jb2ZhYi5pZGVudGl0eS52MS5MaXN0UHJvamVjdHNSZXF1ZXN0GicuY29mYWIuaWRlbnRpdHkudjEuTGlzdFByb2plY3RzUmVzcG9uc2USXQoQQ3JlYXRlTWVtYmVyc2hpcBIqLmNvZmFiLmlkZW50aXR5LnYxLkNyZWF0ZU1lbWJlcnNoaXBSZXF1ZXN0Gh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcBJoCg9MaXN0TWVtYmVyc2hpcHMSKS5jb2ZhYi5pZGVudGl0eS52MS5MaXN0TWVtYmVyc2hpcHNSZXF1ZXN0GiouY29mYWIuaWRlbnRpdHkudjEuTGlzdE1lbWJlcnNoaXBzUmVzcG9uc2USXQoQQWNjZXB0TWVtYmVyc2hpcBIqLmNvZmFiLmlkZW50aXR5LnYxLkFjY2VwdE1lbWJlcnNoaXBSZXF1ZXN0Gh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcBJfChFEZWNsaW5lTWVtYmVyc2hpcBIrLmNvZmFiLmlkZW50aXR5LnYxLkRlY2xpbmVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASXQoQRXhwaXJlTWVtYmVyc2hpcBIqLmNvZmFiLmlkZW50aXR5LnYxLkV4cGlyZU1lbWJlcnNoaXBSZXF1ZXN0Gh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcEIzWjFjb2ZhYi5kZXYvYXBpL2dlbi9nby9jb2ZhYi9pZGVudGl0eS92MTtpZGVudGl0eXYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiBjb2ZhYi9pZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxIRY29mYWIuaWRlbnRpdHkudjEiGgoYR2V0Q2FsbGVySWRlbnRpdHlSZXF1ZXN0IssBCg5DYWxsZXJJZGVudGl0eRIaCgxvcmdhbml6YXRpb24YASABKAlCBOJBAQMSEgoEdXNlchgCIAEoCUIE4kEBAxIfChF1c2VyX2Rpc3BsYXlfbmFtZRgDIAEoCUIE4kEBAxInChlvcmdhbml6YXRpb25fZGlzcGxheV9uYW1lGAQgASgJQgTiQQEDEiAKEm9yZ2FuaXphdGlvbl9hZG1pbhgFIAEoCEIE4kEBAxIdCg9zZXJ2aWNlX2FjY291bnQYBiABKAhCBOJBAQMihwIKB1Byb2plY3QSEgoEbmFtZRgBIAEoCUIE4kEBCBIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSIAoSb3duZXJfb3JnYW5pemF0aW9uGAQgASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIyCgtjYWxsZXJfcm9sZRgGIAEoDjIXLmNvZmFiLmlkZW50aXR5LnYxLlJvbGVCBOJBAQM6KupBJwoRY29mYWIuZGV2L1Byb2plY3QSEnByb2plY3RzL3twcm9qZWN0fSKFBAoKTWVtYmVyc2hpcBISCgRuYW1lGAEgASgJQgTiQQEIEhoKDG9yZ2FuaXphdGlvbhgCIAEoCUIE4kEBAhIrCgRyb2xlGAMgASgOMhcuY29mYWIuaWRlbnRpdHkudjEuUm9sZUIE4kEBAhI4CgVzdGF0ZRgEIAEoDjIjLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXAuU3RhdGVCBOJBAQMSPAoSaW52aXRlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1CgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKaW52aXRlZF9ieRgHIAEoCUIE4kEBAxIbCg1pbnZpdGF0aW9uX2lkGAggASgJQgTiQQEDImoKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEQoNU1RBVEVfSU5WSVRFRBABEhAKDFNUQVRFX0FDVElWRRACEhIKDlNUQVRFX0RFQ0xJTkVEEAMSEQoNU1RBVEVfRVhQSVJFRBAEOkjqQUUKFGNvZmFiLmRldi9NZW1iZXJzaGlwEi1wcm9qZWN0cy97cHJvamVjdH0vbWVtYmVyc2hpcHMve29yZ2FuaXphdGlvbn0iXQoUQ3JlYXRlUHJvamVjdFJlcXVlc3QSMQoHcHJvamVjdBgBIAEoCzIaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3RCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSInChFHZXRQcm9qZWN0UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIjwKE0xpc3RQcm9qZWN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXQoUTGlzdFByb2plY3RzUmVzcG9uc2USLAoIcHJvamVjdHMYASADKAsyGi5jb2ZhYi5pZGVudGl0eS52MS5Qcm9qZWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKYAQoXQ3JlYXRlTWVtYmVyc2hpcFJlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEjcKCm1lbWJlcnNoaXAYAiABKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwQgTiQQECEhoKEmludml0ZV90dGxfc2Vjb25kcxgDIAEoAxISCgpyZXF1ZXN0X2lkGAQgASgJIlUKFkxpc3RNZW1iZXJzaGlwc1JlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImYKF0xpc3RNZW1iZXJzaGlwc1Jlc3BvbnNlEjIKC21lbWJlcnNoaXBzGAEgAygLMh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQQoXQWNjZXB0TWVtYmVyc2hpcFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIkIKGERlY2xpbmVNZW1iZXJzaGlwUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiQQoXRXhwaXJlTWVtYmVyc2hpcFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJKmEKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfVklFV0VSEAESEQoNUk9MRV9SRVZJRVdFUhACEg8KC1JPTEVfRURJVE9SEAMSDgoKUk9MRV9PV05FUhAEMnYKD0lkZW50aXR5U2VydmljZRJjChFHZXRDYWxsZXJJZGVudGl0eRIrLmNvZmFiLmlkZW50aXR5LnYxLkdldENhbGxlcklkZW50aXR5UmVxdWVzdBohLmNvZmFiLmlkZW50aXR5LnYxLkNhbGxlcklkZW50aXR5Mv8FCg5Qcm9qZWN0U2VydmljZRJUCg1DcmVhdGVQcm9qZWN0EicuY29mYWIuaWRlbnRpdHkudjEuQ3JlYXRlUHJvamVjdFJlcXVlc3QaGi5jb2ZhYi5pZGVudGl0eS52MS5Qcm9qZWN0Ek4KCkdldFByb2plY3QSJC5jb2ZhYi5pZGVudGl0eS52MS5HZXRQcm9qZWN0UmVxdWVzdBoaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3QSXwoMTGlzdFByb2plY3RzEiYuY29mYWIuaWRlbnRpdHkudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLmNvZmFiLmlkZW50aXR5LnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlEl0KEENyZWF0ZU1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5DcmVhdGVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASaAoPTGlzdE1lbWJlcnNoaXBzEikuY29mYWIuaWRlbnRpdHkudjEuTGlzdE1lbWJlcnNoaXBzUmVxdWVzdBoqLmNvZmFiLmlkZW50aXR5LnYxLkxpc3RNZW1iZXJzaGlwc1Jlc3BvbnNlEl0KEEFjY2VwdE1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5BY2NlcHRNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASXwoRRGVjbGluZU1lbWJlcnNoaXASKy5jb2ZhYi5pZGVudGl0eS52MS5EZWNsaW5lTWVtYmVyc2hpcFJlcXVlc3QaHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwEl0KEEV4cGlyZU1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5FeHBpcmVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXBCqgFaMWNvZmFiLmRldi9hcGkvZ2VuL2dvL2NvZmFiL2lkZW50aXR5L3YxO2lkZW50aXR5djHqQTYKFmNvZmFiLmRldi9Pcmdhbml6YXRpb24SHG9yZ2FuaXphdGlvbnMve29yZ2FuaXphdGlvbn3qQTsKDmNvZmFiLmRldi9Vc2VyEilvcmdhbml6YXRpb25zL3tvcmdhbml6YXRpb259L3VzZXJzL3t1c2VyfWIGcHJvdG8z", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cofab.identity.v1.GetCallerIdentityRequest
@@ -82,18 +84,22 @@ export const CallerIdentitySchema: GenMessage<CallerIdentity> = /*@__PURE__*/
  */
 export type Project = Message<"cofab.identity.v1.Project"> & {
   /**
-   * projects/{project}
+   * projects/{project}; the id is chosen by the server.
    *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
+   * 1 to 200 characters (surrounding spaces are dropped).
+   *
    * @generated from field: string display_name = 2;
    */
   displayName: string;
 
   /**
+   * At most 10,000 characters.
+   *
    * @generated from field: string description = 3;
    */
   description: string;
@@ -137,13 +143,15 @@ export type Membership = Message<"cofab.identity.v1.Membership"> & {
   name: string;
 
   /**
-   * organizations/{organization}
+   * organizations/{organization}: the invited organization.
    *
    * @generated from field: string organization = 2;
    */
   organization: string;
 
   /**
+   * Any role but ROLE_UNSPECIFIED.
+   *
    * @generated from field: cofab.identity.v1.Role role = 3;
    */
   role: Role;
@@ -231,6 +239,8 @@ export const Membership_StateSchema: GenEnum<Membership_State> = /*@__PURE__*/
  */
 export type CreateProjectRequest = Message<"cofab.identity.v1.CreateProjectRequest"> & {
   /**
+   * display_name (required) and description; the rest is set by the server.
+   *
    * @generated from field: cofab.identity.v1.Project project = 1;
    */
   project?: Project | undefined;
@@ -274,6 +284,8 @@ export const GetProjectRequestSchema: GenMessage<GetProjectRequest> = /*@__PURE_
  */
 export type ListProjectsRequest = Message<"cofab.identity.v1.ListProjectsRequest"> & {
   /**
+   * Default 50; larger values are lowered to 1000 (as on every List).
+   *
    * @generated from field: int32 page_size = 1;
    */
   pageSize: number;
@@ -521,7 +533,11 @@ export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_cofab_identity_v1_identity, 0);
 
 /**
- * Who the caller is, as resolved from its bearer token. Served by every cofab service.
+ * Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+ * design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+ * Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+ * token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+ * an unknown, expired or revoked token, a call is UNAUTHENTICATED.
  *
  * @generated from service cofab.identity.v1.IdentityService
  */
@@ -540,7 +556,10 @@ export const IdentityService: GenService<{
   serviceDesc(file_cofab_identity_v1_identity, 0);
 
 /**
- * Projects are workspaces shared by member organizations, each with a role.
+ * Projects are workspaces shared by member organizations, each with a role. Served by the
+ * design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+ * <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+ * whether it exists or not.
  *
  * @generated from service cofab.identity.v1.ProjectService
  */

@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
+import { file_google_api_resource } from "../../../google/api/resource_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cofab/procurement/v1/procurement.proto.
  */
 export const file_cofab_procurement_v1_procurement: GenFile = /*@__PURE__*/
-  fileDesc("CiZjb2ZhYi9wcm9jdXJlbWVudC92MS9wcm9jdXJlbWVudC5wcm90bxIUY29mYWIucHJvY3VyZW1lbnQudjEiYgoRRXZhbHVhdGlvbldlaWdodHMSDQoFcHJpY2UYASABKAESEQoJbGVhZF90aW1lGAIgASgBEhUKDXN1cHBsaWVyX3Jpc2sYAyABKAESFAoMY2FwYWNpdHlfZml0GAQgASgBIn8KDlN1cHBsaWVyU2VhcmNoEg8KB3Byb2Nlc3MYASABKAkSEAoIbWF0ZXJpYWwYAiABKAkSDgoGcmVnaW9uGAMgASgJEhQKDG1pbl9jYXBhY2l0eRgEIAEoARIVCg1jZXJ0aWZpY2F0aW9uGAUgASgJEg0KBWxpbWl0GAYgASgFIj8KCkFsbG9jYXRpb24SEAoIc3VwcGxpZXIYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSDQoFcXVvdGUYAyABKAkijwgKA1JmcRIMCgRuYW1lGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIMCgRpdGVtGAMgASgJEhAKCHF1YW50aXR5GAQgASgDEiwKCGR1ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9kZXNpZ25fcmV2aXNpb24YBiABKAkSGQoRaW52aXRlZF9zdXBwbGllcnMYByADKAkSMgoOcXVvdGVfZGVhZGxpbmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjgKB3dlaWdodHMYCSABKAsyJy5jb2ZhYi5wcm9jdXJlbWVudC52MS5FdmFsdWF0aW9uV2VpZ2h0cxIVCg1jdXJyZW5jeV9jb2RlGAogASgJEi4KBXN0YXRlGAsgASgOMh8uY29mYWIucHJvY3VyZW1lbnQudjEuUmZxLlN0YXRlEg0KBWJ1eWVyGAwgASgJEhMKC3F1b3RlX2NvdW50GA0gASgFEjUKC2FsbG9jYXRpb25zGA4gAygLMiAuY29mYWIucHJvY3VyZW1lbnQudjEuQWxsb2NhdGlvbhIMCgRldGFnGA8gASgJEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJb3Blbl90aW1lGBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjbG9zZV90aW1lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI7Cgxhd2FyZF9wb2xpY3kYFCABKA4yJS5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZnEuQXdhcmRQb2xpY3kSPgoUcHJvcG9zZWRfYWxsb2NhdGlvbnMYFSADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5BbGxvY2F0aW9uInkKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASDwoLU1RBVEVfRFJBRlQQARIOCgpTVEFURV9PUEVOEAISEAoMU1RBVEVfQ0xPU0VEEAMSEQoNU1RBVEVfQVdBUkRFRBAEEhMKD1NUQVRFX0NBTkNFTExFRBAFIooBCgtBd2FyZFBvbGljeRIcChhBV0FSRF9QT0xJQ1lfVU5TUEVDSUZJRUQQABIWChJBV0FSRF9QT0xJQ1lfQlVZRVIQARIaChZBV0FSRF9QT0xJQ1lfQVVUT01BVElDEAISKQolQVdBUkRfUE9MSUNZX0FVVE9NQVRJQ19BRlRFUl9BUFBST1ZBTBADIlcKCkF0dGFjaG1lbnQSEQoJZmlsZV9uYW1lGAEgASgJEg4KBnNoYTI1NhgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgDEhIKCm1lZGlhX3R5cGUYBCABKAki8QMKBVF1b3RlEgwKBG5hbWUYASABKAkSEAoIc3VwcGxpZXIYAiABKAkSEgoKdW5pdF9wcmljZRgDIAEoARIWCg5sZWFkX3RpbWVfZGF5cxgEIAEoBRIQCghjYXBhY2l0eRgFIAEoAxIvCgt2YWxpZF91bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFbm90ZXMYByABKAkSNQoLYXR0YWNobWVudHMYCCADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5BdHRhY2htZW50EjAKBXN0YXRlGAkgASgOMiEuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGUuU3RhdGUSEAoIcmV2aXNpb24YCiABKAUSDAoEZXRhZxgLIAEoCRIvCgtjcmVhdGVfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl8KBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEwoPU1RBVEVfU1VCTUlUVEVEEAESEwoPU1RBVEVfV0lUSERSQVdOEAISFQoRU1RBVEVfSU5WQUxJREFURUQQAyKdAQoQQ3JlYXRlUmZxUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSJgoDcmZxGAIgASgLMhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEj0KD3N1cHBsaWVyX3NlYXJjaBgDIAEoCzIkLmNvZmFiLnByb2N1cmVtZW50LnYxLlN1cHBsaWVyU2VhcmNoEhIKCnJlcXVlc3RfaWQYBCABKAkiHQoNR2V0UmZxUmVxdWVzdBIMCgRuYW1lGAEgASgJIkgKD0xpc3RSZnFzUmVxdWVzdBIOCgZwYXJlbnQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiVAoQTGlzdFJmcXNSZXNwb25zZRInCgRyZnFzGAEgAygLMhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJACg5PcGVuUmZxUmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJBCg9DbG9zZVJmcVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiUgoQQ2FuY2VsUmZxUmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCRIOCgZyZWFzb24YBCABKAkiXAoSRXZhbHVhdGVSZnFSZXF1ZXN0EgwKBG5hbWUYASABKAkSOAoHd2VpZ2h0cxgCIAEoCzInLmNvZmFiLnByb2N1cmVtZW50LnYxLkV2YWx1YXRpb25XZWlnaHRzIpkBCgpRdW90ZVNjb3JlEg0KBXF1b3RlGAEgASgJEhAKCHN1cHBsaWVyGAIgASgJEg0KBXByaWNlGAMgASgBEhEKCWxlYWRfdGltZRgEIAEoARIVCg1zdXBwbGllcl9yaXNrGAUgASgBEhQKDGNhcGFjaXR5X2ZpdBgGIAEoARINCgV0b3RhbBgHIAEoARIMCgRyYW5rGAggASgFIoEBChNFdmFsdWF0ZVJmcVJlc3BvbnNlEjAKBnNjb3JlcxgBIAMoCzIgLmNvZmFiLnByb2N1cmVtZW50LnYxLlF1b3RlU2NvcmUSOAoHd2VpZ2h0cxgCIAEoCzInLmNvZmFiLnByb2N1cmVtZW50LnYxLkV2YWx1YXRpb25XZWlnaHRzIngKD0F3YXJkUmZxUmVxdWVzdBIMCgRuYW1lGAEgASgJEjUKC2FsbG9jYXRpb25zGAIgAygLMiAuY29mYWIucHJvY3VyZW1lbnQudjEuQWxsb2NhdGlvbhIMCgRldGFnGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiawoQUmV2aXNlUmZxUmVxdWVzdBIMCgRuYW1lGAEgASgJEhcKD2Rlc2lnbl9yZXZpc2lvbhgCIAEoCRIOCgZyZWFzb24YAyABKAkSDAoEZXRhZxgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIn0KGVJlY29yZEluYm91bmRRdW90ZVJlcXVlc3QSDgoGcGFyZW50GAEgASgJEhAKCHN1cHBsaWVyGAIgASgJEioKBXF1b3RlGAMgASgLMhsuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGUSEgoKcmVxdWVzdF9pZBgEIAEoCSJuChNQcm9wb3NlQXdhcmRSZXF1ZXN0EgwKBG5hbWUYASABKAkSNQoLYWxsb2NhdGlvbnMYAiADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5BbGxvY2F0aW9uEhIKCnJlcXVlc3RfaWQYAyABKAkiRQoTQXBwcm92ZUF3YXJkUmVxdWVzdBIMCgRuYW1lGAEgASgJEgwKBGV0YWcYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJkChJTdWJtaXRRdW90ZVJlcXVlc3QSDgoGcGFyZW50GAEgASgJEioKBXF1b3RlGAIgASgLMhsuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGUSEgoKcmVxdWVzdF9pZBgDIAEoCSJiChJVcGRhdGVRdW90ZVJlcXVlc3QSKgoFcXVvdGUYASABKAsyGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiRgoUV2l0aGRyYXdRdW90ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiHwoPR2V0UXVvdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiSgoRTGlzdFF1b3Rlc1JlcXVlc3QSDgoGcGFyZW50GAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKEkxpc3RRdW90ZXNSZXNwb25zZRIrCgZxdW90ZXMYASADKAsyGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyvAsKElByb2N1cmVtZW50U2VydmljZRJOCglDcmVhdGVSZnESJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5DcmVhdGVSZnFSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEkgKBkdldFJmcRIjLmNvZmFiLnByb2N1cmVtZW50LnYxLkdldFJmcVJlcXVlc3QaGS5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZnESWQoITGlzdFJmcXMSJS5jb2ZhYi5wcm9jdXJlbWVudC52MS5MaXN0UmZxc1JlcXVlc3QaJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5MaXN0UmZxc1Jlc3BvbnNlEkoKB09wZW5SZnESJC5jb2ZhYi5wcm9jdXJlbWVudC52MS5PcGVuUmZxUmVxdWVzdBoZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRJMCghDbG9zZVJmcRIlLmNvZmFiLnByb2N1cmVtZW50LnYxLkNsb3NlUmZxUmVxdWVzdBoZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRJOCglDYW5jZWxSZnESJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5DYW5jZWxSZnFSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEmIKC0V2YWx1YXRlUmZxEiguY29mYWIucHJvY3VyZW1lbnQudjEuRXZhbHVhdGVSZnFSZXF1ZXN0GikuY29mYWIucHJvY3VyZW1lbnQudjEuRXZhbHVhdGVSZnFSZXNwb25zZRJMCghBd2FyZFJmcRIlLmNvZmFiLnByb2N1cmVtZW50LnYxLkF3YXJkUmZxUmVxdWVzdBoZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRJOCglSZXZpc2VSZnESJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZXZpc2VSZnFSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEmIKElJlY29yZEluYm91bmRRdW90ZRIvLmNvZmFiLnByb2N1cmVtZW50LnYxLlJlY29yZEluYm91bmRRdW90ZVJlcXVlc3QaGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRJUCgxQcm9wb3NlQXdhcmQSKS5jb2ZhYi5wcm9jdXJlbWVudC52MS5Qcm9wb3NlQXdhcmRSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxElQKDEFwcHJvdmVBd2FyZBIpLmNvZmFiLnByb2N1cmVtZW50LnYxLkFwcHJvdmVBd2FyZFJlcXVlc3QaGS5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZnESVAoLU3VibWl0UXVvdGUSKC5jb2ZhYi5wcm9jdXJlbWVudC52MS5TdWJtaXRRdW90ZVJlcXVlc3QaGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRJUCgtVcGRhdGVRdW90ZRIoLmNvZmFiLnByb2N1cmVtZW50LnYxLlVwZGF0ZVF1b3RlUmVxdWVzdBobLmNvZmFiLnByb2N1cmVtZW50LnYxLlF1b3RlElgKDVdpdGhkcmF3UXVvdGUSKi5jb2ZhYi5wcm9jdXJlbWVudC52MS5XaXRoZHJhd1F1b3RlUmVxdWVzdBobLmNvZmFiLnByb2N1cmVtZW50LnYxLlF1b3RlEk4KCEdldFF1b3RlEiUuY29mYWIucHJvY3VyZW1lbnQudjEuR2V0UXVvdGVSZXF1ZXN0GhsuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGUSXwoKTGlzdFF1b3RlcxInLmNvZmFiLnByb2N1cmVtZW50LnYxLkxpc3RRdW90ZXNSZXF1ZXN0GiguY29mYWIucHJvY3VyZW1lbnQudjEuTGlzdFF1b3Rlc1Jlc3BvbnNlQjlaN2NvZmFiLmRldi9hcGkvZ2VuL2dvL2NvZmFiL3Byb2N1cmVtZW50L3YxO3Byb2N1cmVtZW50djFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("CiZjb2ZhYi9wcm9jdXJlbWVudC92MS9wcm9jdXJlbWVudC5wcm90bxIUY29mYWIucHJvY3VyZW1lbnQudjEiYgoRRXZhbHVhdGlvbldlaWdodHMSDQoFcHJpY2UYASABKAESEQoJbGVhZF90aW1lGAIgASgBEhUKDXN1cHBsaWVyX3Jpc2sYAyABKAESFAoMY2FwYWNpdHlfZml0GAQgASgBIn8KDlN1cHBsaWVyU2VhcmNoEg8KB3Byb2Nlc3MYASABKAkSEAoIbWF0ZXJpYWwYAiABKAkSDgoGcmVnaW9uGAMgASgJEhQKDG1pbl9jYXBhY2l0eRgEIAEoARIVCg1jZXJ0aWZpY2F0aW9uGAUgASgJEg0KBWxpbWl0GAYgASgFIj8KCkFsbG9jYXRpb24SEAoIc3VwcGxpZXIYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSDQoFcXVvdGUYAyABKAkirAkKA1JmcRISCgRuYW1lGAEgASgJQgTiQQEIEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRISCgRpdGVtGAMgASgJQgTiQQECEhYKCHF1YW50aXR5GAQgASgDQgTiQQECEjIKCGR1ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhIXCg9kZXNpZ25fcmV2aXNpb24YBiABKAkSGQoRaW52aXRlZF9zdXBwbGllcnMYByADKAkSOAoOcXVvdGVfZGVhZGxpbmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjgKB3dlaWdodHMYCSABKAsyJy5jb2ZhYi5wcm9jdXJlbWVudC52MS5FdmFsdWF0aW9uV2VpZ2h0cxIbCg1jdXJyZW5jeV9jb2RlGAogASgJQgTiQQECEjQKBXN0YXRlGAsgASgOMh8uY29mYWIucHJvY3VyZW1lbnQudjEuUmZxLlN0YXRlQgTiQQEDEhMKBWJ1eWVyGAwgASgJQgTiQQEDEhkKC3F1b3RlX2NvdW50GA0gASgFQgTiQQEDEjsKC2FsbG9jYXRpb25zGA4gAygLMiAuY29mYWIucHJvY3VyZW1lbnQudjEuQWxsb2NhdGlvbkIE4kEBAxISCgRldGFnGA8gASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1Cgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSMwoJb3Blbl90aW1lGBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0CgpjbG9zZV90aW1lGBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI7Cgxhd2FyZF9wb2xpY3kYFCABKA4yJS5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZnEuQXdhcmRQb2xpY3kSRAoUcHJvcG9zZWRfYWxsb2NhdGlvbnMYFSADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5BbGxvY2F0aW9uQgTiQQEDInkKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASDwoLU1RBVEVfRFJBRlQQARIOCgpTVEFURV9PUEVOEAISEAoMU1RBVEVfQ0xPU0VEEAMSEQoNU1RBVEVfQVdBUkRFRBAEEhMKD1NUQVRFX0NBTkNFTExFRBAFIooBCgtBd2FyZFBvbGljeRIcChhBV0FSRF9QT0xJQ1lfVU5TUEVDSUZJRUQQABIWChJBV0FSRF9QT0xJQ1lfQlVZRVIQARIaChZBV0FSRF9QT0xJQ1lfQVVUT01BVElDEAISKQolQVdBUkRfUE9MSUNZX0FVVE9NQVRJQ19BRlRFUl9BUFBST1ZBTBADOjvqQTgKDWNvZmFiLmRldi9SZnESJ29yZ2FuaXphdGlvbnMve29yZ2FuaXphdGlvbn0vcmZxcy97cmZxfSJXCgpBdHRhY2htZW50EhEKCWZpbGVfbmFtZRgBIAEoCRIOCgZzaGEyNTYYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoAxISCgptZWRpYV90eXBlGAQgASgJIvsECgVRdW90ZRISCgRuYW1lGAEgASgJQgTiQQEIEhYKCHN1cHBsaWVyGAIgASgJQgTiQQEDEhgKCnVuaXRfcHJpY2UYAyABKAFCBOJBAQISFgoObGVhZF90aW1lX2RheXMYBCABKAUSFgoIY2FwYWNpdHkYBSABKANCBOJBAQISNQoLdmFsaWRfdW50aWwYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEg0KBW5vdGVzGAcgASgJEjUKC2F0dGFjaG1lbnRzGAggAygLMiAuY29mYWIucHJvY3VyZW1lbnQudjEuQXR0YWNobWVudBI2CgVzdGF0ZRgJIAEoDjIhLmNvZmFiLnByb2N1cmVtZW50LnYxLlF1b3RlLlN0YXRlQgTiQQEDEhYKCHJldmlzaW9uGAogASgFQgTiQQEDEhIKBGV0YWcYCyABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC3VwZGF0ZV90aW1lGA0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyJfCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEhMKD1NUQVRFX1NVQk1JVFRFRBABEhMKD1NUQVRFX1dJVEhEUkFXThACEhUKEVNUQVRFX0lOVkFMSURBVEVEEAM6TOpBSQoPY29mYWIuZGV2L1F1b3RlEjZvcmdhbml6YXRpb25zL3tvcmdhbml6YXRpb259L3JmcXMve3JmcX0vcXVvdGVzL3txdW90ZX0iqQEKEENyZWF0ZVJmcVJlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEiwKA3JmcRgCIAEoCzIZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcUIE4kEBAhI9Cg9zdXBwbGllcl9zZWFyY2gYAyABKAsyJC5jb2ZhYi5wcm9jdXJlbWVudC52MS5TdXBwbGllclNlYXJjaBISCgpyZXF1ZXN0X2lkGAQgASgJIiMKDUdldFJmcVJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJOCg9MaXN0UmZxc1JlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlQKEExpc3RSZnFzUmVzcG9uc2USJwoEcmZxcxgBIAMoCzIZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiRgoOT3BlblJmcVJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiRwoPQ2xvc2VSZnFSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISDAoEZXRhZxgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIlgKEENhbmNlbFJmcVJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJImIKEkV2YWx1YXRlUmZxUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEjgKB3dlaWdodHMYAiABKAsyJy5jb2ZhYi5wcm9jdXJlbWVudC52MS5FdmFsdWF0aW9uV2VpZ2h0cyKZAQoKUXVvdGVTY29yZRINCgVxdW90ZRgBIAEoCRIQCghzdXBwbGllchgCIAEoCRINCgVwcmljZRgDIAEoARIRCglsZWFkX3RpbWUYBCABKAESFQoNc3VwcGxpZXJfcmlzaxgFIAEoARIUCgxjYXBhY2l0eV9maXQYBiABKAESDQoFdG90YWwYByABKAESDAoEcmFuaxgIIAEoBSKBAQoTRXZhbHVhdGVSZnFSZXNwb25zZRIwCgZzY29yZXMYASADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZVNjb3JlEjgKB3dlaWdodHMYAiABKAsyJy5jb2ZhYi5wcm9jdXJlbWVudC52MS5FdmFsdWF0aW9uV2VpZ2h0cyKEAQoPQXdhcmRSZnFSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISOwoLYWxsb2NhdGlvbnMYAiADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5BbGxvY2F0aW9uQgTiQQECEgwKBGV0YWcYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCSJ3ChBSZXZpc2VSZnFSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISHQoPZGVzaWduX3JldmlzaW9uGAIgASgJQgTiQQECEg4KBnJlYXNvbhgDIAEoCRIMCgRldGFnGAQgASgJEhIKCnJlcXVlc3RfaWQYBSABKAkigwEKGVJlY29yZEluYm91bmRRdW90ZVJlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEhAKCHN1cHBsaWVyGAIgASgJEioKBXF1b3RlGAMgASgLMhsuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGUSEgoKcmVxdWVzdF9pZBgEIAEoCSJ0ChNQcm9wb3NlQXdhcmRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISNQoLYWxsb2NhdGlvbnMYAiADKAsyIC5jb2ZhYi5wcm9jdXJlbWVudC52MS5BbGxvY2F0aW9uEhIKCnJlcXVlc3RfaWQYAyABKAkiSwoTQXBwcm92ZUF3YXJkUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEgwKBGV0YWcYAiABKAkSEgoKcmVxdWVzdF9pZBgDIAEoCSJwChJTdWJtaXRRdW90ZVJlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEjAKBXF1b3RlGAIgASgLMhsuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGVCBOJBAQISEgoKcmVxdWVzdF9pZBgDIAEoCSJoChJVcGRhdGVRdW90ZVJlcXVlc3QSMAoFcXVvdGUYASABKAsyGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZUIE4kEBAhIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiTAoUV2l0aGRyYXdRdW90ZVJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkiJQoPR2V0UXVvdGVSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiUAoRTGlzdFF1b3Rlc1JlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIloKEkxpc3RRdW90ZXNSZXNwb25zZRIrCgZxdW90ZXMYASADKAsyGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyvAsKElByb2N1cmVtZW50U2VydmljZRJOCglDcmVhdGVSZnESJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5DcmVhdGVSZnFSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEkgKBkdldFJmcRIjLmNvZmFiLnByb2N1cmVtZW50LnYxLkdldFJmcVJlcXVlc3QaGS5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZnESWQoITGlzdFJmcXMSJS5jb2ZhYi5wcm9jdXJlbWVudC52MS5MaXN0UmZxc1JlcXVlc3QaJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5MaXN0UmZxc1Jlc3BvbnNlEkoKB09wZW5SZnESJC5jb2ZhYi5wcm9jdXJlbWVudC52MS5PcGVuUmZxUmVxdWVzdBoZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRJMCghDbG9zZVJmcRIlLmNvZmFiLnByb2N1cmVtZW50LnYxLkNsb3NlUmZxUmVxdWVzdBoZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRJOCglDYW5jZWxSZnESJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5DYW5jZWxSZnFSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEmIKC0V2YWx1YXRlUmZxEiguY29mYWIucHJvY3VyZW1lbnQudjEuRXZhbHVhdGVSZnFSZXF1ZXN0GikuY29mYWIucHJvY3VyZW1lbnQudjEuRXZhbHVhdGVSZnFSZXNwb25zZRJMCghBd2FyZFJmcRIlLmNvZmFiLnByb2N1cmVtZW50LnYxLkF3YXJkUmZxUmVxdWVzdBoZLmNvZmFiLnByb2N1cmVtZW50LnYxLlJmcRJOCglSZXZpc2VSZnESJi5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZXZpc2VSZnFSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxEmIKElJlY29yZEluYm91bmRRdW90ZRIvLmNvZmFiLnByb2N1cmVtZW50LnYxLlJlY29yZEluYm91bmRRdW90ZVJlcXVlc3QaGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRJUCgxQcm9wb3NlQXdhcmQSKS5jb2ZhYi5wcm9jdXJlbWVudC52MS5Qcm9wb3NlQXdhcmRSZXF1ZXN0GhkuY29mYWIucHJvY3VyZW1lbnQudjEuUmZxElQKDEFwcHJvdmVBd2FyZBIpLmNvZmFiLnByb2N1cmVtZW50LnYxLkFwcHJvdmVBd2FyZFJlcXVlc3QaGS5jb2ZhYi5wcm9jdXJlbWVudC52MS5SZnESVAoLU3VibWl0UXVvdGUSKC5jb2ZhYi5wcm9jdXJlbWVudC52MS5TdWJtaXRRdW90ZVJlcXVlc3QaGy5jb2ZhYi5wcm9jdXJlbWVudC52MS5RdW90ZRJUCgtVcGRhdGVRdW90ZRIoLmNvZmFiLnByb2N1cmVtZW50LnYxLlVwZGF0ZVF1b3RlUmVxdWVzdBobLmNvZmFiLnByb2N1cmVtZW50LnYxLlF1b3RlElgKDVdpdGhkcmF3UXVvdGUSKi5jb2ZhYi5wcm9jdXJlbWVudC52MS5XaXRoZHJhd1F1b3RlUmVxdWVzdBobLmNvZmFiLnByb2N1cmVtZW50LnYxLlF1b3RlEk4KCEdldFF1b3RlEiUuY29mYWIucHJvY3VyZW1lbnQudjEuR2V0UXVvdGVSZXF1ZXN0GhsuY29mYWIucHJvY3VyZW1lbnQudjEuUXVvdGUSXwoKTGlzdFF1b3RlcxInLmNvZmFiLnByb2N1cmVtZW50LnYxLkxpc3RRdW90ZXNSZXF1ZXN0GiguY29mYWIucHJvY3VyZW1lbnQudjEuTGlzdFF1b3Rlc1Jlc3BvbnNlQjlaN2NvZmFiLmRldi9hcGkvZ2VuL2dvL2NvZmFiL3Byb2N1cmVtZW50L3YxO3Byb2N1cmVtZW50djFiBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
 
 /**
  * Relative importance of each criterion; only the ratios matter. All zero means equal weights.
@@ -141,6 +143,8 @@ export type Rfq = Message<"cofab.procurement.v1.Rfq"> & {
   name: string;
 
   /**
+   * At most 200 characters.
+   *
    * @generated from field: string display_name = 2;
    */
   displayName: string;
@@ -153,14 +157,14 @@ export type Rfq = Message<"cofab.procurement.v1.Rfq"> & {
   item: string;
 
   /**
-   * Units wanted.
+   * Units wanted, > 0.
    *
    * @generated from field: int64 quantity = 4;
    */
   quantity: bigint;
 
   /**
-   * When the units must be delivered.
+   * When the units must be delivered; in the future, after quote_deadline.
    *
    * @generated from field: google.protobuf.Timestamp due_time = 5;
    */
@@ -175,14 +179,16 @@ export type Rfq = Message<"cofab.procurement.v1.Rfq"> & {
   designRevision: string;
 
   /**
-   * organizations/{organization} of each invited supplier. A supplier sees only itself here.
+   * organizations/{organization} of each invited supplier (at least one, with the suppliers a
+   * supplier_search finds; at most 5000; never the buyer). A supplier sees only itself here.
    *
    * @generated from field: repeated string invited_suppliers = 7;
    */
   invitedSuppliers: string[];
 
   /**
-   * Quotes are accepted until then; the RFQ is closed at that time.
+   * Quotes are accepted until then, in the future; the RFQ is closed at that time if it did
+   * not close earlier (by the buyer, or once every invited supplier quoted: see CloseRfq).
    *
    * @generated from field: google.protobuf.Timestamp quote_deadline = 8;
    */
@@ -194,7 +200,7 @@ export type Rfq = Message<"cofab.procurement.v1.Rfq"> & {
   weights?: EvaluationWeights | undefined;
 
   /**
-   * ISO 4217 code of quoted prices, e.g. EUR.
+   * ISO 4217 code of quoted prices, e.g. EUR: three upper-case letters.
    *
    * @generated from field: string currency_code = 10;
    */
@@ -314,8 +320,8 @@ export const Rfq_StateSchema: GenEnum<Rfq_State> = /*@__PURE__*/
   enumDesc(file_cofab_procurement_v1_procurement, 3, 0);
 
 /**
- * Who awards once the RFQ is closed (by the procurement workflow at the quote deadline, or
- * earlier when every invited supplier has quoted).
+ * Who awards once the RFQ is closed. Every policy closes the same way (see CloseRfq): at the
+ * quote deadline, by the buyer, or as soon as every invited supplier has a current quote.
  *
  * @generated from enum cofab.procurement.v1.Rfq.AwardPolicy
  */
@@ -413,37 +419,43 @@ export type Quote = Message<"cofab.procurement.v1.Quote"> & {
   supplier: string;
 
   /**
-   * Price of one unit, in the RFQ's currency.
+   * Price of one unit, in the RFQ's currency: positive and finite.
    *
    * @generated from field: double unit_price = 3;
    */
   unitPrice: number;
 
   /**
+   * Days from award to delivery, >= 0.
+   *
    * @generated from field: int32 lead_time_days = 4;
    */
   leadTimeDays: number;
 
   /**
-   * Units the supplier can deliver for this RFQ.
+   * Units the supplier can deliver for this RFQ, > 0.
    *
    * @generated from field: int64 capacity = 5;
    */
   capacity: bigint;
 
   /**
-   * The offer holds until then.
+   * The offer holds until then; in the future.
    *
    * @generated from field: google.protobuf.Timestamp valid_until = 6;
    */
   validUntil?: Timestamp | undefined;
 
   /**
+   * At most 10,000 characters.
+   *
    * @generated from field: string notes = 7;
    */
   notes: string;
 
   /**
+   * At most 20.
+   *
    * @generated from field: repeated cofab.procurement.v1.Attachment attachments = 8;
    */
   attachments: Attachment[];
@@ -529,7 +541,8 @@ export type CreateRfqRequest = Message<"cofab.procurement.v1.CreateRfqRequest"> 
 
   /**
    * display_name, item, quantity, due_time, design_revision (for designed parts; defaults to the
-   * item's pinned revision), invited_suppliers, quote_deadline, weights, currency_code.
+   * item's pinned revision), invited_suppliers, quote_deadline, weights, currency_code,
+   * award_policy. The RFQ starts as a draft: OpenRfq tells the suppliers.
    *
    * @generated from field: cofab.procurement.v1.Rfq rfq = 2;
    */
@@ -631,6 +644,8 @@ export const ListRfqsResponseSchema: GenMessage<ListRfqsResponse> = /*@__PURE__*
  */
 export type OpenRfqRequest = Message<"cofab.procurement.v1.OpenRfqRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -660,6 +675,8 @@ export const OpenRfqRequestSchema: GenMessage<OpenRfqRequest> = /*@__PURE__*/
  */
 export type CloseRfqRequest = Message<"cofab.procurement.v1.CloseRfqRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -687,6 +704,8 @@ export const CloseRfqRequestSchema: GenMessage<CloseRfqRequest> = /*@__PURE__*/
  */
 export type CancelRfqRequest = Message<"cofab.procurement.v1.CancelRfqRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -719,6 +738,8 @@ export const CancelRfqRequestSchema: GenMessage<CancelRfqRequest> = /*@__PURE__*
  */
 export type EvaluateRfqRequest = Message<"cofab.procurement.v1.EvaluateRfqRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -825,6 +846,8 @@ export const EvaluateRfqResponseSchema: GenMessage<EvaluateRfqResponse> = /*@__P
  */
 export type AwardRfqRequest = Message<"cofab.procurement.v1.AwardRfqRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -1012,6 +1035,9 @@ export type SubmitQuoteRequest = Message<"cofab.procurement.v1.SubmitQuoteReques
   parent: string;
 
   /**
+   * unit_price, capacity and valid_until (required), lead_time_days, notes, attachments. A
+   * supplier has one current quote per RFQ: a second is FAILED_PRECONDITION (UpdateQuote it).
+   *
    * @generated from field: cofab.procurement.v1.Quote quote = 2;
    */
   quote?: Quote | undefined;
@@ -1066,6 +1092,8 @@ export const UpdateQuoteRequestSchema: GenMessage<UpdateQuoteRequest> = /*@__PUR
  */
 export type WithdrawQuoteRequest = Message<"cofab.procurement.v1.WithdrawQuoteRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}/quotes/{quote}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -1093,6 +1121,8 @@ export const WithdrawQuoteRequestSchema: GenMessage<WithdrawQuoteRequest> = /*@_
  */
 export type GetQuoteRequest = Message<"cofab.procurement.v1.GetQuoteRequest"> & {
   /**
+   * organizations/{buyer}/rfqs/{rfq}/quotes/{quote}
+   *
    * @generated from field: string name = 1;
    */
   name: string;
@@ -1158,7 +1188,12 @@ export const ListQuotesResponseSchema: GenMessage<ListQuotesResponse> = /*@__PUR
 
 /**
  * Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
- * suppliers, their evaluation and (split) awards. Served by the supply service.
+ * suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+ * 127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+ *
+ * An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+ * soon as every invited supplier has a current quote (the procurement workflow closes it then,
+ * whatever the award policy). Then it is awarded as its award_policy says.
  *
  * Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
  * closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -1209,7 +1244,10 @@ export const ProcurementService: GenService<{
     output: typeof RfqSchema;
   },
   /**
-   * Open -> closed (the buyer, or the platform's service account at the quote deadline).
+   * Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+   * account) at the quote deadline or as soon as every invited supplier has a current quote,
+   * whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+   * revised or withdrawn.
    *
    * @generated from rpc cofab.procurement.v1.ProcurementService.CloseRfq
    */
