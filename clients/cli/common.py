@@ -10,11 +10,17 @@ import argparse
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from clients.sdk import Cofab, connect
+from clients.cli.exits import EXIT_ERROR, EXIT_UNAUTHENTICATED
 from services.shared.config import Settings
+
+if TYPE_CHECKING:  # the SDK (grpc, every stub) is imported only by commands that call a service
+    from google.protobuf.message import Message
+
+    from clients.sdk import Cofab
 
 Command = Callable[[argparse.Namespace, Settings], None]
 # argparse's subparsers type is generic only to type checkers.
@@ -22,7 +28,12 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 class CliError(Exception):
-    """A problem the user can fix; printed without a traceback."""
+    """A problem the user can fix; printed as one sentence without a traceback, exiting with
+    `exit_code` (clients.cli.exits)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def project_name(value: str) -> str:
@@ -67,17 +78,79 @@ def format_time(ts: object) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def command(group: Subcommands, name: str, fn: Command, help_text: str) -> argparse.ArgumentParser:
-    """Adds subcommand `name` running `fn` to `group`."""
+def command(
+    group: Subcommands, name: str, fn: Command, help_text: str, prints: bool = False
+) -> argparse.ArgumentParser:
+    """Adds subcommand `name` running `fn` to `group`. `prints`: the command prints a resource
+    or a list, and takes --json for the proto's JSON mapping instead of the human form."""
     p: argparse.ArgumentParser = group.add_parser(name, help=help_text, description=help_text)
-    p.set_defaults(fn=fn)
+    p.set_defaults(fn=fn, json=False)
+    if prints:
+        p.add_argument(
+            "--json", action="store_true", help="print the proto's JSON mapping (stable)"
+        )
     return p
 
 
-def client(settings: Settings) -> Cofab:
+def to_json(message: Message) -> dict[str, Any]:
+    """A message in the proto3 JSON mapping (lowerCamelCase names, enums by name)."""
+    from google.protobuf import json_format
+
+    result: dict[str, Any] = json_format.MessageToDict(message)
+    return result
+
+
+def emit(args: argparse.Namespace, message: Message, human: Callable[[], None]) -> None:
+    """Prints one resource: its JSON with --json, else the human form."""
+    if args.json:
+        import json
+
+        print(json.dumps(to_json(message), indent=2))
+    else:
+        human()
+
+
+def emit_list(
+    args: argparse.Namespace, field: str, items: Iterable[Message], human: Callable[[Any], None]
+) -> None:
+    """Prints a list: with --json one document {field: [...]}, the shape of the List
+    response with every page in it; else one human line per item, as each arrives."""
+    if args.json:
+        import json
+
+        print(json.dumps({field: [to_json(item) for item in items]}, indent=2))
+    else:
+        for item in items:
+            human(item)
+
+
+def token_file() -> Path:
+    """Where `cofab login` keeps the token: $XDG_CONFIG_HOME/cofab/token (~/.config/...)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "cofab" / "token"
+
+
+def caller_token() -> str:
+    """COFAB_TOKEN when set, else the token `cofab login` stored."""
     token = os.environ.get("COFAB_TOKEN", "").strip()
+    if token:
+        return token
+    try:
+        token = token_file().read_text().strip()
+    except OSError:
+        token = ""
     if not token:
         raise CliError(
-            "COFAB_TOKEN is not set: ask an admin for a token (cofab admin create-token)"
+            "no token: run `cofab login` or set COFAB_TOKEN "
+            "(an admin issues one with `cofab admin create-token`)",
+            EXIT_UNAUTHENTICATED,
         )
-    return connect(token, settings.design_address, settings.supply_address, settings.tls_ca_file)
+    return token
+
+
+def client(settings: Settings) -> Cofab:
+    from clients.sdk import connect
+
+    return connect(
+        caller_token(), settings.design_address, settings.supply_address, settings.tls_ca_file
+    )
