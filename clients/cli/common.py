@@ -154,3 +154,41 @@ def client(settings: Settings) -> Cofab:
     return connect(
         caller_token(), settings.design_address, settings.supply_address, settings.tls_ca_file
     )
+
+
+class ProgressBar:
+    """A one-line progress bar on standard error, drawn only on a terminal (a pipe or a log
+    file gets nothing). Call it with (done, total) bytes; `close()` ends the line."""
+
+    def __init__(self, label: str) -> None:
+        import sys
+
+        self._out = sys.stderr
+        self._on = self._out.isatty()
+        self._label = label
+        self._drawn = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._on or total <= 0:
+            return
+        percent = min(100, done * 100 // total)
+        if percent == self._drawn:
+            return
+        self._drawn = percent
+        filled = percent * 30 // 100
+        self._out.write(
+            f"\r{self._label} [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% "
+            f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB"
+        )
+        self._out.flush()
+
+    def status(self, text: str) -> None:
+        """Replaces the line with a status (e.g. the state a --wait is in)."""
+        if self._on:
+            self._out.write(f"\r{self._label} {text}\033[K")
+            self._out.flush()
+
+    def close(self) -> None:
+        if self._on:
+            self._out.write("\r\033[K")
+            self._out.flush()

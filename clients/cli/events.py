@@ -13,17 +13,15 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> None:
     request = feed_pb2.StreamEventsRequest(
         cursor=args.cursor, type_prefixes=args.type, follow=args.follow
     )
+    # Ctrl-C ends a --follow: main() reports "interrupted" and exits 130, as for any wait.
     with client(settings) as cofab:
-        try:
-            for response in cofab.events.StreamEvents(request):
-                event = response.event
-                print(
-                    f"{format_time(event.time)}  {event.type}  {event.subject}  "
-                    f"by {event.organization}  cursor={response.cursor}",
-                    flush=True,
-                )
-        except KeyboardInterrupt:
-            return
+        for response in cofab.events.StreamEvents(request):
+            event = response.event
+            print(
+                f"{format_time(event.time)}  {event.type}  {event.subject}  "
+                f"by {event.organization}  cursor={response.cursor}",
+                flush=True,
+            )
 
 
 def register(sub: Subcommands) -> None:

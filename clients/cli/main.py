@@ -166,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         args.fn(args, settings)
     except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except CliError as error:
         return _fail(str(error), error.exit_code)
     except ConfigError as error:

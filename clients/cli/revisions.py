@@ -5,16 +5,21 @@ rule sets."""
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from clients.cli.common import (
     CliError,
+    ProgressBar,
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     request_id,
+    to_json,
 )
 from clients.sdk.revisions import (
     FINISHED,
@@ -105,55 +110,83 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> None:
     fmt = args.format or format_of(path)
     if not fmt:
         raise CliError(f"cannot tell the format of {path.name}: pass --format")
+    bar = ProgressBar(f"push {path.name}")
     with client(settings) as cofab:
-        revision = push_revision(
-            cofab,
-            args.design,
-            path,
-            base_revision=args.base,
-            branch=args.branch,
-            message=args.message,
-            format=fmt,
-            units=args.units,
-            parameters=dict(args.param),
-            request_id=request_id(),
-        )
-        print_revision(revision)
+        try:
+            revision = push_revision(
+                cofab,
+                args.design,
+                path,
+                base_revision=args.base,
+                branch=args.branch,
+                message=args.message,
+                format=fmt,
+                units=args.units,
+                parameters=dict(args.param),
+                request_id=request_id(),
+                progress=bar,
+            )
+        finally:
+            bar.close()
+        if not args.json:
+            print_revision(revision)
         if args.wait:
-            for latest in cofab.designs.WatchRevision(pb.WatchRevisionRequest(name=revision.name)):
-                if latest.state in FINISHED:
-                    print_revision(latest, details=True)
+            waiting = ProgressBar(revision.name.rsplit("/", 1)[-1][:12])
+            try:
+                name = revision.name
+                for revision in cofab.designs.WatchRevision(pb.WatchRevisionRequest(name=name)):
+                    waiting.status(STATES.get(revision.state, "?") + "...")
+                    if revision.state in FINISHED:
+                        break
+            finally:
+                waiting.close()
+            if not args.json:
+                print_revision(revision, details=True)
+    if args.json:
+        emit(args, revision, lambda: None)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        for r in every_page(
+        pages = every_page(
             lambda token: cofab.designs.ListRevisions(
                 pb.ListRevisionsRequest(parent=args.design, branch=args.branch, page_token=token)
             ),
             "revisions",
-        ):
-            print(_summary_line(r))
+        )
+        emit_list(args, "revisions", pages, lambda r: print(_summary_line(r)))
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        print_revision(
-            cofab.designs.GetRevision(pb.GetRevisionRequest(name=args.revision)), details=True
-        )
+        revision = cofab.designs.GetRevision(pb.GetRevisionRequest(name=args.revision))
+    emit(args, revision, lambda: print_revision(revision, details=True))
 
 
 def cmd_download(args: argparse.Namespace, settings: Settings) -> None:
-    out = Path(args.output)
     with client(settings) as cofab:
-        first = download(cofab, args.revision, out, artifact=args.artifact)
+        if args.output:
+            out = Path(args.output)
+        elif args.artifact:
+            out = Path(args.artifact)
+        else:
+            revision = cofab.designs.GetRevision(pb.GetRevisionRequest(name=args.revision))
+            out = Path(f"{revision.name.rsplit('/', 1)[-1]}.{revision.format or 'bin'}")
+        bar = ProgressBar(f"download {out.name}")
+        try:
+            first = download(cofab, args.revision, out, artifact=args.artifact, progress=bar)
+        finally:
+            bar.close()
     print(f"wrote {out} ({first.size_bytes} bytes, {first.media_type})")
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         for revision in cofab.designs.WatchRevision(pb.WatchRevisionRequest(name=args.revision)):
-            print_revision(revision, details=revision.state in FINISHED)
+            if args.json:
+                print(json.dumps(to_json(revision)))
+            else:
+                print_revision(revision, details=revision.state in FINISHED)
 
 
 def cmd_release(args: argparse.Namespace, settings: Settings) -> None:
@@ -161,7 +194,7 @@ def cmd_release(args: argparse.Namespace, settings: Settings) -> None:
         revision = cofab.designs.ReleaseRevision(
             pb.ReleaseRevisionRequest(name=args.revision, request_id=request_id())
         )
-    print_revision(revision)
+    emit(args, revision, lambda: print_revision(revision))
 
 
 DIFF_STATES = {
@@ -357,7 +390,7 @@ def register(sub: Subcommands) -> None:
     """Adds `cofab revision ...` and `cofab ruleset ...` to the parser."""
     revision = sub.add_parser("revision", help="design revisions: push, inspect, download")
     rsub = revision.add_subparsers(dest="revision_command", required=True)
-    p = command(rsub, "push", cmd_push, "push a CAD file as a new revision of a design")
+    p = command(rsub, "push", cmd_push, "push a CAD file as a new revision of a design", True)
     p.add_argument("design", help="projects/{project}/designs/{design}")
     p.add_argument("file", help="STEP, STL, OBJ, 3MF, glTF/GLB or a CadQuery script (.py)")
     p.add_argument("--base", default="", help="the revision you started from (the branch head)")
@@ -369,7 +402,7 @@ def register(sub: Subcommands) -> None:
         "--param", type=_parameter, action="append", default=[], help="script NAME=VALUE"
     )
     p.add_argument("--wait", action="store_true", help="wait until processed and show results")
-    p = command(rsub, "list", cmd_list, "list a design's revisions")
+    p = command(rsub, "list", cmd_list, "list a design's revisions", True)
     p.add_argument("design")
     p.add_argument("--branch", default="")
     for name, fn, text in (
@@ -377,10 +410,15 @@ def register(sub: Subcommands) -> None:
         ("watch", cmd_watch, "follow a revision until it is processed"),
         ("release", cmd_release, "release a processed revision (project owners)"),
     ):
-        command(rsub, name, fn, text).add_argument("revision")
+        command(rsub, name, fn, text, prints=True).add_argument("revision")
     p = command(rsub, "download", cmd_download, "download a revision or one of its artifacts")
     p.add_argument("revision")
-    p.add_argument("output", help="file to write")
+    p.add_argument(
+        "output",
+        nargs="?",
+        default="",
+        help="file to write (default: the artifact's name, or <revision id>.<format>)",
+    )
     p.add_argument(
         "--artifact",
         default="",
