@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clients.cli.common import (
     CliError,
@@ -21,6 +23,7 @@ from clients.cli.common import (
     request_id,
     to_json,
 )
+from clients.cli.exits import EXIT_NOT_FOUND, EXIT_USAGE
 from clients.sdk.revisions import (
     FINISHED,
     download,
@@ -32,6 +35,9 @@ from clients.sdk.revisions import (
 )
 from cofab.design.v1 import design_pb2 as pb
 from services.shared.config import Settings
+
+if TYPE_CHECKING:
+    from clients.sdk import Cofab
 
 STATES = {
     pb.Revision.STATE_PENDING: "pending",
@@ -117,7 +123,7 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> None:
                 cofab,
                 args.design,
                 path,
-                base_revision=args.base,
+                base_revision=resolve_revision(cofab, args.design, args.base) if args.base else "",
                 branch=args.branch,
                 message=args.message,
                 format=fmt,
@@ -219,9 +225,50 @@ CHANGES = {
 }
 
 
-def _revision_name(design: str, value: str) -> str:
-    """A revision id is taken as one of DESIGN; a full name as it is."""
-    return value if "/" in value else f"{design}/revisions/{value}"
+_REF = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9-]{0,62})(?:~(?P<back>\d{1,4}))?$")
+
+
+def resolve_revision(cofab: Cofab, design: str, value: str) -> str:
+    """A revision of DESIGN named as a user would: a full name as it is; a branch (`main`),
+    or N revisions before its head (`main~2`, following first parents); or a unique prefix of
+    a revision id, git-style. Unknown is NOT_FOUND (exit 3), an ambiguous prefix a usage error."""
+    if "/" in value:
+        return value
+    ref = _REF.match(value)
+    if ref:
+        branches = {
+            b.name.rsplit("/", 1)[-1]: b.head
+            for b in every_page(
+                lambda token: cofab.designs.ListBranches(
+                    pb.ListBranchesRequest(parent=design, page_token=token)
+                ),
+                "branches",
+            )
+        }
+        if ref["branch"] in branches:
+            name: str = branches[ref["branch"]]
+            for _ in range(int(ref["back"] or 0)):
+                parents = cofab.designs.GetRevision(pb.GetRevisionRequest(name=name)).parents
+                if not parents:
+                    raise CliError(f"{value}: {name} has no parent", EXIT_NOT_FOUND)
+                name = str(parents[0])
+            return name
+    matches: list[str] = [
+        r.name
+        for r in every_page(
+            lambda token: cofab.designs.ListRevisions(
+                pb.ListRevisionsRequest(parent=design, page_size=1000, page_token=token)
+            ),
+            "revisions",
+        )
+        if r.name.rsplit("/", 1)[-1].startswith(value)
+    ]
+    if not matches:
+        raise CliError(f"no branch or revision {value!r} in {design}", EXIT_NOT_FOUND)
+    if len(matches) > 1:
+        shown = ", ".join(m.rsplit("/", 1)[-1][:12] for m in matches[:5])
+        raise CliError(f"{value!r} is ambiguous in {design}: {shown}", EXIT_USAGE)
+    return matches[0]
 
 
 def _point(v: pb.Vector3) -> str:
@@ -325,8 +372,8 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
         diff = cofab.designs.DiffRevisions(
             pb.DiffRevisionsRequest(
                 design=args.design,
-                revision_a=_revision_name(args.design, args.a),
-                revision_b=_revision_name(args.design, args.b),
+                revision_a=resolve_revision(cofab, args.design, args.a),
+                revision_b=resolve_revision(cofab, args.design, args.b),
             )
         )
         if args.wait or args.png or args.glb:
@@ -346,8 +393,10 @@ def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
             pb.MergeRevisionsRequest(
                 design=args.design,
                 target_branch=args.into,
-                source_revision=_revision_name(args.design, args.source),
-                expected_head=_revision_name(args.design, args.expect) if args.expect else "",
+                source_revision=resolve_revision(cofab, args.design, args.source),
+                expected_head=resolve_revision(cofab, args.design, args.expect)
+                if args.expect
+                else "",
                 request_id=request_id(),
             )
         )
@@ -393,7 +442,12 @@ def register(sub: Subcommands) -> None:
     p = command(rsub, "push", cmd_push, "push a CAD file as a new revision of a design", True)
     p.add_argument("design", help="projects/{project}/designs/{design}")
     p.add_argument("file", help="STEP, STL, OBJ, 3MF, glTF/GLB or a CadQuery script (.py)")
-    p.add_argument("--base", default="", help="the revision you started from (the branch head)")
+    p.add_argument(
+        "--base",
+        default="",
+        help="the revision you started from (the branch head): a name, a branch (main) or an "
+        "id prefix",
+    )
     p.add_argument("--branch", default="", help="branch (default main)")
     p.add_argument("--message", "-m", default="")
     p.add_argument("--format", default="", help="override the format the suffix suggests")
@@ -427,7 +481,9 @@ def register(sub: Subcommands) -> None:
     )
     p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM")
     p.add_argument("design", help="projects/{project}/designs/{design}")
-    p.add_argument("a", help="the revision before (a name, or an id of DESIGN)")
+    p.add_argument(
+        "a", help="the revision before: a name, a branch (main, main~1) or an id prefix of DESIGN"
+    )
     p.add_argument("b", help="the revision after")
     p.add_argument("--wait", action="store_true", help="wait until computed and show it")
     p.add_argument("--png", default="", help="write the picture of the diff to this file")
@@ -435,7 +491,12 @@ def register(sub: Subcommands) -> None:
     p = command(rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on")
     p.add_argument("design", help="projects/{project}/designs/{design}")
     p.add_argument("--into", default="", help="the target branch (default main)")
-    p.add_argument("--from", dest="source", required=True, help="the revision to merge")
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="the revision to merge: a name, a branch (e.g. feature) or an id prefix",
+    )
     p.add_argument("--expect", default="", help="the head you expect the branch to have")
     p.add_argument("--wait", action="store_true", help="wait until proposed or conflicted")
     merges = rsub.add_parser("merges", help="show, accept or decline a proposed merge")
