@@ -130,6 +130,29 @@ def token_file() -> Path:
     return Path(base) / "cofab" / "token"
 
 
+def config_file() -> Path:
+    """Settings `cofab use` keeps (the default project), next to the token."""
+    return token_file().parent / "config.json"
+
+
+def read_config() -> dict[str, str]:
+    import json
+
+    try:
+        data = json.loads(config_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+def write_config(config: dict[str, str]) -> None:
+    import json
+
+    path = config_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def caller_token() -> str:
     """COFAB_TOKEN when set, else the token `cofab login` stored."""
     token = os.environ.get("COFAB_TOKEN", "").strip()

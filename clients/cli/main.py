@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "login": ("projects", "register_login", "check a token and store it for later commands (0600)"),
     "logout": ("projects", "register_login", "remove the stored token"),
     "whoami": ("projects", "register_login", "show the organization and user of your token"),
+    "use": ("projects", "register_use", "set defaults for later commands (cofab use project NAME)"),
     "project": ("projects", "register_projects", "shared projects and their member organizations"),
     "invitations": ("projects", "register_projects", "list your organization's memberships"),
     "invitation": ("projects", "register_projects", "answer an invitation (organization admins)"),

@@ -20,9 +20,12 @@ from clients.cli.common import (
     organization_name,
     parse_duration,
     project_name,
+    read_config,
     request_id,
     token_file,
+    write_config,
 )
+from clients.cli.exits import EXIT_NOT_FOUND, EXIT_USAGE
 from cofab.design.v1 import design_pb2
 from cofab.identity.v1 import identity_pb2
 from cofab.supply.v1 import supply_pb2
@@ -99,6 +102,51 @@ def cmd_logout(args: argparse.Namespace, settings: Settings) -> None:
     print(f"removed {path}")
 
 
+def resolve_project(cofab: Cofab, value: str | None) -> str:
+    """A project named as a user would: `projects/{id}` as it is; else an id, a unique id
+    prefix or the exact display name of a project your organization is in; none: the default
+    `cofab use project` set."""
+    if not value:
+        value = read_config().get("project", "")
+        if not value:
+            raise CliError(
+                "no project given, and no default: name one, or set it with "
+                "`cofab use project <name>`",
+                EXIT_USAGE,
+            )
+    if value.startswith("projects/"):
+        return value
+    if len(value) == 32 and all(c in "0123456789abcdef" for c in value):
+        return f"projects/{value}"
+    projects = list(
+        every_page(
+            lambda token: cofab.projects.ListProjects(
+                identity_pb2.ListProjectsRequest(page_size=1000, page_token=token)
+            ),
+            "projects",
+        )
+    )
+    by_name: list[str] = [p.name for p in projects if p.display_name == value]
+    by_id: list[str] = [p.name for p in projects if p.name.split("/", 1)[1].startswith(value)]
+    matches = by_name or by_id
+    if not matches:
+        raise CliError(f"no project {value!r} among your organization's", EXIT_NOT_FOUND)
+    if len(matches) > 1:
+        shown = ", ".join(m.split("/", 1)[1][:12] for m in matches[:5])
+        raise CliError(f"{value!r} names more than one project: {shown}", EXIT_USAGE)
+    return matches[0]
+
+
+def cmd_use_project(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        name = resolve_project(cofab, args.project)
+        project = cofab.projects.GetProject(identity_pb2.GetProjectRequest(name=name))
+    config = read_config()
+    config["project"] = project.name
+    write_config(config)
+    print(f"default project: {project.name} {project.display_name!r}")
+
+
 def _print_project(p: identity_pb2.Project) -> None:
     print(
         f"{p.name}  {p.display_name!r}  owner {p.owner_organization}  "
@@ -133,7 +181,7 @@ def cmd_project_list(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_project_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         project = cofab.projects.GetProject(
-            identity_pb2.GetProjectRequest(name=project_name(args.project))
+            identity_pb2.GetProjectRequest(name=resolve_project(cofab, args.project))
         )
 
     def human() -> None:
@@ -158,7 +206,7 @@ def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         membership = cofab.projects.CreateMembership(
             identity_pb2.CreateMembershipRequest(
-                parent=project_name(args.project),
+                parent=resolve_project(cofab, args.project),
                 membership=identity_pb2.Membership(
                     organization=organization_name(args.organization), role=ROLES[args.role]
                 ),
@@ -170,15 +218,19 @@ def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_project_members(args: argparse.Namespace, settings: Settings) -> None:
-    _list_memberships(args, settings, project_name(args.project))
+    _list_memberships(args, settings, args.project, resolve=True)
 
 
 def cmd_invitations(args: argparse.Namespace, settings: Settings) -> None:
     _list_memberships(args, settings, "projects/-")
 
 
-def _list_memberships(args: argparse.Namespace, settings: Settings, parent: str) -> None:
+def _list_memberships(
+    args: argparse.Namespace, settings: Settings, parent: str, resolve: bool = False
+) -> None:
     with client(settings) as cofab:
+        if resolve:
+            parent = resolve_project(cofab, parent)
         pages = every_page(
             lambda token: cofab.projects.ListMemberships(
                 identity_pb2.ListMembershipsRequest(parent=parent, page_size=100, page_token=token)
@@ -222,7 +274,7 @@ def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         design = cofab.designs.CreateDesign(
             design_pb2.CreateDesignRequest(
-                parent=project_name(args.project),
+                parent=resolve_project(cofab, args.project),
                 design=design_pb2.Design(
                     display_name=args.display_name,
                     description=args.description,
@@ -236,11 +288,10 @@ def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_design_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
+        parent = resolve_project(cofab, args.project)
         pages = every_page(
             lambda token: cofab.designs.ListDesigns(
-                design_pb2.ListDesignsRequest(
-                    parent=project_name(args.project), page_size=100, page_token=token
-                )
+                design_pb2.ListDesignsRequest(parent=parent, page_size=100, page_token=token)
             ),
             "designs",
         )
@@ -293,6 +344,17 @@ def cmd_facility_list(args: argparse.Namespace, settings: Settings) -> None:
         emit_list(args, "facilities", pages, _print_facility)
 
 
+PROJECT_HELP = "projects/{id}, an id prefix or the display name (default: `cofab use project`)"
+
+
+def register_use(sub: Subcommands) -> None:
+    """Adds `cofab use project NAME`."""
+    use = sub.add_parser("use", help="set defaults for later commands (cofab use project NAME)")
+    use_sub = use.add_subparsers(dest="use_command", required=True)
+    p = command(use_sub, "project", cmd_use_project, "the project commands use when none is named")
+    p.add_argument("project", help="projects/{id}, an id prefix or the display name")
+
+
 def register_login(sub: Subcommands) -> None:
     """Adds `cofab login`, `cofab logout` and `cofab whoami`."""
     p = command(sub, "login", cmd_login, "check a token and store it for later commands (0600)")
@@ -310,9 +372,9 @@ def register_projects(sub: Subcommands) -> None:
     p.add_argument("--description", default="")
     command(project_sub, "list", cmd_project_list, "list projects your organization is in", True)
     p = command(project_sub, "show", cmd_project_show, "show one project", True)
-    p.add_argument("project")
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
     p = command(project_sub, "invite", cmd_project_invite, "invite an organization", True)
-    p.add_argument("project")
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
     p.add_argument("organization")
     p.add_argument("--role", choices=sorted(ROLES), required=True)
     p.add_argument(
@@ -322,7 +384,7 @@ def register_projects(sub: Subcommands) -> None:
         help="how long the invitation stays open, e.g. 7d, 12h, 30m, 45s (default 7d)",
     )
     p = command(project_sub, "members", cmd_project_members, "list a project's memberships", True)
-    p.add_argument("project")
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
 
     command(sub, "invitations", cmd_invitations, "list your organization's memberships", True)
     invitation = sub.add_parser("invitation", help="answer an invitation (organization admins)")
@@ -340,12 +402,12 @@ def register_designs(sub: Subcommands) -> None:
     design = sub.add_parser("design", help="designs (parts) in a project")
     design_sub = design.add_subparsers(dest="design_command", required=True)
     p = command(design_sub, "create", cmd_design_create, "create a design", True)
-    p.add_argument("project")
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
     p.add_argument("display_name")
     p.add_argument("--part-number", default="")
     p.add_argument("--description", default="")
     p = command(design_sub, "list", cmd_design_list, "list a project's designs", True)
-    p.add_argument("project")
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
     p = command(design_sub, "show", cmd_design_show, "show a design", True)
     p.add_argument("design", help="projects/{project}/designs/{design}")
 

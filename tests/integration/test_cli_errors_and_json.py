@@ -161,3 +161,28 @@ def test_ctrl_c_during_a_wait_exits_130_without_a_traceback(stack: Stack, tmp_pa
             following.wait()
     assert following.returncode == 130
     assert err == "interrupted\n"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_use_project_sets_the_default_and_projects_go_by_short_names(
+    stack: Stack, tmp_path: Path
+) -> None:
+    token = stack.acme.token
+    made = json.loads(
+        cofab(stack, tmp_path, "project", "create", "Bracket", "--json", token=token).stdout
+    )
+    cofab(stack, tmp_path, "project", "create", "Housing", token=token)
+    project_id = made["name"].split("/", 1)[1]
+
+    missing = cofab(stack, tmp_path, "design", "list", token=token)
+    assert missing.returncode == 2
+    one_sentence(missing, "error: no project given, and no default")
+
+    used = cofab(stack, tmp_path, "use", "project", "Bracket", token=token)
+    assert used.returncode == 0 and made["name"] in used.stdout
+    created = cofab(stack, tmp_path, "design", "create", "Mount", "--json", token=token)
+    assert json.loads(created.stdout)["name"].startswith(made["name"] + "/designs/")
+    by_prefix = cofab(stack, tmp_path, "project", "show", project_id[:8], "--json", token=token)
+    assert json.loads(by_prefix.stdout)["name"] == made["name"]
+    unknown = cofab(stack, tmp_path, "project", "show", "Nonesuch", token=token)
+    assert unknown.returncode == 3
