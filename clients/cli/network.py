@@ -12,6 +12,8 @@ from clients.cli.common import (
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     request_id,
@@ -121,24 +123,25 @@ def cmd_item_create(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_item(item)
+    emit(args, item, lambda: _print_item(item))
 
 
 def cmd_item_list(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
-        for item in every_page(
+        pages = every_page(
             lambda token: cofab.supply.ListItems(
                 supply_pb2.ListItemsRequest(parent=parent, page_size=1000, page_token=token)
             ),
             "items",
-        ):
-            _print_item(item)
+        )
+        emit_list(args, "items", pages, _print_item)
 
 
 def cmd_item_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        _print_item(cofab.supply.GetItem(supply_pb2.GetItemRequest(name=args.item)))
+        item = cofab.supply.GetItem(supply_pb2.GetItemRequest(name=args.item))
+    emit(args, item, lambda: _print_item(item))
 
 
 def cmd_supplier_search(args: argparse.Namespace, settings: Settings) -> None:
@@ -153,26 +156,35 @@ def cmd_supplier_search(args: argparse.Namespace, settings: Settings) -> None:
                 page_size=args.limit,
             )
         )
-    for s in found.suppliers:
-        c = s.capability
-        print(
-            f"{s.organization}  {s.facility}  {s.region} {s.country_code}  {c.process} "
-            f"{','.join(c.materials)}  {c.monthly_capacity:g}/month  {','.join(c.certifications)}"
-        )
+
+    def human() -> None:
+        for s in found.suppliers:
+            c = s.capability
+            print(
+                f"{s.organization}  {s.facility}  {s.region} {s.country_code}  {c.process} "
+                f"{','.join(c.materials)}  {c.monthly_capacity:g}/month  "
+                f"{','.join(c.certifications)}"
+            )
+
+    emit(args, found, human)
 
 
 def cmd_risk(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
         risk = cofab.supply.AnalyzeRisk(supply_pb2.AnalyzeRiskRequest(parent=parent))
-    print("single-source items:")
-    for s in risk.single_source_items:
-        print(f"  {s.item}  from {s.facility or '(a supplier beyond your direct partners)'}")
-    print("critical facilities:")
-    for c in risk.critical_facilities:
-        print(f"  {c.facility} ({c.region})  cuts off {', '.join(c.end_items)}")
-    for h in risk.hidden_critical_facilities:
-        print(f"  {h.count} deeper in your chain in {h.region}")
+
+    def human() -> None:
+        print("single-source items:")
+        for s in risk.single_source_items:
+            print(f"  {s.item}  from {s.facility or '(a supplier beyond your direct partners)'}")
+        print("critical facilities:")
+        for c in risk.critical_facilities:
+            print(f"  {c.facility} ({c.region})  cuts off {', '.join(c.end_items)}")
+        for h in risk.hidden_critical_facilities:
+            print(f"  {h.count} deeper in your chain in {h.region}")
+
+    emit(args, risk, human)
 
 
 def _print_disruption(d: supply_pb2.Disruption) -> None:
@@ -206,28 +218,27 @@ def cmd_disruption_report(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_disruption(disruption)
+    emit(args, disruption, lambda: _print_disruption(disruption))
 
 
 def cmd_disruption_list(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
-        for d in every_page(
+        pages = every_page(
             lambda token: cofab.supply.ListDisruptions(
                 supply_pb2.ListDisruptionsRequest(parent=parent, page_size=1000, page_token=token)
             ),
             "disruptions",
-        ):
-            _print_disruption(d)
+        )
+        emit_list(args, "disruptions", pages, _print_disruption)
 
 
 def cmd_disruption_resolve(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        _print_disruption(
-            cofab.supply.ResolveDisruption(
-                supply_pb2.ResolveDisruptionRequest(name=args.name, request_id=request_id())
-            )
+        resolved = cofab.supply.ResolveDisruption(
+            supply_pb2.ResolveDisruptionRequest(name=args.name, request_id=request_id())
         )
+    emit(args, resolved, lambda: _print_disruption(resolved))
 
 
 def register(sub: Subcommands) -> None:
@@ -243,7 +254,7 @@ def register(sub: Subcommands) -> None:
 
     item = sub.add_parser("item", help="your items (parts, products) and their BOMs")
     item_sub = item.add_subparsers(dest="item_command", required=True)
-    p = command(item_sub, "create", cmd_item_create, "define an item")
+    p = command(item_sub, "create", cmd_item_create, "define an item", True)
     p.add_argument("id", help="item id: lower-case letters, digits, '-'")
     p.add_argument("display_name")
     p.add_argument("--part-number", default="")
@@ -258,13 +269,13 @@ def register(sub: Subcommands) -> None:
         default=[],
         help="organizations/{o}/items/{i}=QUANTITY (repeatable)",
     )
-    command(item_sub, "list", cmd_item_list, "list your items")
-    p = command(item_sub, "show", cmd_item_show, "show an item")
+    command(item_sub, "list", cmd_item_list, "list your items", True)
+    p = command(item_sub, "show", cmd_item_show, "show an item", True)
     p.add_argument("item", help="organizations/{o}/items/{i}")
 
     supplier = sub.add_parser("supplier", help="find capable suppliers")
     supplier_sub = supplier.add_subparsers(dest="supplier_command", required=True)
-    p = command(supplier_sub, "search", cmd_supplier_search, "search published capabilities")
+    p = command(supplier_sub, "search", cmd_supplier_search, "search published capabilities", True)
     p.add_argument("--process", required=True)
     p.add_argument("--material", default="")
     p.add_argument("--region", default="")
@@ -272,11 +283,13 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--certification", default="")
     p.add_argument("--limit", type=int, default=50)
 
-    command(sub, "risk", cmd_risk, "single-source items and critical facilities of your network")
+    command(
+        sub, "risk", cmd_risk, "single-source items and critical facilities of your network", True
+    )
 
     disruption = sub.add_parser("disruption", help="report and follow facility disruptions")
     disruption_sub = disruption.add_subparsers(dest="disruption_command", required=True)
-    p = command(disruption_sub, "report", cmd_disruption_report, "report a disruption")
+    p = command(disruption_sub, "report", cmd_disruption_report, "report a disruption", True)
     p.add_argument("facility", help="facility id or organizations/{o}/facilities/{f}")
     p.add_argument("--kind", choices=sorted(KINDS), default="outage")
     p.add_argument("--days", type=float, required=True, help="expected duration in days")
@@ -284,6 +297,6 @@ def register(sub: Subcommands) -> None:
         "--capacity-factor", type=float, default=0.0, help="remaining capacity for a drop"
     )
     p.add_argument("--description", default="")
-    command(disruption_sub, "list", cmd_disruption_list, "list your disruptions")
-    p = command(disruption_sub, "resolve", cmd_disruption_resolve, "mark a disruption over")
+    command(disruption_sub, "list", cmd_disruption_list, "list your disruptions", True)
+    p = command(disruption_sub, "resolve", cmd_disruption_resolve, "mark a disruption over", True)
     p.add_argument("name", help="organizations/{o}/disruptions/{d}")

@@ -201,17 +201,21 @@ def cmd_rfq_evaluate(args: argparse.Namespace, settings: Settings) -> None:
         result = cofab.procurement.EvaluateRfq(
             pb.EvaluateRfqRequest(name=args.rfq, weights=args.weights)
         )
-    w = result.weights
-    print(
-        f"weights: price {w.price:.2f}, lead time {w.lead_time:.2f}, "
-        f"supplier risk {w.supplier_risk:.2f}, capacity fit {w.capacity_fit:.2f}"
-    )
-    for s in result.scores:
+
+    def human() -> None:
+        w = result.weights
         print(
-            f"{s.rank:>3}. {s.supplier}  total {s.total:.3f}  (price {s.price:.3f}, "
-            f"lead time {s.lead_time:.3f}, risk {s.supplier_risk:.3f}, "
-            f"capacity {s.capacity_fit:.3f})  {s.quote}"
+            f"weights: price {w.price:.2f}, lead time {w.lead_time:.2f}, "
+            f"supplier risk {w.supplier_risk:.2f}, capacity fit {w.capacity_fit:.2f}"
         )
+        for s in result.scores:
+            print(
+                f"{s.rank:>3}. {s.supplier}  total {s.total:.3f}  (price {s.price:.3f}, "
+                f"lead time {s.lead_time:.3f}, risk {s.supplier_risk:.3f}, "
+                f"capacity {s.capacity_fit:.3f})  {s.quote}"
+            )
+
+    emit(args, result, human)
 
 
 def cmd_rfq_award(args: argparse.Namespace, settings: Settings) -> None:
@@ -344,7 +348,7 @@ def register(sub: Subcommands) -> None:
         rfq_sub, "list", cmd_rfq_list, "list your RFQs, or those you are invited to", prints=True
     )
     p.add_argument("--invited", action="store_true", help="RFQs your organization may quote on")
-    p = command(rfq_sub, "evaluate", cmd_rfq_evaluate, "rank the quotes of a closed RFQ")
+    p = command(rfq_sub, "evaluate", cmd_rfq_evaluate, "rank the quotes of a closed RFQ", True)
     p.add_argument("rfq")
     p.add_argument("--weights", type=weights, default=None, help="override, e.g. price=1")
     p = command(

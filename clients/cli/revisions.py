@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -378,13 +379,14 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
         )
         if args.wait or args.png or args.glb:
             diff = wait_for_diff(cofab, diff.name)
-        print_diff(diff)
+        emit(args, diff, lambda: print_diff(diff))
         for artifact, out in (("diff.png", args.png), ("diff.glb", args.glb)):
             if out:
                 if diff.state != pb.RevisionDiff.STATE_SUCCEEDED:
                     raise CliError(f"{diff.name} did not succeed: no {artifact} to download")
                 first = download_diff(cofab, diff.name, Path(out), artifact)
-                print(f"wrote {out} ({first.size_bytes} bytes, {first.media_type})")
+                wrote = f"wrote {out} ({first.size_bytes} bytes, {first.media_type})"
+                print(wrote, file=sys.stderr if args.json else sys.stdout)
 
 
 def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
@@ -402,12 +404,13 @@ def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
         )
         if args.wait:
             merge = wait_for_merge(cofab, merge.name)
-        print_merge(merge)
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_merge_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        print_merge(cofab.designs.GetRevisionMerge(pb.GetRevisionMergeRequest(name=args.merge)))
+        merge = cofab.designs.GetRevisionMerge(pb.GetRevisionMergeRequest(name=args.merge))
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_merge_accept(args: argparse.Namespace, settings: Settings) -> None:
@@ -415,7 +418,7 @@ def cmd_merge_accept(args: argparse.Namespace, settings: Settings) -> None:
         merge = cofab.designs.AcceptMerge(
             pb.AcceptMergeRequest(name=args.merge, request_id=request_id())
         )
-    print_merge(merge)
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_merge_decline(args: argparse.Namespace, settings: Settings) -> None:
@@ -423,16 +426,21 @@ def cmd_merge_decline(args: argparse.Namespace, settings: Settings) -> None:
         merge = cofab.designs.DeclineMerge(
             pb.DeclineMergeRequest(name=args.merge, request_id=request_id())
         )
-    print_merge(merge)
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_ruleset_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        for r in every_page(
+        pages = every_page(
             lambda token: cofab.designs.ListRuleSets(pb.ListRuleSetsRequest(page_token=token)),
             "rule_sets",
-        ):
-            print(f"{r.id}  {r.display_name!r}  process {r.process}: {r.description}")
+        )
+        emit_list(
+            args,
+            "ruleSets",
+            pages,
+            lambda r: print(f"{r.id}  {r.display_name!r}  process {r.process}: {r.description}"),
+        )
 
 
 def register(sub: Subcommands) -> None:
@@ -479,7 +487,7 @@ def register(sub: Subcommands) -> None:
         choices=["", "mesh.glb", "thumbnail.png", "report.json", "model.step"],
         help="an artifact instead of the original file",
     )
-    p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM")
+    p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM", True)
     p.add_argument("design", help="projects/{project}/designs/{design}")
     p.add_argument(
         "a", help="the revision before: a name, a branch (main, main~1) or an id prefix of DESIGN"
@@ -488,7 +496,9 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--wait", action="store_true", help="wait until computed and show it")
     p.add_argument("--png", default="", help="write the picture of the diff to this file")
     p.add_argument("--glb", default="", help="write the coloured model of the diff here")
-    p = command(rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on")
+    p = command(
+        rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on", True
+    )
     p.add_argument("design", help="projects/{project}/designs/{design}")
     p.add_argument("--into", default="", help="the target branch (default main)")
     p.add_argument(
@@ -506,10 +516,10 @@ def register(sub: Subcommands) -> None:
         ("accept", cmd_merge_accept, "move the branch head to the merged revision"),
         ("decline", cmd_merge_decline, "decline a proposed or conflicted merge"),
     ):
-        command(msub, name, fn, text).add_argument(
+        command(msub, name, fn, text, prints=True).add_argument(
             "merge", help="projects/{project}/designs/{design}/merges/{merge}"
         )
 
     ruleset = sub.add_parser("ruleset", help="validation rule sets")
     rs_sub = ruleset.add_subparsers(dest="ruleset_command", required=True)
-    command(rs_sub, "list", cmd_ruleset_list, "list the rule sets designs can use")
+    command(rs_sub, "list", cmd_ruleset_list, "list the rule sets designs can use", True)

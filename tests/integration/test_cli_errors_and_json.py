@@ -135,6 +135,14 @@ def test_ctrl_c_during_a_wait_exits_130_without_a_traceback(stack: Stack, tmp_pa
         data=events_pb2.DesignCreated(),
     )
     FeedStore(stack.engine).append(envelope)
+    # Without --follow the stream ends; with --json each event is one JSON line.
+    listed = cofab(stack, tmp_path, "events", "--json", token=stack.acme.token)
+    assert listed.returncode == 0, listed.stderr
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [(e["event"]["id"], e["event"]["type"]) for e in lines] == [
+        (envelope.id, "design.design.created")
+    ]
+    assert lines[0]["cursor"]
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "XDG_CONFIG_HOME": str(tmp_path),

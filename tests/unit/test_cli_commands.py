@@ -97,3 +97,30 @@ def test_an_admin_command_without_a_database_says_where_it_looked(
 
 def test_cli_error_carries_its_exit_code() -> None:
     assert CliError("x").exit_code == exits.EXIT_ERROR
+
+
+def leaf_commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, bool]:
+    """Every runnable command, with whether it takes --json."""
+    found: dict[str, bool] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(leaf_commands(sub, f"{prefix} {name}".strip()))
+    if not found and prefix:
+        found[prefix] = any("--json" in a.option_strings for a in parser._actions)
+    return found
+
+
+# Commands that print no resource or list of the API (they write files, change local settings
+# or print a token or a report of their own), so --json has nothing to map.
+WITHOUT_JSON = {
+    "admin migrate", "admin create-organization", "admin create-user", "admin create-token",
+    "admin revoke-token", "admin ensure-service-account", "admin verify-audit", "login",
+    "logout", "use project", "network import", "network export", "revision download",
+}  # fmt: skip
+
+
+def test_every_command_that_prints_a_resource_takes_json() -> None:
+    leaves = leaf_commands(build_parser(None))
+    assert WITHOUT_JSON <= set(leaves)
+    assert sorted(c for c, has_json in leaves.items() if not has_json) == sorted(WITHOUT_JSON)
