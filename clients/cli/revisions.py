@@ -378,7 +378,17 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
             )
         )
         if args.wait or args.png or args.glb:
-            diff = wait_for_diff(cofab, diff.name)
+            waiting = ProgressBar("diff")
+            try:
+                diff = wait_for_diff(
+                    cofab,
+                    diff.name,
+                    on_state=lambda state: waiting.status(
+                        pb.RevisionDiff.State.Name(state).removeprefix("STATE_").lower() + "..."
+                    ),
+                )
+            finally:
+                waiting.close()
         emit(args, diff, lambda: print_diff(diff))
         for artifact, out in (("diff.png", args.png), ("diff.glb", args.glb)):
             if out:
@@ -403,7 +413,17 @@ def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
             )
         )
         if args.wait:
-            merge = wait_for_merge(cofab, merge.name)
+            waiting = ProgressBar("merge")
+            try:
+                merge = wait_for_merge(
+                    cofab,
+                    merge.name,
+                    on_state=lambda state: waiting.status(
+                        pb.RevisionMerge.State.Name(state).removeprefix("STATE_").lower() + "..."
+                    ),
+                )
+            finally:
+                waiting.close()
     emit(args, merge, lambda: print_merge(merge))
 
 

@@ -180,12 +180,20 @@ DIFF_FINISHED = (design_pb2.RevisionDiff.STATE_SUCCEEDED, design_pb2.RevisionDif
 MERGE_WORKING = (design_pb2.RevisionMerge.STATE_PENDING, design_pb2.RevisionMerge.STATE_RUNNING)
 
 
-def wait_for_diff(cofab: Cofab, diff: str, timeout: float | None = None) -> design_pb2.RevisionDiff:
-    """Watches a diff until it SUCCEEDED or FAILED; returns it then."""
+def wait_for_diff(
+    cofab: Cofab,
+    diff: str,
+    timeout: float | None = None,
+    on_state: Callable[[design_pb2.RevisionDiff.State.ValueType], None] | None = None,
+) -> design_pb2.RevisionDiff:
+    """Watches a diff until it SUCCEEDED or FAILED; returns it then. `on_state` is told each
+    state the diff is seen in."""
     last = None
     for last in cofab.designs.WatchRevisionDiff(
         design_pb2.WatchRevisionDiffRequest(name=diff), timeout=timeout
     ):
+        if on_state is not None:
+            on_state(last.state)
         if last.state in DIFF_FINISHED:
             return last
     if last is None:
@@ -194,13 +202,18 @@ def wait_for_diff(cofab: Cofab, diff: str, timeout: float | None = None) -> desi
 
 
 def wait_for_merge(
-    cofab: Cofab, merge: str, timeout: float | None = None
+    cofab: Cofab,
+    merge: str,
+    timeout: float | None = None,
+    on_state: Callable[[design_pb2.RevisionMerge.State.ValueType], None] | None = None,
 ) -> design_pb2.RevisionMerge:
     """Watches a merge until the engine is done with it (PROPOSED, CONFLICTED or FAILED)."""
     last = None
     for last in cofab.designs.WatchRevisionMerge(
         design_pb2.WatchRevisionMergeRequest(name=merge), timeout=timeout
     ):
+        if on_state is not None:
+            on_state(last.state)
         if last.state not in MERGE_WORKING:
             return last
     if last is None:

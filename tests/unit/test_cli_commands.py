@@ -4,6 +4,8 @@ mistyped commands get a suggestion, and failures map to the documented exit code
 from __future__ import annotations
 
 import argparse
+import io
+import sys
 
 import pytest
 
@@ -124,3 +126,29 @@ def test_every_command_that_prints_a_resource_takes_json() -> None:
     leaves = leaf_commands(build_parser(None))
     assert WITHOUT_JSON <= set(leaves)
     assert sorted(c for c, has_json in leaves.items() if not has_json) == sorted(WITHOUT_JSON)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_draws_on_a_terminal_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clients.cli.common import ProgressBar
+
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    bar = ProgressBar("push part.step")
+    bar(1 << 20, 4 << 20)
+    bar.close()
+    assert piped.getvalue() == ""
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    bar = ProgressBar("push part.step")
+    for done in (1 << 20, 2 << 20, 2 << 20, 4 << 20):
+        bar(done, 4 << 20)
+    bar.close()
+    drawn = terminal.getvalue()
+    assert drawn.count("\r") == 4  # 25%, 50% (once, not redrawn), 100%, the clearing close
+    assert " 25% 1.0/4.0 MiB" in drawn and "100% 4.0/4.0 MiB" in drawn
