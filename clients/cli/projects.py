@@ -25,7 +25,7 @@ from clients.cli.common import (
     token_file,
     write_config,
 )
-from clients.cli.exits import EXIT_NOT_FOUND, EXIT_USAGE
+from clients.cli.names import resolve_design, resolve_project
 from cofab.design.v1 import design_pb2
 from cofab.identity.v1 import identity_pb2
 from cofab.supply.v1 import supply_pb2
@@ -100,41 +100,6 @@ def cmd_logout(args: argparse.Namespace, settings: Settings) -> None:
         print(f"no stored token ({path})")
         return
     print(f"removed {path}")
-
-
-def resolve_project(cofab: Cofab, value: str | None) -> str:
-    """A project named as a user would: `projects/{id}` as it is; else an id, a unique id
-    prefix or the exact display name of a project your organization is in; none: the default
-    `cofab use project` set."""
-    if not value:
-        value = read_config().get("project", "")
-        if not value:
-            raise CliError(
-                "no project given, and no default: name one, or set it with "
-                "`cofab use project <name>`",
-                EXIT_USAGE,
-            )
-    if value.startswith("projects/"):
-        return value
-    if len(value) == 32 and all(c in "0123456789abcdef" for c in value):
-        return f"projects/{value}"
-    projects = list(
-        every_page(
-            lambda token: cofab.projects.ListProjects(
-                identity_pb2.ListProjectsRequest(page_size=1000, page_token=token)
-            ),
-            "projects",
-        )
-    )
-    by_name: list[str] = [p.name for p in projects if p.display_name == value]
-    by_id: list[str] = [p.name for p in projects if p.name.split("/", 1)[1].startswith(value)]
-    matches = by_name or by_id
-    if not matches:
-        raise CliError(f"no project {value!r} among your organization's", EXIT_NOT_FOUND)
-    if len(matches) > 1:
-        shown = ", ".join(m.split("/", 1)[1][:12] for m in matches[:5])
-        raise CliError(f"{value!r} names more than one project: {shown}", EXIT_USAGE)
-    return matches[0]
 
 
 def cmd_use_project(args: argparse.Namespace, settings: Settings) -> None:
@@ -300,7 +265,9 @@ def cmd_design_list(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_design_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        design = cofab.designs.GetDesign(design_pb2.GetDesignRequest(name=args.design))
+        design = cofab.designs.GetDesign(
+            design_pb2.GetDesignRequest(name=resolve_design(cofab, args.design))
+        )
     emit(args, design, lambda: _print_design(design))
 
 
@@ -409,7 +376,11 @@ def register_designs(sub: Subcommands) -> None:
     p = command(design_sub, "list", cmd_design_list, "list a project's designs", True)
     p.add_argument("project", nargs="?", help=PROJECT_HELP)
     p = command(design_sub, "show", cmd_design_show, "show a design", True)
-    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p.add_argument(
+        "design",
+        help="projects/{project}/designs/{design}, or an id prefix, display name or "
+        "part number in the default project",
+    )
 
 
 def register_facilities(sub: Subcommands) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from clients.cli.common import (
     request_id,
     to_json,
 )
-from clients.cli.exits import EXIT_NOT_FOUND, EXIT_USAGE
+from clients.cli.names import resolve_design, resolve_revision
 from clients.sdk.revisions import (
     FINISHED,
     download,
@@ -38,7 +37,7 @@ from cofab.design.v1 import design_pb2 as pb
 from services.shared.config import Settings
 
 if TYPE_CHECKING:
-    from clients.sdk import Cofab
+    pass
 
 STATES = {
     pb.Revision.STATE_PENDING: "pending",
@@ -119,6 +118,7 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> None:
         raise CliError(f"cannot tell the format of {path.name}: pass --format")
     bar = ProgressBar(f"push {path.name}")
     with client(settings) as cofab:
+        args.design = resolve_design(cofab, args.design)
         try:
             revision = push_revision(
                 cofab,
@@ -155,6 +155,7 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
+        args.design = resolve_design(cofab, args.design)
         pages = every_page(
             lambda token: cofab.designs.ListRevisions(
                 pb.ListRevisionsRequest(parent=args.design, branch=args.branch, page_token=token)
@@ -224,52 +225,6 @@ CHANGES = {
     pb.FaceChange.CHANGE_REMOVED: "removed",
     pb.FaceChange.CHANGE_MODIFIED: "modified",
 }
-
-
-_REF = re.compile(r"^(?P<branch>[a-z0-9][a-z0-9-]{0,62})(?:~(?P<back>\d{1,4}))?$")
-
-
-def resolve_revision(cofab: Cofab, design: str, value: str) -> str:
-    """A revision of DESIGN named as a user would: a full name as it is; a branch (`main`),
-    or N revisions before its head (`main~2`, following first parents); or a unique prefix of
-    a revision id, git-style. Unknown is NOT_FOUND (exit 3), an ambiguous prefix a usage error."""
-    if "/" in value:
-        return value
-    ref = _REF.match(value)
-    if ref:
-        branches = {
-            b.name.rsplit("/", 1)[-1]: b.head
-            for b in every_page(
-                lambda token: cofab.designs.ListBranches(
-                    pb.ListBranchesRequest(parent=design, page_token=token)
-                ),
-                "branches",
-            )
-        }
-        if ref["branch"] in branches:
-            name: str = branches[ref["branch"]]
-            for _ in range(int(ref["back"] or 0)):
-                parents = cofab.designs.GetRevision(pb.GetRevisionRequest(name=name)).parents
-                if not parents:
-                    raise CliError(f"{value}: {name} has no parent", EXIT_NOT_FOUND)
-                name = str(parents[0])
-            return name
-    matches: list[str] = [
-        r.name
-        for r in every_page(
-            lambda token: cofab.designs.ListRevisions(
-                pb.ListRevisionsRequest(parent=design, page_size=1000, page_token=token)
-            ),
-            "revisions",
-        )
-        if r.name.rsplit("/", 1)[-1].startswith(value)
-    ]
-    if not matches:
-        raise CliError(f"no branch or revision {value!r} in {design}", EXIT_NOT_FOUND)
-    if len(matches) > 1:
-        shown = ", ".join(m.rsplit("/", 1)[-1][:12] for m in matches[:5])
-        raise CliError(f"{value!r} is ambiguous in {design}: {shown}", EXIT_USAGE)
-    return matches[0]
 
 
 def _point(v: pb.Vector3) -> str:
@@ -370,6 +325,7 @@ def print_merge(m: pb.RevisionMerge) -> None:
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
+        args.design = resolve_design(cofab, args.design)
         diff = cofab.designs.DiffRevisions(
             pb.DiffRevisionsRequest(
                 design=args.design,
@@ -401,6 +357,7 @@ def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
+        args.design = resolve_design(cofab, args.design)
         merge = cofab.designs.MergeRevisions(
             pb.MergeRevisionsRequest(
                 design=args.design,
@@ -463,12 +420,18 @@ def cmd_ruleset_list(args: argparse.Namespace, settings: Settings) -> None:
         )
 
 
+DESIGN_HELP = (
+    "projects/{project}/designs/{design}, or an id prefix, display name or part number of a "
+    "design of the default project (cofab use project)"
+)
+
+
 def register(sub: Subcommands) -> None:
     """Adds `cofab revision ...` and `cofab ruleset ...` to the parser."""
     revision = sub.add_parser("revision", help="design revisions: push, inspect, download")
     rsub = revision.add_subparsers(dest="revision_command", required=True)
     p = command(rsub, "push", cmd_push, "push a CAD file as a new revision of a design", True)
-    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p.add_argument("design", help=DESIGN_HELP)
     p.add_argument("file", help="STEP, STL, OBJ, 3MF, glTF/GLB or a CadQuery script (.py)")
     p.add_argument(
         "--base",
@@ -508,7 +471,7 @@ def register(sub: Subcommands) -> None:
         help="an artifact instead of the original file",
     )
     p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM", True)
-    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p.add_argument("design", help=DESIGN_HELP)
     p.add_argument(
         "a", help="the revision before: a name, a branch (main, main~1) or an id prefix of DESIGN"
     )
@@ -519,7 +482,7 @@ def register(sub: Subcommands) -> None:
     p = command(
         rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on", True
     )
-    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p.add_argument("design", help=DESIGN_HELP)
     p.add_argument("--into", default="", help="the target branch (default main)")
     p.add_argument(
         "--from",

@@ -189,7 +189,14 @@ def test_use_project_sets_the_default_and_projects_go_by_short_names(
     used = cofab(stack, tmp_path, "use", "project", "Bracket", token=token)
     assert used.returncode == 0 and made["name"] in used.stdout
     created = cofab(stack, tmp_path, "design", "create", "Mount", "--json", token=token)
-    assert json.loads(created.stdout)["name"].startswith(made["name"] + "/designs/")
+    design = json.loads(created.stdout)["name"]
+    assert design.startswith(made["name"] + "/designs/")
+    # A design of the default project by display name or id prefix.
+    shown = cofab(stack, tmp_path, "design", "show", "Mount", "--json", token=token)
+    assert json.loads(shown.stdout)["name"] == design
+    prefix = design.rsplit("/", 1)[1][:6]
+    listed = cofab(stack, tmp_path, "revision", "list", prefix, "--json", token=token)
+    assert json.loads(listed.stdout) == {"revisions": []}
     by_prefix = cofab(stack, tmp_path, "project", "show", project_id[:8], "--json", token=token)
     assert json.loads(by_prefix.stdout)["name"] == made["name"]
     unknown = cofab(stack, tmp_path, "project", "show", "Nonesuch", token=token)

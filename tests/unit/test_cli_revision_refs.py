@@ -10,7 +10,7 @@ import pytest
 
 from clients.cli import exits
 from clients.cli.common import CliError
-from clients.cli.revisions import resolve_revision
+from clients.cli.names import resolve_revision
 from cofab.design.v1 import design_pb2 as pb
 
 DESIGN = "projects/p/designs/d"
