@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def _unique(matches: list[str], value: str, what: str) -> str:
     if not matches:
-        raise CliError(f"no {what} {value!r}", EXIT_NOT_FOUND)
+        raise CliError(f"{value!r} is no {what}", EXIT_NOT_FOUND)
     if len(matches) > 1:
         shown = ", ".join(m.rsplit("/", 1)[-1][:12] for m in matches[:5])
         raise CliError(f"{value!r} names more than one {what}: {shown}", EXIT_USAGE)
@@ -56,13 +56,7 @@ def resolve_project(cofab: Cofab, value: str | None) -> str:
     )
     by_name: list[str] = [p.name for p in projects if p.display_name == value]
     by_id: list[str] = [p.name for p in projects if p.name.split("/", 1)[1].startswith(value)]
-    matches = by_name or by_id
-    if not matches:
-        raise CliError(f"no project {value!r} among your organization's", EXIT_NOT_FOUND)
-    if len(matches) > 1:
-        shown = ", ".join(m.split("/", 1)[1][:12] for m in matches[:5])
-        raise CliError(f"{value!r} names more than one project: {shown}", EXIT_USAGE)
-    return matches[0]
+    return _unique(by_name or by_id, value, "project of your organization's")
 
 
 def resolve_design(cofab: Cofab, value: str) -> str:
@@ -124,9 +118,4 @@ def resolve_revision(cofab: Cofab, design: str, value: str) -> str:
         )
         if r.name.rsplit("/", 1)[-1].startswith(value)
     ]
-    if not matches:
-        raise CliError(f"no branch or revision {value!r} in {design}", EXIT_NOT_FOUND)
-    if len(matches) > 1:
-        shown = ", ".join(m.rsplit("/", 1)[-1][:12] for m in matches[:5])
-        raise CliError(f"{value!r} is ambiguous in {design}: {shown}", EXIT_USAGE)
-    return matches[0]
+    return _unique(matches, value, f"branch or revision of {design}")

@@ -72,8 +72,8 @@ def test_refs_resolve_to_revision_names(cofab: Any, ref: str, resolved: str) -> 
 @pytest.mark.parametrize(
     ("ref", "code", "says"),
     [
-        ("b2", exits.EXIT_USAGE, "ambiguous"),
-        ("ffff", exits.EXIT_NOT_FOUND, "no branch or revision"),
+        ("b2", exits.EXIT_USAGE, "names more than one branch or revision"),
+        ("ffff", exits.EXIT_NOT_FOUND, "is no branch or revision"),
         ("main~3", exits.EXIT_NOT_FOUND, "has no parent"),
     ],
 )
