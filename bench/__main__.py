@@ -38,6 +38,7 @@ BENCHMARKS: list[Benchmark] = [
     design_upload.BENCHMARK,
     design_upload.PUSH_STEP_BENCHMARK,
     geometry.STEP_BENCHMARK,
+    geometry.ASSEMBLY_BENCHMARK,
     geometry.MESH_BENCHMARK,
     geometry_diff.MESH_BENCHMARK,
     geometry_diff.PLATE_BENCHMARK,

@@ -330,6 +330,8 @@ class EventBridge:
             raise PermanentEventError(
                 "disruption.reported lacks name, facility or expected duration"
             )
+        if not _for_reporter(envelope, d.name):
+            return  # a customer's view of the same report
         try:
             await self._client.start_workflow(
                 DisruptionWorkflow.run,
@@ -352,6 +354,8 @@ class EventBridge:
         name = event.disruption.name
         if not name:
             raise PermanentEventError("disruption.resolved lacks the disruption's name")
+        if not _for_reporter(envelope, name):
+            return  # a customer's view of the same change
         handle = self._client.get_workflow_handle(disruption_workflow_id(name))
         try:
             await handle.signal(DisruptionWorkflow.resolved)
@@ -433,3 +437,10 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _for_reporter(envelope: EventEnvelope, disruption: str) -> bool:
+    """Whether this is the reporter's view of a disruption event: each affected customer gets
+    its own view of the same change, and the workflow acts on one of them only."""
+    reporter = "/".join(disruption.split("/")[:2])
+    return reporter in envelope.audience

@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "quote": ("procurement", "register", "your quotes on RFQs you are invited to"),
     "network": ("network", "register", "bulk import and export of your network data"),
     "item": ("network", "register", "your items (parts, products) and their BOMs"),
+    "edge": ("network", "register", "supply edges: an edge with another company needs its consent"),
     "supplier": ("network", "register", "find capable suppliers"),
     "risk": ("network", "register", "single-source items and critical facilities of your network"),
     "disruption": ("network", "register", "report and follow facility disruptions"),

@@ -1,4 +1,5 @@
-"""`cofab network|item|supplier|risk|disruption`: the supply network from the command line."""
+"""`cofab network|item|edge|supplier|risk|disruption`: the supply network from the command
+line."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ KINDS = {
     "capacity-drop": supply_pb2.Disruption.KIND_CAPACITY_DROP,
 }
 CHUNK_BYTES = 1024 * 1024
+EDGE_STATES = {
+    "proposed": supply_pb2.SupplyEdge.STATE_PROPOSED,
+    "active": supply_pb2.SupplyEdge.STATE_ACTIVE,
+    "declined": supply_pb2.SupplyEdge.STATE_DECLINED,
+    "withdrawn": supply_pb2.SupplyEdge.STATE_WITHDRAWN,
+}
+_STATE_WORDS = {value: word for word, value in EDGE_STATES.items()}
 
 
 def _format_of(path: str, given: str | None) -> supply_pb2.NetworkFormat.ValueType:
@@ -142,6 +150,69 @@ def cmd_item_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         item = cofab.supply.GetItem(supply_pb2.GetItemRequest(name=args.item))
     emit(args, item, lambda: _print_item(item))
+
+
+def _print_edge(e: supply_pb2.SupplyEdge) -> None:
+    print(
+        f"{e.name}  {_STATE_WORDS.get(e.state, '?')}  {e.facility} -> {e.customer}  {e.item}  "
+        f"{e.monthly_volume:g}/month at {e.unit_price:g}, {e.lead_time_days:g} days"
+    )
+
+
+def cmd_edge_propose(args: argparse.Namespace, settings: Settings) -> None:
+    parent = _me(settings)
+    with client(settings) as cofab:
+        edge = cofab.supply.CreateSupplyEdge(
+            supply_pb2.CreateSupplyEdgeRequest(
+                parent=parent,
+                supply_edge_id=args.id or "",
+                supply_edge=supply_pb2.SupplyEdge(
+                    facility=args.facility,
+                    item=args.item,
+                    customer=args.customer,
+                    lead_time_days=args.lead_time_days,
+                    unit_price=args.unit_price,
+                    share=args.share,
+                    monthly_volume=args.monthly_volume,
+                ),
+                request_id=request_id(),
+            )
+        )
+    emit(args, edge, lambda: _print_edge(edge))
+
+
+def cmd_edge_list(args: argparse.Namespace, settings: Settings) -> None:
+    parent = _me(settings)
+    with client(settings) as cofab:
+        pages = every_page(
+            lambda token: cofab.supply.ListSupplyEdges(
+                supply_pb2.ListSupplyEdgesRequest(
+                    parent=parent,
+                    page_size=1000,
+                    page_token=token,
+                    state=EDGE_STATES[args.state],
+                )
+            ),
+            "supply_edges",
+        )
+        emit_list(args, "supplyEdges", pages, _print_edge)
+
+
+def cmd_edge_answer(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        if args.edge_command == "confirm":
+            edge = cofab.supply.ConfirmSupplyEdge(
+                supply_pb2.ConfirmSupplyEdgeRequest(name=args.name, request_id=request_id())
+            )
+        elif args.edge_command == "decline":
+            edge = cofab.supply.DeclineSupplyEdge(
+                supply_pb2.DeclineSupplyEdgeRequest(name=args.name, request_id=request_id())
+            )
+        else:
+            edge = cofab.supply.WithdrawSupplyEdge(
+                supply_pb2.WithdrawSupplyEdgeRequest(name=args.name, request_id=request_id())
+            )
+    emit(args, edge, lambda: _print_edge(edge))
 
 
 def cmd_supplier_search(args: argparse.Namespace, settings: Settings) -> None:
@@ -272,6 +343,31 @@ def register(sub: Subcommands) -> None:
     command(item_sub, "list", cmd_item_list, "list your items", True)
     p = command(item_sub, "show", cmd_item_show, "show an item", True)
     p.add_argument("item", help="organizations/{o}/items/{i}")
+
+    edge = sub.add_parser(
+        "edge", help="supply edges: an edge with another company needs its consent"
+    )
+    edge_sub = edge.add_subparsers(dest="edge_command", required=True)
+    p = command(
+        edge_sub, "propose", cmd_edge_propose, "propose (or, in-house, create) an edge", True
+    )
+    p.add_argument("facility", help="organizations/{o}/facilities/{f}, the supplier's facility")
+    p.add_argument("item", help="organizations/{o}/items/{i}, the supplier's or customer's")
+    p.add_argument("customer", help="organizations/{o}, the buyer")
+    p.add_argument("--id", help="edge id (default: generated)")
+    p.add_argument("--lead-time-days", type=float, default=0.0)
+    p.add_argument("--unit-price", type=float, default=0.0)
+    p.add_argument("--share", type=float, default=0.0, help="of the customer's volume, 0..1")
+    p.add_argument("--monthly-volume", type=float, default=0.0)
+    p = command(edge_sub, "list", cmd_edge_list, "list your edges, or proposals by state", True)
+    p.add_argument("--state", choices=sorted(EDGE_STATES), default="active")
+    for verb, what in (
+        ("confirm", "agree to an edge proposed to you"),
+        ("decline", "refuse an edge proposed to you"),
+        ("withdraw", "take back your proposal"),
+    ):
+        p = command(edge_sub, verb, cmd_edge_answer, what, True)
+        p.add_argument("name", help="organizations/{o}/supplyEdges/{e}")
 
     supplier = sub.add_parser("supplier", help="find capable suppliers")
     supplier_sub = supplier.add_subparsers(dest="supplier_command", required=True)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import grpc
+
 from clients.cli.common import (
     CliError,
     ProgressBar,
@@ -46,6 +48,12 @@ STATES = {
     pb.Revision.STATE_FAILED: "failed",
 }
 SEVERITIES = {pb.SEVERITY_INFO: "info", pb.SEVERITY_WARNING: "warning", pb.SEVERITY_ERROR: "error"}
+# google.rpc.Code numbers as people read them (FAILED_PRECONDITION, not 9).
+CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+
+def code_name(code: int) -> str:
+    return CODE_NAMES.get(code, f"code {code}")
 
 
 def _parameter(text: str) -> tuple[str, float | int | str | bool]:
@@ -82,7 +90,7 @@ def print_revision(r: pb.Revision, details: bool = False) -> None:
     if r.released:
         print(f"  released {format_time(r.release_time)}")
     if r.state == pb.Revision.STATE_FAILED:
-        print(f"  error: {r.error.message} (code {r.error.code})")
+        print(f"  error: {code_name(r.error.code)}: {r.error.message}")
     if r.HasField("properties"):
         p = r.properties
         size = (
@@ -95,8 +103,18 @@ def print_revision(r: pb.Revision, details: bool = False) -> None:
             f"  volume {p.volume_mm3:,.1f} mm3, area {p.area_mm2:,.1f} mm2, "
             f"bbox {size[0]:.2f} x {size[1]:.2f} x {size[2]:.2f} mm{mass}"
         )
+        declared = p.declared_units or "no unit"
+        print(f"  units: {p.units or 'mm'} (the file declares {declared})")
         if p.is_brep:
             print(f"  B-rep: {p.solids} solids, {p.faces} faces, {p.edges} edges")
+        elif p.HasField("bodies"):
+            print(f"  mesh: {p.bodies} bodies, {p.triangles} triangles")
+        parts = {s.part: s.instances for s in p.solid_properties}
+        if parts and details:
+            print(f"  {len(parts)} distinct parts in {len(p.solid_properties)} solids:")
+            for s in p.solid_properties:
+                if s.part == s.index:
+                    print(f"    solid {s.index + 1}: {s.volume_mm3:,.1f} mm3 x {s.instances}")
     if details:
         for f in r.findings:
             measured = (
@@ -289,7 +307,7 @@ def print_diff(diff: pb.RevisionDiff) -> None:
     print(f"  from {diff.revision_a}")
     print(f"  to   {diff.revision_b}")
     if diff.state == pb.RevisionDiff.STATE_FAILED:
-        print(f"  error: {diff.error.message} (code {diff.error.code})")
+        print(f"  error: {code_name(diff.error.code)}: {diff.error.message}")
     if diff.HasField("result"):
         print_geometry_diff(diff.result)
     for a in diff.artifacts:
@@ -305,7 +323,7 @@ def print_merge(m: pb.RevisionMerge) -> None:
     if m.merged_revision:
         print(f"  merged {m.merged_revision}")
     if m.state == pb.RevisionMerge.STATE_FAILED:
-        print(f"  error: {m.error.message} (code {m.error.code})")
+        print(f"  error: {code_name(m.error.code)}: {m.error.message}")
     if m.HasField("conflict"):
         c = m.conflict
         print(f"  conflict: {c.reason}")
@@ -442,7 +460,12 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--branch", default="", help="branch (default main)")
     p.add_argument("--message", "-m", default="")
     p.add_argument("--format", default="", help="override the format the suffix suggests")
-    p.add_argument("--units", default="", help="mm (default), cm, m or in")
+    p.add_argument(
+        "--units",
+        default="",
+        help="mm, cm, m or in: what the file's numbers mean, over the unit it declares "
+        "(default: the file's own unit; mm for STL, OBJ, PLY, OFF, glTF)",
+    )
     p.add_argument(
         "--param", type=_parameter, action="append", default=[], help="script NAME=VALUE"
     )

@@ -19,6 +19,8 @@ FORMATS_BY_SUFFIX = {
     ".3mf": "3mf",
     ".gltf": "gltf",
     ".glb": "glb",
+    ".ply": "ply",
+    ".off": "off",
     ".py": "cadquery",
 }
 FINISHED = (design_pb2.Revision.STATE_SUCCEEDED, design_pb2.Revision.STATE_FAILED)

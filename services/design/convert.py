@@ -145,9 +145,25 @@ def properties_proto(props: Mapping[str, Any]) -> design_pb2.Properties:
     )
     if props.get("mass_g") is not None:
         message.mass_g = float(props["mass_g"])
-    for key in ("solids", "faces", "edges"):
+    for key in ("solids", "faces", "edges", "bodies"):
         if props.get(key) is not None:
             setattr(message, key, int(props[key]))
+    # Revisions processed before units were recorded were all read in mm.
+    message.units = str(props.get("units") or "mm")
+    message.declared_units = str(props.get("declared_units") or "")
+    for solid in props.get("solid_properties") or ():
+        item = message.solid_properties.add(
+            index=int(solid["index"]),
+            volume_mm3=float(solid["volume_mm3"]),
+            area_mm2=float(solid["area_mm2"]),
+            bbox_min=_vector(solid["bbox_min"]),
+            bbox_max=_vector(solid["bbox_max"]),
+            center_of_mass=_vector(solid["center_of_mass"]),
+            part=int(solid.get("part") or 0),
+            instances=int(solid.get("instances") or 1),
+        )
+        if solid.get("faces") is not None:
+            item.faces = int(solid["faces"])
     return message
 
 

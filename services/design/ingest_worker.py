@@ -1,8 +1,10 @@
 """What runs inside a geometry worker process: the engine's ingest of one revision, and its
-diff of two revisions or merge of three.
+diff of two revisions or merge of three, each in the sandbox (services.design.geometry.isolated):
+the worker process itself never parses a user's bytes.
 
-Kept apart from the service's modules so a spawned worker imports only the engine. The outcome
-is a plain value: an IngestError does not survive pickling between processes as itself.
+Kept apart from the service's modules so a spawned worker imports only the engine's boundary.
+The outcome is a plain value: an IngestError does not survive pickling between processes as
+itself.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ class IngestOutcome:
 
 def run_ingest(request: IngestRequest) -> IngestOutcome:
     """Converts and validates one revision (in a worker process)."""
-    from services.design import geometry  # CadQuery is slow to import: only in workers
+    from services.design.geometry import isolated
 
     try:
-        return IngestOutcome(result=geometry.ingest(request))
+        return IngestOutcome(result=isolated.ingest(request))
     except IngestError as exc:
         return IngestOutcome(failure=exc.failure.value, reason=exc.reason)
 
@@ -72,19 +74,19 @@ class MergeOutcome:
 
 def run_diff(job: DiffJob) -> DiffOutcome:
     """Compares two revisions (in a worker process)."""
-    from services.design import geometry
+    from services.design.geometry import isolated
 
     try:
-        return DiffOutcome(result=geometry.diff(job.a, job.b, job.work_dir))
+        return DiffOutcome(result=isolated.diff(job.a, job.b, job.work_dir))
     except IngestError as exc:
         return DiffOutcome(failure=exc.failure.value, reason=exc.reason)
 
 
 def run_merge(job: MergeJob) -> MergeOutcome:
     """Merges two edits of one base (in a worker process)."""
-    from services.design import geometry
+    from services.design.geometry import isolated
 
     try:
-        return MergeOutcome(result=geometry.merge(job.base, job.ours, job.theirs, job.work_dir))
+        return MergeOutcome(result=isolated.merge(job.base, job.ours, job.theirs, job.work_dir))
     except IngestError as exc:
         return MergeOutcome(failure=exc.failure.value, reason=exc.reason)

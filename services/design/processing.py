@@ -36,9 +36,8 @@ from sqlalchemy import Connection, Engine
 from cofab.design.v1 import events_pb2
 from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.repository import SqlRepository
-from services.design.adapters.revision_repository import RevisionRepository
+from services.design.adapters.revision_repository import RevisionRepository, organization_of
 from services.design.convert import revision_proto, summary_proto
-from services.design.diffs.codec import finding_json, properties_json
 from services.design.diffs.jobs import enqueue_comment_diff
 from services.design.diffs.repository import Leases
 from services.design.domain.revisions import (
@@ -50,6 +49,7 @@ from services.design.domain.revisions import (
     RevisionState,
     processing_error,
 )
+from services.design.geometry.codec import finding_json, properties_json
 from services.design.geometry.types import Failure, IngestRequest
 from services.design.ingest_worker import IngestOutcome, run_ingest
 from services.design.reviews import ReviewApplication
@@ -67,6 +67,8 @@ SOURCE_SUFFIX = {
     "3mf": ".3mf",
     "gltf": ".gltf",
     "glb": ".glb",
+    "ply": ".ply",
+    "off": ".off",
     "cadquery": ".py",
 }
 Ingest = Callable[[IngestRequest], IngestOutcome]
@@ -186,7 +188,7 @@ class RevisionProcessor:
         self._renew(list(inflight.values()))
         self._renew_jobs()
         while len(inflight) + len(self._jobs) < self._workers and not self._stopping.is_set():
-            revision = self._claim({r.id for r in inflight.values()})
+            revision = self._claim(list(inflight.values()))
             if revision is None:
                 break
             if revision.attempts > self._attempts:
@@ -360,13 +362,17 @@ class RevisionProcessor:
 
     # database steps
 
-    def _claim(self, exclude: set[str]) -> Revision | None:
+    def _claim(self, inflight: list[Revision]) -> Revision | None:
+        exclude = {r.id for r in inflight}
         # Polls read first: on SQLite a write transaction would take the database's lock.
         with read_only(self._engine) as conn:
             if not RevisionRepository(conn).waiting(self._clock(), exclude):
                 return None
+        busy = frozenset(organization_of(r.author) for r in inflight)
         with self._engine.begin() as conn:
-            return RevisionRepository(conn).claim(self.owner, self._clock(), self._lease, exclude)
+            return RevisionRepository(conn).claim(
+                self.owner, self._clock(), self._lease, exclude, busy
+            )
 
     def _renew(self, claimed: list[Revision]) -> None:
         if claimed:
@@ -482,7 +488,7 @@ class RevisionProcessor:
                         revs.delete_branch(revision.design_id, revision.branch, revision.id)
             finished = revs.by_id(revision.id)
             assert finished is not None
-            author_org = "/".join(finished.author.split("/")[:2])
+            author_org = organization_of(finished.author)
             envelope = make_envelope(
                 source=SOURCE,
                 event_type="design.revision.validated",

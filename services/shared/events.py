@@ -21,6 +21,68 @@ DEAD_LETTER_TOPIC = "cofab.deadletter"
 AREAS = ("identity", "design", "supply", "procurement")
 
 
+# Every event type the platform emits. make_envelope refuses any other, so a new type is added
+# here first; tests/integration/test_event_visibility.py then fails until it has a row saying what
+# each organization in the new type's audience receives (ENGINEERING.md habit 16).
+EVENT_TYPES = frozenset(
+    {
+        "identity.membership.invited",
+        "identity.membership.accepted",
+        "identity.membership.declined",
+        "identity.membership.expired",
+        "design.design.created",
+        "design.design.updated",
+        "design.revision.pushed",
+        "design.revision.validated",
+        "design.revision.released",
+        "design.revision.diffed",
+        "design.merged",
+        "design.merge.conflicted",
+        "design.comment.added",
+        "design.review.requested",
+        "design.review.decision_submitted",
+        "design.review.extended",
+        "design.review.cancel_requested",
+        "design.review.reminder",
+        "design.review.escalated",
+        "design.review.restarted",
+        "design.review.closed",
+        "design.review.superseded",
+        "supply.facility.created",
+        "supply.capability.created",
+        "supply.capability.deleted",
+        "supply.item.created",
+        "supply.item.updated",
+        "supply.edge.created",
+        "supply.edge.deleted",
+        "supply.edge.proposed",
+        "supply.edge.confirmed",
+        "supply.edge.declined",
+        "supply.edge.withdrawn",
+        "supply.network.imported",
+        "supply.disruption.reported",
+        "supply.disruption.resolved",
+        "supply.disruption.handled",
+        "supply.impact.computed",
+        "procurement.rfq.created",
+        "procurement.rfq.published",
+        "procurement.rfq.opened",
+        "procurement.rfq.closed",
+        "procurement.rfq.cancelled",
+        "procurement.rfq.revised",
+        "procurement.rfq.awarded",
+        "procurement.award.proposed",
+        "procurement.purchase_order.issued",
+        "procurement.quote.submitted",
+        "procurement.quote.updated",
+        "procurement.quote.withdrawn",
+        "procurement.quote.received",
+    }
+)
+# Produced by partners' systems (not by the platform) and consumed by the bridge.
+INBOUND_EVENT_TYPES = frozenset({"procurement.quote.inbound"})
+
+
 class MalformedEvent(Exception):
     """A record that is not a cofab event envelope; it goes to the dead-letter topic."""
 
@@ -45,7 +107,10 @@ def make_envelope(
     data: Message,
     audience: Sequence[str] = (),
 ) -> EventEnvelope:
-    """Builds an envelope with a fresh id and the current time."""
+    """Builds an envelope with a fresh id and the current time; `event_type` must be one of
+    EVENT_TYPES (or INBOUND_EVENT_TYPES, as a partner's systems produce them)."""
+    if event_type not in EVENT_TYPES and event_type not in INBOUND_EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}: add it to EVENT_TYPES")
     payload = AnyProto()
     payload.Pack(data)
     time = Timestamp()

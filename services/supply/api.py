@@ -15,6 +15,7 @@ from services.shared.paging import page
 from services.shared.server import current_principal
 from services.supply.application import SupplyApplication
 from services.supply.convert import (
+    EDGE_STATE_NAMES,
     KIND_NAMES,
     capability_proto,
     disruption_proto,
@@ -24,9 +25,10 @@ from services.supply.convert import (
     item_proto,
 )
 from services.supply.disruptions import HANDLED, NOTIFIED, DisruptionProgress
-from services.supply.domain import Item
+from services.supply.domain import ACTIVE, Item
 from services.supply.domain.importing import CSV, JSON_LINES
 from services.supply.domain.views import Hidden
+from services.supply.procurement.api import caller_authorization
 
 Context = Any
 ORGANIZATION = "organizations/{organization}"
@@ -152,7 +154,11 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
         organization_id = names.parse_one(request.parent, ORGANIZATION, "parent")
         item = _item(request.item, organization_id, request.item_id)
         created = await asyncio.to_thread(
-            self._app.create_item, current_principal(), item, request.request_id
+            self._app.create_item,
+            current_principal(),
+            item,
+            request.request_id,
+            caller_authorization(context),
         )
         return item_proto(created)
 
@@ -168,6 +174,7 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
             changes,
             list(request.update_mask.paths),
             request.request_id,
+            caller_authorization(context),
         )
         return item_proto(updated)
 
@@ -233,7 +240,12 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
             self._app.list_supply_edges,
             current_principal(),
             organization_id,
-            page(request.page_size, request.page_token, f"supplyEdges:{organization_id}"),
+            page(
+                request.page_size,
+                request.page_token,
+                f"supplyEdges:{organization_id}:{request.state}",
+            ),
+            _edge_state(request.state),
         )
         return supply_pb2.ListSupplyEdgesResponse(
             supply_edges=[edge_proto(e) for e in listed.items],
@@ -248,6 +260,33 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
             self._app.delete_supply_edge, current_principal(), request.name, request.request_id
         )
         return empty_pb2.Empty()
+
+    async def ConfirmSupplyEdge(
+        self, request: supply_pb2.ConfirmSupplyEdgeRequest, context: Context
+    ) -> supply_pb2.SupplyEdge:
+        names.parse(request.name, EDGE, "name")
+        edge = await asyncio.to_thread(
+            self._app.confirm_supply_edge, current_principal(), request.name, request.request_id
+        )
+        return edge_proto(edge)
+
+    async def DeclineSupplyEdge(
+        self, request: supply_pb2.DeclineSupplyEdgeRequest, context: Context
+    ) -> supply_pb2.SupplyEdge:
+        names.parse(request.name, EDGE, "name")
+        edge = await asyncio.to_thread(
+            self._app.decline_supply_edge, current_principal(), request.name, request.request_id
+        )
+        return edge_proto(edge)
+
+    async def WithdrawSupplyEdge(
+        self, request: supply_pb2.WithdrawSupplyEdgeRequest, context: Context
+    ) -> supply_pb2.SupplyEdge:
+        names.parse(request.name, EDGE, "name")
+        edge = await asyncio.to_thread(
+            self._app.withdraw_supply_edge, current_principal(), request.name, request.request_id
+        )
+        return edge_proto(edge)
 
     # --- import and export -----
 
@@ -279,6 +318,7 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
             _format(header.format, "header.format"),
             bytes(content),
             header.request_id,
+            caller_authorization(context),
         )
         return supply_pb2.ImportNetworkResponse(
             counts=[
@@ -556,6 +596,15 @@ class SupplyServicer(supply_pb2_grpc.SupplyServiceServicer):
             request.request_id,
         )
         return disruption_proto(disruption, direct)
+
+
+def _edge_state(value: supply_pb2.SupplyEdge.State.ValueType) -> str:
+    """The edge state a list asks for; unset means the agreed (ACTIVE) edges."""
+    if value == supply_pb2.SupplyEdge.STATE_UNSPECIFIED:
+        return ACTIVE
+    if value not in EDGE_STATE_NAMES:
+        raise InvalidArgument.field("state", f"unknown supply edge state {value}")
+    return EDGE_STATE_NAMES[value]
 
 
 def _item(i: supply_pb2.Item, organization_id: str, item_id: str) -> Item:

@@ -14,7 +14,7 @@ from services.shared.identity_api import TokenAuthenticator, identity_registrati
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
 from services.supply.api import SupplyServicer
 from services.supply.application import SupplyApplication
-from services.supply.procurement import procurement_registration
+from services.supply.procurement import GrpcDesignRevisions, procurement_registration
 
 
 @dataclass
@@ -26,7 +26,9 @@ class SupplyDeps:
 
 def bootstrap(settings: Settings) -> SupplyDeps:
     engine = make_engine(settings.database_url)
-    app = SupplyApplication(engine)
+    # Items' design references are checked with the design service, with the caller's token.
+    designs = GrpcDesignRevisions(settings.design_address, settings.tls_ca_file)
+    app = SupplyApplication(engine, designs=designs)
     # Before the server reports SERVING: a large network takes seconds to build.
     app.load_network()
     return SupplyDeps(

@@ -11,13 +11,22 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from cofab.events.v1.envelope_pb2 import EventEnvelope
 from cofab.supply.v1 import events_pb2, supply_pb2
-from services.shared import audit, idempotency
+from services.shared import audit, idempotency, outbox
 from services.shared.db import read_only, utcnow
-from services.shared.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from services.shared.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PreconditionViolation,
+)
 from services.shared.identity import Principal
 from services.shared.paging import Listed, Page, page_of
 from services.supply.adapters.network_cache import NetworkCache
@@ -31,6 +40,10 @@ from services.supply.convert import (
 )
 from services.supply.disruptions import DisruptionReports
 from services.supply.domain import (
+    ACTIVE,
+    DECLINED,
+    PROPOSED,
+    WITHDRAWN,
     Capability,
     Facility,
     Item,
@@ -61,7 +74,7 @@ from services.supply.domain.importing import (
 )
 from services.supply.domain.network import SupplyNetwork
 from services.supply.domain.records import BomLine, FacilityRecord
-from services.supply.publishing import emit, own
+from services.supply.publishing import emit, envelope, own
 
 Clock = Callable[[], dt.datetime]
 
@@ -79,10 +92,22 @@ def facility_record(f: Facility) -> FacilityRecord:
     )
 
 
+class DesignReferences(Protocol):
+    def check_readable(self, authorization: str, name: str, field: str) -> None:
+        """NotFound unless the caller may read the design or revision `name`."""
+        ...
+
+
 class SupplyApplication:
-    def __init__(self, engine: Engine, clock: Clock = utcnow) -> None:
+    """`designs` checks an item's design and revision with the caller's own rights (the design
+    service's); without it, an item may name no design at all."""
+
+    def __init__(
+        self, engine: Engine, clock: Clock = utcnow, designs: DesignReferences | None = None
+    ) -> None:
         self._engine = engine
         self._clock = clock
+        self._designs = designs
         self._cache = NetworkCache(engine)
         self.analytics = NetworkAnalytics(engine, self._cache)
         self.disruptions = DisruptionReports(engine, self._cache, clock)
@@ -276,12 +301,16 @@ class SupplyApplication:
 
     # --- items -----
 
-    def create_item(self, principal: Principal, item: Item, request_id: str) -> Item:
-        """Creates `item` (id may be empty: one is generated) with its bill of materials."""
+    def create_item(
+        self, principal: Principal, item: Item, request_id: str, authorization: str = ""
+    ) -> Item:
+        """Creates `item` (id may be empty: one is generated) with its bill of materials; its
+        design and revision must be ones the caller may read (`authorization`, its token)."""
         own(principal, item.organization_id, f"organizations/{item.organization_id}")
         if not item.id:
             item = _with_id(item, uuid.uuid4().hex)
         raise_if(check_id(item.id, "item_id") + _item_problems(item))
+        self.check_design_references(authorization, [("item.", item.design, item.revision)])
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
             earlier = idempotency.replayed(conn, principal, "CreateItem", request_id)
@@ -324,9 +353,11 @@ class SupplyApplication:
         changes: Item,
         mask: Sequence[str],
         request_id: str,
+        authorization: str = "",
     ) -> Item:
         """Changes the fields of the caller's item named in `mask` (AIP-134); "components"
-        replaces its bill of materials, refused when it would close a cycle."""
+        replaces its bill of materials, refused when it would close a cycle. A new design or
+        revision must be one the caller may read."""
         unknown = sorted(set(mask) - UPDATABLE_ITEM_FIELDS)
         if not mask or unknown:
             raise InvalidArgument.field(
@@ -334,6 +365,18 @@ class SupplyApplication:
                 f"name fields among {', '.join(sorted(UPDATABLE_ITEM_FIELDS))}"
                 + (f"; unknown: {', '.join(unknown)}" if unknown else ""),
             )
+        if not principal.service_account:
+            own(principal, item_name.split("/")[1] if "/" in item_name else "", item_name)
+        self.check_design_references(
+            authorization,
+            [
+                (
+                    "item.",
+                    changes.design if "design" in mask else "",
+                    changes.revision if "revision" in mask else "",
+                )
+            ],
+        )
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
             # The cycle check reads every bill of materials; no other writer may add lines
@@ -383,6 +426,26 @@ class SupplyApplication:
         self._cache.committed(version, apply)
         return updated
 
+    def check_design_references(
+        self, authorization: str, references: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """(field prefix, design, revision) of items: each named design and revision must be
+        one the caller may read, asked of the design service with the caller's own token, so
+        another company's design reads as not found whether it exists or not. Asked outside any
+        transaction: the design service may share this database."""
+        seen: set[str] = set()
+        for prefix, design, revision in references:
+            for field, name in ((f"{prefix}design", design), (f"{prefix}revision", revision)):
+                if not name or name in seen:
+                    continue
+                seen.add(name)
+                if self._designs is None:
+                    raise FailedPrecondition(
+                        f"{field}: no design service is configured to check {name}",
+                        [PreconditionViolation("DESIGN_SERVICE", name, "not configured")],
+                    )
+                self._designs.check_readable(authorization, name, field)
+
     def get_item(self, principal: Principal, item_name: str) -> Item:
         """The item named `organizations/{o}/items/{i}`; NotFound unless it is the caller's."""
         with read_only(self._engine) as conn:
@@ -427,7 +490,7 @@ class SupplyApplication:
         request_id: str,
     ) -> SupplyEdge:
         """Records that a facility supplies an item to a customer; the caller is one of the two
-        parties."""
+        parties. Between two organizations this is only a proposal until the other confirms."""
         own(principal, organization_id, f"organizations/{organization_id}")
         edge_id = edge_id or uuid.uuid4().hex
         problems = check_id(edge_id, "supply_edge_id")
@@ -472,21 +535,33 @@ class SupplyApplication:
             share,
             monthly_volume,
         )
+        if edge.cross_organization:
+            edge = replace(edge, state=PROPOSED)
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
             earlier = idempotency.replayed(conn, principal, "CreateSupplyEdge", request_id)
             if earlier is not None:
                 return self._edge(repo, principal, earlier)
-            # The other party's resources are referenced by the names it shared; a wrong one
-            # reads as not found, whether it exists elsewhere or not.
-            if repo.get_facility(supplier_id, facility_id) is None:
+            # Only the caller's own side is checked now: the other party's facility and item
+            # are its to confirm, so a proposal answers nothing about them.
+            if (
+                supplier_id == organization_id
+                and repo.get_facility(supplier_id, facility_id) is None
+            ):
                 raise NotFound(f"{facility_name} not found")
-            if repo.get_item(item_owner, item_id) is None:
+            if item_owner == organization_id and repo.get_item(item_owner, item_id) is None:
                 raise NotFound(f"{item_name} not found")
-            if not repo.organizations_among([customer_id]):
-                raise NotFound(f"{customer_name} not found")
-            if repo.edges_by_id([edge_id]):
+            other = edge.counterparty_id
+            if not repo.organizations_among([other]):
+                raise NotFound(f"organizations/{other} not found")
+            if repo.edges_by_id([edge_id]) or repo.proposals_by_id([edge_id]):
                 raise InvalidArgument.field("supply_edge_id", f"{edge_id!r} is already used")
+            if edge.state == PROPOSED:
+                repo.add_proposals([edge], self._clock())
+                _emit_consent(conn, principal, "supply.edge.proposed", edge)
+                audit.record(conn, principal, "supply_edge.propose", edge.name)
+                idempotency.remember(conn, principal, "CreateSupplyEdge", request_id, edge.name)
+                return edge
             repo.put_edge(edge, True, self._clock())
             version = repo.bump_version()
             emit(
@@ -496,7 +571,7 @@ class SupplyApplication:
                 edge.name,
                 events_pb2.SupplyEdgeCreated(supply_edge=edge_proto(edge)),
                 edge.id,
-                [supplier_id, customer_id],
+                [organization_id],
             )
             audit.record(conn, principal, "supply_edge.create", edge.name)
             idempotency.remember(conn, principal, "CreateSupplyEdge", request_id, edge.name)
@@ -504,39 +579,131 @@ class SupplyApplication:
         self._cache.committed(version, lambda n: n.upsert_edge(record))
         return edge
 
+    def confirm_supply_edge(self, principal: Principal, name: str, request_id: str) -> SupplyEdge:
+        """The other party agrees to a proposal: the edge becomes ACTIVE and enters the network."""
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            # Answers to one proposal take turns: two concurrent confirmations must not both
+            # move it (the second then finds it ACTIVE).
+            repo.lock_version()
+            earlier = idempotency.replayed(conn, principal, "ConfirmSupplyEdge", request_id)
+            if earlier is not None:
+                return self._edge(repo, principal, earlier)
+            proposal = self._answerable(repo, principal, name, "confirm")
+            me = principal.organization_id
+            if proposal.supplier_id == me and repo.get_facility(me, proposal.facility_id) is None:
+                raise FailedPrecondition(
+                    f"{proposal.facility_name} is not one of your facilities",
+                    [PreconditionViolation("FACILITY", proposal.facility_name, "not found")],
+                )
+            if proposal.item_organization_id == me and repo.get_item(me, proposal.item_id) is None:
+                raise FailedPrecondition(
+                    f"{proposal.item_name} is not one of your items",
+                    [PreconditionViolation("ITEM", proposal.item_name, "not found")],
+                )
+            edge = replace(proposal, state=ACTIVE)
+            repo.delete_proposal(edge.id)
+            repo.put_edge(edge, True, self._clock())
+            version = repo.bump_version()
+            _emit_consent(conn, principal, "supply.edge.confirmed", edge)
+            audit.record(conn, principal, "supply_edge.confirm", edge.name)
+            idempotency.remember(conn, principal, "ConfirmSupplyEdge", request_id, edge.name)
+        record = edge_record(edge)
+        self._cache.committed(version, lambda n: n.upsert_edge(record))
+        return edge
+
+    def decline_supply_edge(self, principal: Principal, name: str, request_id: str) -> SupplyEdge:
+        """The other party refuses a proposal (final)."""
+        return self._end_proposal(principal, name, request_id, DECLINED)
+
+    def withdraw_supply_edge(self, principal: Principal, name: str, request_id: str) -> SupplyEdge:
+        """The proposer takes its proposal back (final)."""
+        return self._end_proposal(principal, name, request_id, WITHDRAWN)
+
+    def _end_proposal(
+        self, principal: Principal, name: str, request_id: str, state: str
+    ) -> SupplyEdge:
+        method = "DeclineSupplyEdge" if state == DECLINED else "WithdrawSupplyEdge"
+        with self._engine.begin() as conn:
+            repo = NetworkRepository(conn)
+            repo.lock_version()  # answers to one proposal take turns (see confirm)
+            earlier = idempotency.replayed(conn, principal, method, request_id)
+            if earlier is not None:
+                return self._edge(repo, principal, earlier)
+            action = "decline" if state == DECLINED else "withdraw"
+            proposal = self._answerable(repo, principal, name, action)
+            ended = replace(proposal, state=state)
+            repo.update_proposal(ended, self._clock())
+            event_type = "supply.edge.declined" if state == DECLINED else "supply.edge.withdrawn"
+            _emit_consent(conn, principal, event_type, ended)
+            audit.record(conn, principal, f"supply_edge.{action}", ended.name)
+            idempotency.remember(conn, principal, method, request_id, ended.name)
+        return ended
+
+    def _answerable(
+        self, repo: NetworkRepository, principal: Principal, name: str, action: str
+    ) -> SupplyEdge:
+        """The PROPOSED edge `name` that the caller may `action` (withdraw: the proposer; confirm
+        and decline: the other party)."""
+        edge = self._edge(repo, principal, name)
+        if edge.state != PROPOSED:
+            raise FailedPrecondition(
+                f"{name} is {edge.state.lower()}: only a proposed edge can be {action}ed"
+                if action != "decline"
+                else f"{name} is {edge.state.lower()}: only a proposed edge can be declined",
+                [PreconditionViolation("STATE", name, f"supply edge is {edge.state}")],
+            )
+        proposer = edge.owner_id == principal.organization_id
+        if proposer != (action == "withdraw"):
+            who = (
+                "its proposer" if action == "withdraw" else f"organizations/{edge.counterparty_id}"
+            )
+            raise PermissionDenied(f"only {who} may {action} {name}")
+        return edge
+
     def get_supply_edge(self, principal: Principal, name: str) -> SupplyEdge:
-        """An edge the caller is the supplier or the customer of; NotFound otherwise."""
+        """An edge (or proposal) the caller is the supplier or the customer of; NotFound
+        otherwise."""
         with read_only(self._engine) as conn:
             return self._edge(NetworkRepository(conn), principal, name)
 
     def _edge(self, repo: NetworkRepository, principal: Principal, name: str) -> SupplyEdge:
         parts = name.split("/")
-        edge = repo.get_edge(parts[3]) if len(parts) == 4 else None
+        edge = None
+        if len(parts) == 4:
+            edge = repo.get_edge(parts[3]) or repo.get_proposal(parts[3])
         if edge is None or edge.name != name or not edge.visible_to(principal.organization_id):
             raise NotFound(f"{name} not found")
         return edge
 
     def list_supply_edges(
-        self, principal: Principal, organization_id: str, page: Page
+        self, principal: Principal, organization_id: str, page: Page, state: str = ACTIVE
     ) -> Listed[SupplyEdge]:
-        """One page of the edges where the caller is the supplier or the customer."""
+        """One page of the ACTIVE edges where the caller is the supplier or the customer, or
+        of its proposals (made or received) in `state`."""
         own(principal, organization_id, f"organizations/{organization_id}")
         with read_only(self._engine) as conn:
-            rows = NetworkRepository(conn).list_visible_edges(
-                organization_id, page.after_seq, page.limit + 1
-            )
+            repo = NetworkRepository(conn)
+            if state == ACTIVE:
+                rows = repo.list_visible_edges(organization_id, page.after_seq, page.limit + 1)
+            else:
+                rows = repo.list_visible_proposals(
+                    organization_id, state, page.after_seq, page.limit + 1
+                )
         return page_of(page, rows)
 
     def delete_supply_edge(self, principal: Principal, name: str, request_id: str) -> None:
-        """Deletes an edge; only the party that created it may."""
+        """Deletes an ACTIVE edge; either party may end it."""
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
             if idempotency.replayed(conn, principal, "DeleteSupplyEdge", request_id):
                 return
             edge = self._edge(repo, principal, name)
-            if edge.owner_id != principal.organization_id:
-                raise PermissionDenied(
-                    f"only organizations/{edge.owner_id}, which created it, may delete {name}"
+            if edge.state != ACTIVE:
+                raise FailedPrecondition(
+                    f"{name} is {edge.state.lower()}, not an edge of the network: a proposal is "
+                    "withdrawn (WithdrawSupplyEdge) or declined (DeclineSupplyEdge)",
+                    [PreconditionViolation("STATE", name, f"supply edge is {edge.state}")],
                 )
             repo.delete_edge(edge.id)
             version = repo.bump_version()
@@ -556,12 +723,27 @@ class SupplyApplication:
     # --- import and export -----
 
     def import_network(
-        self, principal: Principal, organization_id: str, fmt: str, content: bytes, request_id: str
+        self,
+        principal: Principal,
+        organization_id: str,
+        fmt: str,
+        content: bytes,
+        request_id: str,
+        authorization: str = "",
     ) -> ImportResult:
-        """Validates every row, then writes all of them in one transaction (or nothing)."""
+        """Validates every row, then writes all of them in one transaction (or nothing); items'
+        designs and revisions are checked with the caller's token (`authorization`)."""
         own(principal, organization_id, f"organizations/{organization_id}")
         idempotency.check_request_id(request_id)
         rows, parse_problems = parse_rows(fmt, content)
+        self.check_design_references(
+            authorization,
+            [
+                (f"rows[{r.line}].", r.text("design"), r.text("revision"))
+                for r in rows
+                if r.kind == "item"
+            ],
+        )
         with self._engine.begin() as conn:
             repo = NetworkRepository(conn)
             # Validation reads the whole bill of materials: a concurrent import must not add
@@ -575,6 +757,7 @@ class SupplyApplication:
                 capabilities=repo.capabilities_by_id(refs.capabilities),
                 items=repo.items_by_id(refs.items),
                 edges=repo.edges_by_id(refs.edges),
+                proposals=repo.proposals_by_id(refs.edges),
                 bom=repo.all_bom(),
                 bought=repo.bought_items(organization_id),
             )
@@ -615,6 +798,17 @@ class SupplyApplication:
             for edge, new in plan.edges:
                 if not new:
                     repo.put_edge(edge, False, now)
+            repo.add_proposals([p for p, new in plan.proposals if new], now)
+            for proposal, new in plan.proposals:
+                if not new:
+                    repo.update_proposal(proposal, now)
+            outbox.enqueue_many(
+                conn,
+                [
+                    (_consent_envelope(principal, "supply.edge.proposed", p), p.id)
+                    for p, _ in plan.proposals
+                ],
+            )
             version = repo.bump_version()
             counts = [
                 supply_pb2.ImportCounts(
@@ -622,9 +816,6 @@ class SupplyApplication:
                 )
                 for kind, c in plan.counts.items()
             ]
-            partners = {e.supplier_id for e, _ in plan.edges} | {
-                e.customer_id for e, _ in plan.edges
-            }
             emit(
                 conn,
                 principal,
@@ -634,7 +825,8 @@ class SupplyApplication:
                     organization=f"organizations/{organization_id}", counts=counts
                 ),
                 organization_id,
-                [organization_id, *sorted(partners)],
+                # The counts are the importer's alone; partners hear of their proposals.
+                [organization_id],
             )
             audit.record(
                 conn,
@@ -682,7 +874,7 @@ class SupplyApplication:
                     repo.all_facilities(organization_id),
                     repo.all_capabilities(organization_id),
                     repo.all_items(organization_id),
-                    repo.owned_edges(organization_id),
+                    repo.owned_edges(organization_id) + repo.owned_proposals(organization_id),
                 )
             )
         chunks: list[bytes] = []
@@ -777,6 +969,24 @@ def _check_components_exist(repo: NetworkRepository, item: Item) -> None:
             or not (owner == item.organization_id or component in bought)
         ):
             raise NotFound(f"item.components[{index}].component: {component} not found")
+
+
+def _emit_consent(
+    conn: Connection, principal: Principal, event_type: str, edge: SupplyEdge
+) -> None:
+    """A consent step of a proposed edge, to its two parties; the payload is the proposal as its
+    proposer wrote it."""
+    outbox.enqueue(conn, _consent_envelope(principal, event_type, edge), edge.id)
+
+
+def _consent_envelope(principal: Principal, event_type: str, edge: SupplyEdge) -> EventEnvelope:
+    return envelope(
+        principal,
+        event_type,
+        edge.name,
+        events_pb2.SupplyEdgeConsent(supply_edge=edge_proto(edge)),
+        [edge.supplier_id, edge.customer_id],
+    )
 
 
 def _with_id(item: Item, item_id: str) -> Item:

@@ -9,9 +9,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from cofab.supply.v1 import events_pb2, supply_pb2
 from services.supply.domain import (
+    ACTIVE,
     CAPACITY_DROP,
+    DECLINED,
     OUTAGE,
+    PROPOSED,
     RESOLVED,
+    WITHDRAWN,
     Capability,
     Disruption,
     Facility,
@@ -19,12 +23,20 @@ from services.supply.domain import (
     SupplyEdge,
 )
 from services.supply.domain.network_results import ItemImpact
+from services.supply.domain.views import Viewer
 
 KINDS = {
     OUTAGE: supply_pb2.Disruption.KIND_OUTAGE,
     CAPACITY_DROP: supply_pb2.Disruption.KIND_CAPACITY_DROP,
 }
 KIND_NAMES = {value: key for key, value in KINDS.items()}
+EDGE_STATES = {
+    PROPOSED: supply_pb2.SupplyEdge.STATE_PROPOSED,
+    ACTIVE: supply_pb2.SupplyEdge.STATE_ACTIVE,
+    DECLINED: supply_pb2.SupplyEdge.STATE_DECLINED,
+    WITHDRAWN: supply_pb2.SupplyEdge.STATE_WITHDRAWN,
+}
+EDGE_STATE_NAMES = {value: key for key, value in EDGE_STATES.items()}
 
 
 def _timestamp(value: dt.datetime) -> Timestamp:
@@ -91,15 +103,25 @@ def edge_proto(edge: SupplyEdge) -> supply_pb2.SupplyEdge:
         unit_price=edge.unit_price,
         share=edge.share,
         monthly_volume=edge.monthly_volume,
+        state=EDGE_STATES[edge.state],
     )
 
 
 def disruption_proto(
-    disruption: Disruption, direct_customers: frozenset[str] | None = None
+    disruption: Disruption,
+    direct_customers: frozenset[str] | None = None,
+    viewer_id: str | None = None,
 ) -> supply_pb2.Disruption:
-    """The disruption as its reporter sees it: affected customers are named only when they are
-    the facility's direct customers (`direct_customers`), the rest counted."""
-    shown = [c for c in disruption.affected_customers if direct_customers and c in direct_customers]
+    """The disruption as `viewer_id` may see it: the one rule for the RPCs and for every event
+    about it. Its reporter (and the platform, viewer None) sees the hit customers that are the
+    facility's direct customers (`direct_customers`) by name and the rest counted; a direct
+    customer sees itself among them (when hit) and nothing of the supplier's other customers."""
+    affected = disruption.affected_customers
+    if viewer_id is None or viewer_id == disruption.organization_id:
+        shown = [c for c in affected if direct_customers and c in direct_customers]
+        others = len(affected) - len(shown)
+    else:
+        shown, others = [c for c in affected if c == viewer_id], 0
     message = supply_pb2.Disruption(
         name=disruption.name,
         facility=disruption.facility_name,
@@ -114,11 +136,44 @@ def disruption_proto(
         ),
         create_time=_timestamp(disruption.create_time),
         affected_customers=[f"organizations/{c}" for c in shown],
-        other_affected_customers=len(disruption.affected_customers) - len(shown),
+        other_affected_customers=others,
     )
     if disruption.resolve_time is not None:
         message.resolve_time.CopyFrom(_timestamp(disruption.resolve_time))
     return message
+
+
+def summary_view(
+    summary: supply_pb2.DisruptionSummary,
+    reporter_id: str,
+    direct_customers: frozenset[str],
+    viewer: Viewer | None,
+) -> supply_pb2.DisruptionSummary:
+    """What the platform did about a disruption, as `viewer` may see it: the platform (None)
+    all of it; an organization its own RFQs, the unsourced items it is concerned by (its own
+    and those it buys, each once to a customer), the count of items hit and no network-wide
+    volumes or revenue (ComputeDisruptionImpact counts others' items only). Among the notified
+    organizations the reporter sees its direct customers, a customer itself."""
+    if viewer is None:
+        return summary
+    me = f"organizations/{viewer.organization_id}"
+    unsourced = [i for i in summary.unsourced_items if viewer.concerned_by(i.rsplit("/", 1)[-1])]
+    if viewer.organization_id == reporter_id:
+        notified = [
+            n for n in summary.notified_organizations
+            if n.removeprefix("organizations/") in direct_customers
+        ]  # fmt: skip
+    else:
+        notified = [n for n in summary.notified_organizations if n == me]
+        unsourced = list(dict.fromkeys(unsourced))
+    return supply_pb2.DisruptionSummary(
+        disruption=summary.disruption,
+        items_hit=summary.items_hit,
+        notified_organizations=notified,
+        rfqs=[r for r in summary.rfqs if r.startswith(me + "/")],
+        unsourced_items=unsourced,
+        resolved_early=summary.resolved_early,
+    )
 
 
 def item_impact_proto(owners: Mapping[str, str], impact: ItemImpact) -> supply_pb2.ItemImpact:

@@ -26,6 +26,7 @@ from services.supply.adapters.tables import supply_edges
 from services.supply.convert import (
     disruption_proto,
     item_impact_proto,
+    summary_view,
 )
 from services.supply.domain import (
     ACTIVE,
@@ -40,7 +41,7 @@ from services.supply.domain.records import FacilityOutage
 from services.supply.domain.views import (
     impact_view,
 )
-from services.supply.publishing import emit, own
+from services.supply.publishing import emit, emit_views, own
 
 Clock = Callable[[], dt.datetime]
 DAYS_PER_MONTH = 30.0
@@ -143,14 +144,16 @@ class DisruptionReports:
             )
             repo.add_disruption(disruption)
             version = repo.bump_version()
-            emit(
+            emit_views(
                 conn,
                 principal,
                 "supply.disruption.reported",
                 disruption.name,
-                events_pb2.DisruptionReported(disruption=disruption_proto(disruption, direct)),
                 facility_id,
                 [organization_id, *sorted(direct)],
+                lambda viewer: events_pb2.DisruptionReported(
+                    disruption=disruption_proto(disruption, direct, viewer)
+                ),
             )
             audit.record(
                 conn,
@@ -222,14 +225,16 @@ class DisruptionReports:
                 disruption.affected_customers,
             )
             version = repo.bump_version()
-            emit(
+            emit_views(
                 conn,
                 principal,
                 "supply.disruption.resolved",
                 name,
-                events_pb2.DisruptionResolved(disruption=disruption_proto(resolved, direct)),
                 disruption.facility_id,
                 [disruption.organization_id, *sorted(direct)],
+                lambda viewer: events_pb2.DisruptionResolved(
+                    disruption=disruption_proto(resolved, direct, viewer)
+                ),
             )
             audit.record(conn, principal, "disruption.resolve", name)
             idempotency.remember(conn, principal, "ResolveDisruption", request_id, name)
@@ -330,17 +335,22 @@ class DisruptionReports:
                 self._emit_impact(conn, principal, disruption, facility, report, direct, progress)
             else:
                 summary = progress.summary or supply_pb2.DisruptionSummary()
-                emit(
+                reporter = disruption.organization_id
+                emit_views(
                     conn,
                     principal,
                     "supply.disruption.handled",
                     name,
-                    events_pb2.DisruptionHandled(summary=summary),
                     disruption.facility_id,
                     [
-                        disruption.organization_id,
+                        reporter,
                         *(n.removeprefix("organizations/") for n in summary.notified_organizations),
                     ],
+                    lambda viewer: events_pb2.DisruptionHandled(
+                        summary=summary_view(
+                            summary, reporter, direct, NetworkRepository(conn).viewer(viewer)
+                        )
+                    ),
                 )
             audit.record(conn, principal, "disruption.progress", name, {"kind": progress.kind})
             idempotency.remember(conn, principal, "RecordDisruptionProgress", request_id, name)

@@ -74,8 +74,10 @@ def stack(settings: Settings, engine: Engine) -> Iterator[Stack]:
         TokenAuthenticator(design_engine, settings.auth_cache_seconds),
         DesignApplication(design_engine, clock),
     )
-    supply_deps = supply_bootstrap(settings)
     design = ServerThread(lambda: build_design(settings, design_deps, "127.0.0.1:0")).start()
+    # The supply service asks this design server (items' designs, RFQs' revisions).
+    settings = dataclasses.replace(settings, design_address=design.address)
+    supply_deps = supply_bootstrap(settings)
     supply = ServerThread(lambda: build_supply(settings, supply_deps, "127.0.0.1:0")).start()
     try:
         yield Stack(

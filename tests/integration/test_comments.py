@@ -25,9 +25,9 @@ from cofab.identity.v1 import identity_pb2 as ipb
 from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.comments.carry import carry_forward, has_open_comments
-from services.design.diffs.codec import finding_from_json, properties_from_json
 from services.design.domain.revisions import Revision
 from services.design.geometry import diff
+from services.design.geometry.codec import finding_from_json, properties_from_json
 from services.design.geometry.types import DiffInput, DiffResult
 from services.shared.db import outbox
 from services.shared.events import decode_envelope, unpack

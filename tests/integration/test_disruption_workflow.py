@@ -94,12 +94,20 @@ def network(stack: Stack) -> Network:
             weekly_demand=100,
             inventory_weeks=1,
         )
-        with stack.client(stack.acme) as acme:
+        with stack.client(stack.acme) as acme, stack.client(stack.globex) as globex:
             bolt = make_item(acme, "acme", "bolt", process="cnc-milling", material="steel")
-        make_edge(umb, "umbrella", "bracket-acme", plant, bracket, "acme", monthly_volume=300)
-        make_edge(umb, "umbrella", "bracket-globex", plant, bracket, "globex", monthly_volume=100)
-        make_edge(umb, "umbrella", "bolt-acme", plant, bolt, "acme", monthly_volume=50)
-        make_edge(initech, "initech", "bolt-acme-2", initech_plant, bolt, "acme", monthly_volume=50)
+            make_edge(
+                umb, "umbrella", "bracket-acme", plant, bracket, "acme", acme, monthly_volume=300
+            )
+            make_edge(
+                umb, "umbrella", "bracket-globex", plant, bracket, "globex", globex,
+                monthly_volume=100,
+            )  # fmt: skip
+            make_edge(umb, "umbrella", "bolt-acme", plant, bolt, "acme", acme, monthly_volume=50)
+            make_edge(
+                initech, "initech", "bolt-acme-2", initech_plant, bolt, "acme", acme,
+                monthly_volume=50,
+            )  # fmt: skip
     return Network(umbrella, plant, bracket, bolt)
 
 
@@ -149,6 +157,16 @@ async def finished(
                 raise TimeoutError(f"no workflow for {disruption}") from None
             await asyncio.sleep(0.2)  # its event is still on its way
     return handle, await asyncio.wait_for(handle.result(), timeout)
+
+
+def reporters_view(stack: Stack, event_type: str, reporter: Account) -> EventEnvelope:
+    """The one event of `event_type` addressed to the disruption's reporter."""
+    (found,) = [
+        e
+        for e in events_of(stack, event_type)
+        if list(e.audience) == [f"organizations/{reporter.organization}"]
+    ]
+    return found
 
 
 def record(history: WorkflowHistory, name: str) -> None:
@@ -234,31 +252,42 @@ async def test_outage_notifies_each_customer_once_and_resources_single_sourced_i
         described = await child.describe()
         assert described.parent_id in (workflow_id(disruption.name), None)
 
-    handled = events_of(stack, "supply.disruption.handled")
-    assert len(handled) == 1
-    summary = unpack(handled[0], events_pb2.DisruptionHandled)
-    assert isinstance(summary, events_pb2.DisruptionHandled)
-    assert summary.summary.disruption == disruption.name
-    assert sorted(summary.summary.rfqs) == sorted(status.rfqs)
-    assert sorted(summary.summary.notified_organizations) == [
-        "organizations/acme",
-        "organizations/globex",
-    ]
-    assert summary.summary.items_hit >= 2
-    assert sorted(handled[0].audience) == [
+    # One summary per organization, each its own view (issue 12): a customer sees its own
+    # RFQ and itself among the notified, not the other customer.
+    handled = {e.audience[0]: e for e in events_of(stack, "supply.disruption.handled")}
+    assert sorted(handled) == [
         "organizations/acme",
         "organizations/globex",
         "organizations/umbrella",
     ]
+    assert all(len(e.audience) == 1 for e in handled.values())
+    views = {}
+    for org, envelope in handled.items():
+        view = unpack(envelope, events_pb2.DisruptionHandled)
+        assert isinstance(view, events_pb2.DisruptionHandled)
+        assert view.summary.disruption == disruption.name
+        assert view.summary.units_at_risk == view.summary.revenue_at_risk == 0
+        assert view.summary.items_hit >= 2
+        views[org] = view.summary
+    for org in ("organizations/acme", "organizations/globex"):
+        assert list(views[org].notified_organizations) == [org]
+        assert [r for r in views[org].rfqs] == [r for r in status.rfqs if r.startswith(org + "/")]
+        assert len(views[org].rfqs) == 1
+    # The reporter sees its direct customers notified, not their RFQs.
+    assert sorted(views["organizations/umbrella"].notified_organizations) == [
+        "organizations/acme",
+        "organizations/globex",
+    ]
+    assert list(views["organizations/umbrella"].rfqs) == []
 
     # Kafka redelivers the report (past the bridge's processed-events check): nothing new.
     first_run = (await handle.describe()).run_id
-    (reported,) = events_of(stack, "supply.disruption.reported")
+    reported = reporters_view(stack, "supply.disruption.reported", network.umbrella)
     await pipeline.bridge.dispatch(reported)
     assert (await handle.describe()).run_id == first_run
     assert len(events_of(stack, "supply.impact.computed")) == 2
     assert len(events_of(stack, "procurement.rfq.created")) == 2
-    assert len(events_of(stack, "supply.disruption.handled")) == 1
+    assert len(events_of(stack, "supply.disruption.handled")) == 3
     record(history, "disruption_handled")
 
 
@@ -341,11 +370,13 @@ async def test_resolved_before_sourcing_opens_no_rfq(
     bridge = EventBridge(workflow_env.client, task_queue)
     with stack.client(network.umbrella) as umb:
         disruption = report_outage(umb, network.plant)
-        (reported,) = events_of(stack, "supply.disruption.reported")
-        await bridge.dispatch(reported)  # no worker yet: the workflow waits for its first task
+        for reported in events_of(stack, "supply.disruption.reported"):
+            # No worker yet: the workflow waits for its first task. The customers' views of
+            # the report start nothing.
+            await bridge.dispatch(reported)
         umb.supply.ResolveDisruption(supply_pb2.ResolveDisruptionRequest(name=disruption.name))
-    (resolved,) = events_of(stack, "supply.disruption.resolved")
-    await bridge.dispatch(resolved)  # the bridge signals the running workflow
+    for resolved in events_of(stack, "supply.disruption.resolved"):
+        await bridge.dispatch(resolved)  # the bridge signals the running workflow
     token = accounts.ensure_service_account(stack.engine, None)
     assert token is not None
     with (
@@ -363,11 +394,19 @@ async def test_resolved_before_sourcing_opens_no_rfq(
     assert sorted(status.notified) == ["acme", "globex"]
     assert status.unsourced == [network.bracket, network.bracket]
     assert events_of(stack, "procurement.rfq.created") == []
-    (handled,) = events_of(stack, "supply.disruption.handled")
+    handled = reporters_view(stack, "supply.disruption.handled", network.umbrella)
     summary = unpack(handled, events_pb2.DisruptionHandled)
     assert isinstance(summary, events_pb2.DisruptionHandled)
     assert summary.summary.resolved_early
     assert list(summary.summary.unsourced_items) == [network.bracket, network.bracket]
+    # ACME buys the bracket: it sees that item unsourced, once, not Globex's need for it.
+    to_acme = [
+        e for e in events_of(stack, "supply.disruption.handled")
+        if list(e.audience) == ["organizations/acme"]
+    ]  # fmt: skip
+    acme_view = unpack(to_acme[0], events_pb2.DisruptionHandled)
+    assert isinstance(acme_view, events_pb2.DisruptionHandled)
+    assert list(acme_view.summary.unsourced_items) == [network.bracket]
 
 
 def test_each_notification_shows_the_customer_only_what_it_may_see(stack: Stack) -> None:

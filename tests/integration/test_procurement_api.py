@@ -314,15 +314,23 @@ def test_events_are_keyed_and_addressed_per_supplier(procurement: Procurement) -
         changed = events_pb2.QuoteChanged()
         assert submitted.data.Unpack(changed) and changed.quote.unit_price == 10.0
         ((_, key, received),) = p.events("procurement.quote.received")
+        # The buyer's alone: not the quoting supplier's, and it does not name who quoted.
         assert (key, list(received.audience)) == (rfq_id, ["organizations/acme"])
+        assert received.organization == "organizations/acme"
         news = events_pb2.QuoteReceived()
         assert received.data.Unpack(news)
         assert (news.rfq, news.quote_count) == (rfq.name, 1)
 
         acme.procurement.CloseRfq(pb.CloseRfqRequest(name=rfq.name))
-        ((_, key, closed),) = p.events("procurement.rfq.closed")
-        assert key == rfq_id
-        assert sorted(closed.audience) == ["organizations/globex", "organizations/initech"]
+        closed = {key: envelope for _, key, envelope in p.events("procurement.rfq.closed")}
+        assert sorted(closed) == sorted([rfq_id, "globex", "initech"])
+        for key, envelope in closed.items():
+            org = "acme" if key == rfq_id else key
+            assert list(envelope.audience) == [f"organizations/{org}"]
+            view = events_pb2.RfqClosed()
+            assert envelope.data.Unpack(view)
+            # Only the buyer learns how many quoted.
+            assert (view.rfq, view.quote_count) == (rfq.name, 1 if org == "acme" else 0)
         acme.procurement.AwardRfq(
             pb.AwardRfqRequest(
                 name=rfq.name,

@@ -126,7 +126,8 @@ def test_push_step_then_read_watch_and_download(stack: Stack, parts: dict[str, P
         assert time.monotonic() - started < 30  # returns before processing
         assert pushed.state == design_pb2.Revision.STATE_PENDING
         assert pushed.name.startswith(design.name + "/revisions/")
-        assert (pushed.branch, pushed.units, pushed.format) == ("main", "mm", "step")
+        # No units pushed: the STEP file's own unit is used (properties.units, below).
+        assert (pushed.branch, pushed.units, pushed.format) == ("main", "", "step")
         assert pushed.sha256 == file_sha256(parts["bracket.step"])
         assert pushed.author == "organizations/acme/users/alice"
         assert list(pushed.parents) == []
@@ -148,6 +149,8 @@ def test_push_step_then_read_watch_and_download(stack: Stack, parts: dict[str, P
         expected = 60 * 40 * 8 - 4 * (16 - 3.14159265 * 4) * 8 - 4 * 3.14159265 * 9 * 8
         assert got.properties.volume_mm3 == pytest.approx(expected, rel=1e-3)
         assert got.properties.is_brep and got.properties.faces > 6
+        assert (got.properties.units, got.properties.declared_units) == ("mm", "mm")
+        assert got.properties.bodies == 1
         assert got.rule_set == "cnc-milling"
         assert {a.name for a in got.artifacts} >= {"mesh.glb", "thumbnail.png"}
 

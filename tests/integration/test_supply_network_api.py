@@ -3,6 +3,7 @@ analytics as each company may see them, and disruptions with their events."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from grpc_status import rpc_status
 from sqlalchemy import select
 
 from clients.sdk import Cofab, connect
-from cofab.supply.v1 import supply_pb2
+from cofab.supply.v1 import events_pb2, supply_pb2
 from services.shared.db import outbox
 from services.shared.events import decode_envelope
 from services.shared.identity import Principal
@@ -24,6 +25,7 @@ from services.supply.app import build_server as build_supply
 from services.supply.application import SupplyApplication
 from tests.conftest import Account, make_account
 from tests.integration.conftest import Stack
+from tests.integration.test_design_api import create_design, create_project
 from tests.support import ServerThread
 
 
@@ -87,9 +89,17 @@ def make_item(
 
 
 def make_edge(
-    client: Cofab, owner: str, edge_id: str, facility: str, item: str, customer: str, **fields: Any
+    client: Cofab,
+    owner: str,
+    edge_id: str,
+    facility: str,
+    item: str,
+    customer: str,
+    confirm: Cofab | None = None,
+    **fields: Any,
 ) -> str:
-    return str(
+    """Proposes the edge as `owner`; `confirm`, the other party's client, agrees to it."""
+    name = str(
         client.supply.CreateSupplyEdge(
             supply_pb2.CreateSupplyEdgeRequest(
                 parent=f"organizations/{owner}",
@@ -99,6 +109,25 @@ def make_edge(
                 ),
             )
         ).name
+    )
+    if confirm is not None:
+        confirm.supply.ConfirmSupplyEdge(supply_pb2.ConfirmSupplyEdgeRequest(name=name))
+    return name
+
+
+def report_strike(client: Cofab, facility: str) -> supply_pb2.Disruption:
+    """The facility's organization reports a strike: 80% of its capacity lost for 30 days."""
+    return client.supply.ReportDisruption(
+        supply_pb2.ReportDisruptionRequest(
+            parent="/".join(facility.split("/")[:2]),
+            disruption=supply_pb2.Disruption(
+                facility=facility,
+                kind=supply_pb2.Disruption.KIND_CAPACITY_DROP,
+                capacity_factor=0.2,
+                expected_duration_days=30,
+                description="strike at plant A, 80% capacity lost",
+            ),
+        )
     )
 
 
@@ -136,6 +165,7 @@ def build_chain(stack: Stack) -> Chain:
             umbrella_plant,
             steel,
             "globex",
+            globex,
             lead_time_days=20,
             unit_price=3,
             share=1,
@@ -156,6 +186,7 @@ def build_chain(stack: Stack) -> Chain:
             globex_plant,
             bracket,
             "acme",
+            acme,
             lead_time_days=10,
             unit_price=12.5,
             share=1,
@@ -278,16 +309,8 @@ def test_capabilities_items_and_edges_are_seen_only_by_their_parties(stack: Stac
             )
             == grpc.StatusCode.INVALID_ARGUMENT
         )
-        # The customer sees the supplier's edge but only its creator may delete it.
-        assert (
-            code_of(
-                lambda: acme.supply.DeleteSupplyEdge(
-                    supply_pb2.DeleteSupplyEdgeRequest(name=chain.bracket_edge)
-                )
-            )
-            == grpc.StatusCode.PERMISSION_DENIED
-        )
-        globex.supply.DeleteSupplyEdge(supply_pb2.DeleteSupplyEdgeRequest(name=chain.bracket_edge))
+        # Either party may end an agreed edge: the customer does.
+        acme.supply.DeleteSupplyEdge(supply_pb2.DeleteSupplyEdgeRequest(name=chain.bracket_edge))
         assert (
             code_of(
                 lambda: acme.supply.GetSupplyEdge(
@@ -533,9 +556,20 @@ def test_a_reported_disruption_tells_each_affected_customer_what_it_may_see(stac
         )
         assert again.name == disruption.name
 
-        reported = _events(stack, "supply.disruption.reported")
-        assert len(reported) == 1
-        assert list(reported[0][1].audience) == ["organizations/umbrella", "organizations/globex"]
+        # One event per organization, each with its own view: Globex, the plant's customer,
+        # sees itself among the affected and nothing of the supplier's other customers.
+        reported = {e.audience[0]: e for _, e in _events(stack, "supply.disruption.reported")}
+        assert sorted(reported) == ["organizations/globex", "organizations/umbrella"]
+        views = {}
+        for org, envelope in reported.items():
+            assert list(envelope.audience) == [org]
+            view = events_pb2.DisruptionReported()
+            assert envelope.data.Unpack(view)
+            views[org] = view.disruption
+        assert views["organizations/umbrella"] == disruption
+        assert list(views["organizations/globex"].affected_customers) == ["organizations/globex"]
+        assert views["organizations/globex"].other_affected_customers == 0
+        assert views["organizations/globex"].description == "flood"
 
         # Customers are notified by the disruption workflow, not at report time
         # (tests/integration/test_disruption_workflow.py checks what each one sees).
@@ -558,7 +592,7 @@ def test_a_reported_disruption_tells_each_affected_customer_what_it_may_see(stac
         )
         assert resolved.state == supply_pb2.Disruption.STATE_RESOLVED
         assert resolved.resolve_time.seconds > 0
-        assert len(_events(stack, "supply.disruption.resolved")) == 1
+        assert len(_events(stack, "supply.disruption.resolved")) == 2
 
 
 def test_a_second_replica_sees_changes_made_through_the_first(stack: Stack) -> None:
@@ -628,11 +662,11 @@ def test_alternative_sourcing_names_discoverable_suppliers_only(stack: Stack) ->
         bracket = make_item(globex, "globex", "gx-bracket", process="stamping", material="steel")
         # Globex sells brackets to ACME and also buys some from Umbrella (ACME cannot know).
         make_edge(
-            globex, "globex", "g-to-acme", globex_plant, bracket, "acme",
+            globex, "globex", "g-to-acme", globex_plant, bracket, "acme", acme,
             unit_price=10, share=1, monthly_volume=1000,
         )  # fmt: skip
         make_edge(
-            umb, "umbrella", "u-to-globex", umbrella_plant, bracket, "globex",
+            umb, "umbrella", "u-to-globex", umbrella_plant, bracket, "globex", globex,
             unit_price=8, share=1, monthly_volume=100,
         )  # fmt: skip
         for client, plant, capacity in ((umb, umbrella_plant, 300), (initech, initech_plant, 600)):
@@ -716,3 +750,210 @@ def test_update_item_replaces_its_bom_and_refuses_cycles(stack: Stack) -> None:
         risk = acme.supply.AnalyzeRisk(supply_pb2.AnalyzeRiskRequest(parent="organizations/acme"))
         assert list(risk.critical_facilities) == []
         assert list(risk.hidden_critical_facilities) == []
+
+
+def test_an_edge_between_two_companies_exists_only_once_both_agree(stack: Stack) -> None:
+    """Issue 12, item 1: an outsider finds Globex's plant through discovery and claims "their
+    plant supplies us". Until Globex confirms, nothing of either side reaches the other."""
+    with (
+        stack.client(stack.globex) as globex,
+        stack.client(stack.initech) as initech,
+        stack.client(stack.acme) as acme,
+    ):
+        plant = make_facility(globex, "globex")
+        globex.supply.CreateCapability(
+            supply_pb2.CreateCapabilityRequest(
+                parent=plant,
+                capability=supply_pb2.Capability(process="stamping", monthly_capacity=100),
+            )
+        )
+        found = initech.supply.SearchCapableSuppliers(
+            supply_pb2.SearchCapableSuppliersRequest(process="stamping")
+        )
+        assert [s.facility for s in found.suppliers] == [plant]
+        initech_part = make_item(initech, "initech", "widget", end_item=True, weekly_demand=10)
+        claim = initech.supply.CreateSupplyEdge(
+            supply_pb2.CreateSupplyEdgeRequest(
+                parent="organizations/initech",
+                supply_edge_id="fake",
+                supply_edge=supply_pb2.SupplyEdge(
+                    facility=plant, item=initech_part, customer="organizations/initech", share=1
+                ),
+            )
+        )
+        assert claim.state == supply_pb2.SupplyEdge.STATE_PROPOSED
+        # A proposal naming an item of Globex's that does not exist is answered the same way as
+        # one that does: a proposal tells the proposer nothing about Globex's ids.
+        probe = initech.supply.CreateSupplyEdge(
+            supply_pb2.CreateSupplyEdgeRequest(
+                parent="organizations/initech",
+                supply_edge=supply_pb2.SupplyEdge(
+                    facility=plant,
+                    item="organizations/globex/items/no-such-item",
+                    customer="organizations/initech",
+                ),
+            )
+        )
+        assert probe.state == supply_pb2.SupplyEdge.STATE_PROPOSED
+
+        def listed(
+            client: Cofab,
+            org: str,
+            state: supply_pb2.SupplyEdge.State.ValueType = supply_pb2.SupplyEdge.STATE_UNSPECIFIED,
+        ) -> list[str]:
+            response = client.supply.ListSupplyEdges(
+                supply_pb2.ListSupplyEdgesRequest(parent=f"organizations/{org}", state=state)
+            )
+            return [e.name for e in response.supply_edges]
+
+        proposed = supply_pb2.SupplyEdge.STATE_PROPOSED
+        assert listed(globex, "globex") == [] and listed(initech, "initech") == []
+        assert listed(globex, "globex", proposed) == [claim.name, probe.name]
+        # Neither the proposer nor the other party can act out of turn.
+        for call, code in (
+            (
+                lambda: initech.supply.ConfirmSupplyEdge(
+                    supply_pb2.ConfirmSupplyEdgeRequest(name=claim.name)
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+            (
+                lambda: globex.supply.WithdrawSupplyEdge(
+                    supply_pb2.WithdrawSupplyEdgeRequest(name=claim.name)
+                ),
+                grpc.StatusCode.PERMISSION_DENIED,
+            ),
+            (
+                lambda: acme.supply.ConfirmSupplyEdge(
+                    supply_pb2.ConfirmSupplyEdgeRequest(name=claim.name)
+                ),
+                grpc.StatusCode.NOT_FOUND,
+            ),
+            (
+                lambda: initech.supply.DeleteSupplyEdge(
+                    supply_pb2.DeleteSupplyEdgeRequest(name=claim.name)
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+            # Globex confirming the probe would need an item it does not have.
+            (
+                lambda: globex.supply.ConfirmSupplyEdge(
+                    supply_pb2.ConfirmSupplyEdgeRequest(name=probe.name)
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+        ):
+            assert code_of(call) == code
+
+        # Globex's disruption of the plant: Initech is no customer, sees nothing of it.
+        disruption = report_strike(globex, plant)
+        assert list(disruption.affected_customers) == []
+        assert disruption.other_affected_customers == 0
+        [(_, reported)] = _events(stack, "supply.disruption.reported")
+        assert list(reported.audience) == ["organizations/globex"]
+        # No analytics effect either: Initech's widget has no supplier.
+        trace = initech.supply.TraceSupplyChain(
+            supply_pb2.TraceSupplyChainRequest(
+                start=initech_part, direction=supply_pb2.TRACE_DIRECTION_UPSTREAM
+            )
+        )
+        assert list(trace.entries) == [] and list(trace.hidden) == []
+        globex.supply.ResolveDisruption(supply_pb2.ResolveDisruptionRequest(name=disruption.name))
+
+        declined = globex.supply.DeclineSupplyEdge(
+            supply_pb2.DeclineSupplyEdgeRequest(name=claim.name)
+        )
+        assert declined.state == supply_pb2.SupplyEdge.STATE_DECLINED
+        withdrawn = initech.supply.WithdrawSupplyEdge(
+            supply_pb2.WithdrawSupplyEdgeRequest(name=probe.name)
+        )
+        assert withdrawn.state == supply_pb2.SupplyEdge.STATE_WITHDRAWN
+        assert (
+            code_of(
+                lambda: globex.supply.ConfirmSupplyEdge(
+                    supply_pb2.ConfirmSupplyEdgeRequest(name=claim.name)
+                )
+            )
+            == grpc.StatusCode.FAILED_PRECONDITION
+        )
+        assert listed(initech, "initech", supply_pb2.SupplyEdge.STATE_DECLINED) == [claim.name]
+
+        # A real customer's proposal, confirmed: now the edge is in both lists and the network.
+        acme_part = make_item(acme, "acme", "panel", end_item=True, weekly_demand=10)
+        real = make_edge(acme, "acme", "panels", plant, acme_part, "acme", globex, share=1)
+        assert listed(globex, "globex") == [real] and listed(acme, "acme") == [real]
+        consent = [
+            (event_type, key, sorted(envelope.audience))
+            for event_type in (
+                "supply.edge.proposed",
+                "supply.edge.confirmed",
+                "supply.edge.declined",
+                "supply.edge.withdrawn",
+            )
+            for key, envelope in _events(stack, event_type)
+        ]
+        assert consent == [
+            ("supply.edge.proposed", "fake", ["organizations/globex", "organizations/initech"]),
+            ("supply.edge.proposed", probe.name.split("/")[-1], [
+                "organizations/globex", "organizations/initech"]),
+            ("supply.edge.proposed", "panels", ["organizations/acme", "organizations/globex"]),
+            ("supply.edge.confirmed", "panels", ["organizations/acme", "organizations/globex"]),
+            ("supply.edge.declined", "fake", ["organizations/globex", "organizations/initech"]),
+            ("supply.edge.withdrawn", probe.name.split("/")[-1], [
+                "organizations/globex", "organizations/initech"]),
+        ]  # fmt: skip
+        trace = acme.supply.TraceSupplyChain(
+            supply_pb2.TraceSupplyChainRequest(
+                start=acme_part, direction=supply_pb2.TRACE_DIRECTION_UPSTREAM
+            )
+        )
+        assert [e.facility for e in trace.entries] == [plant]
+
+
+def test_an_item_names_only_designs_its_company_may_read(stack: Stack) -> None:
+    """Issue 12, item 1: pinning an item to another company's design or revision is checked with
+    the caller's own rights: NOT_FOUND, exactly as for a design that does not exist."""
+    with stack.client(stack.acme) as acme, stack.client(stack.initech) as initech:
+        design = create_design(acme, create_project(acme).name)
+        revision = f"{design.name}/revisions/r1"
+        mine = make_item(acme, "acme", "bracket", design=design.name)
+        assert acme.supply.GetItem(supply_pb2.GetItemRequest(name=mine)).design == design.name
+        missing = design.name.rsplit("/", 1)[0] + "/no-such-design"
+        for name in (design.name, missing):
+            with pytest.raises(grpc.RpcError) as caught:
+                make_item(initech, "initech", "copy", design=name)
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+            assert caught.value.details() == f"{name} not found"
+        with pytest.raises(grpc.RpcError) as caught:
+            make_item(initech, "initech", "copy", design=design.name, revision=revision)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        own = make_item(initech, "initech", "plain")
+        with pytest.raises(grpc.RpcError) as caught:
+            initech.supply.UpdateItem(
+                supply_pb2.UpdateItemRequest(
+                    item=supply_pb2.Item(name=own, design=design.name),
+                    update_mask=field_mask_pb2.FieldMask(paths=["design"]),
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        row = {"kind": "item", "id": "copy", "display_name": "Copy", "design": design.name}
+        with pytest.raises(grpc.RpcError) as caught:
+            initech.supply.ImportNetwork(
+                iter(
+                    [
+                        supply_pb2.ImportNetworkRequest(
+                            header=supply_pb2.ImportNetworkRequest.Header(
+                                parent="organizations/initech",
+                                format=supply_pb2.NETWORK_FORMAT_JSON_LINES,
+                            )
+                        ),
+                        supply_pb2.ImportNetworkRequest(chunk=(json.dumps(row) + "\n").encode()),
+                    ]
+                )
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert list(
+            initech.supply.ListItems(
+                supply_pb2.ListItemsRequest(parent="organizations/initech")
+            ).items
+        ) == [initech.supply.GetItem(supply_pb2.GetItemRequest(name=own))]

@@ -22,7 +22,10 @@ def as_globex(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
 
 
 def test_import_export_search_and_disruption_from_the_command_line(
-    as_globex: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    as_globex: Stack,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = tmp_path / "network.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in GLOBEX_ROWS))
@@ -38,6 +41,19 @@ def test_import_export_search_and_disruption_from_the_command_line(
 
     assert main(["supplier", "search", "--process", "cnc-milling", "--material", "steel"]) == 0
     assert "organizations/globex/facilities/gx-plant-1" in capsys.readouterr().out
+
+    # The imported edge to ACME is a proposal until ACME confirms it.
+    edge = "organizations/globex/supplyEdges/gx-housing-acme"
+    assert main(["edge", "list"]) == 0
+    assert edge not in capsys.readouterr().out
+    monkeypatch.setenv("COFAB_TOKEN", as_globex.acme.token)
+    assert main(["edge", "list", "--state", "proposed"]) == 0
+    assert f"{edge}  proposed" in capsys.readouterr().out
+    assert main(["edge", "confirm", edge]) == 0
+    assert f"{edge}  active" in capsys.readouterr().out
+    monkeypatch.setenv("COFAB_TOKEN", as_globex.globex.token)
+    assert main(["edge", "list"]) == 0
+    assert f"{edge}  active" in capsys.readouterr().out
 
     assert main(["disruption", "report", "gx-plant-1", "--days", "10"]) == 0
     reported = capsys.readouterr().out

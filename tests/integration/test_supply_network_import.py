@@ -104,13 +104,26 @@ def test_import_is_idempotent_and_an_export_round_trips(stack: Stack) -> None:
             ("organizations/globex/items/gx-blank", 2.0)
         ]
         assert housing.process == "cnc-milling"
-        # The customer sees the imported edge.
-        edges = acme.supply.ListSupplyEdges(
-            supply_pb2.ListSupplyEdgesRequest(parent="organizations/acme")
+        # An imported edge with another company is only a proposal: the customer sees it
+        # among its proposals, not among its edges, until it confirms.
+        edge_name = "organizations/globex/supplyEdges/gx-housing-acme"
+
+        def acme_edges(
+            state: supply_pb2.SupplyEdge.State.ValueType = supply_pb2.SupplyEdge.STATE_UNSPECIFIED,
+        ) -> list[str]:
+            listed = acme.supply.ListSupplyEdges(
+                supply_pb2.ListSupplyEdgesRequest(parent="organizations/acme", state=state)
+            )
+            return [e.name for e in listed.supply_edges]
+
+        assert acme_edges() == []
+        assert acme_edges(supply_pb2.SupplyEdge.STATE_PROPOSED) == [edge_name]
+        confirmed = acme.supply.ConfirmSupplyEdge(
+            supply_pb2.ConfirmSupplyEdgeRequest(name=edge_name)
         )
-        assert [e.name for e in edges.supply_edges] == [
-            "organizations/globex/supplyEdges/gx-housing-acme"
-        ]
+        assert confirmed.state == supply_pb2.SupplyEdge.STATE_ACTIVE
+        assert acme_edges() == [edge_name]
+        assert acme_edges(supply_pb2.SupplyEdge.STATE_PROPOSED) == []
 
         with stack.engine.connect() as conn:
             events_before = conn.execute(select(func.count()).select_from(outbox)).scalar_one()
@@ -194,7 +207,8 @@ def test_bad_rows_reject_the_whole_import_naming_each_row(stack: Stack) -> None:
         assert "cycle" in found["rows[11].component"]
         assert "not one of your facilities" in found["rows[12].facility"]
         assert "not found" in found["rows[13].customer"]
-        assert "not found" in found["rows[14].item"]
+        # A bare id is the importer's own; another company's is never looked up by it.
+        assert "not one of yours" in found["rows[14].item"]
         # Nothing of the valid rows was written.
         listed = globex.supply.ListItems(supply_pb2.ListItemsRequest(parent=parent))
         assert list(listed.items) == []

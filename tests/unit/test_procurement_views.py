@@ -16,7 +16,7 @@ from cofab.procurement.v1 import procurement_pb2 as pb
 from services.shared.identity import Principal
 from services.shared.migrate import upgrade
 from services.shared.tables_all import metadata
-from services.supply.procurement.convert import rfq_proto
+from services.supply.procurement.convert import rfq_proto, supplier_views
 from services.supply.procurement.domain import Allocation, Rfq, RfqState, Weights
 from services.supply.procurement.ports import CapabilityQuery, NetworkDirectory
 
@@ -121,3 +121,15 @@ def test_the_migration_creates_the_tables_as_declared(tmp_path: Path) -> None:
 
     ours = [d for d in differences if tables_of(d) & PROCUREMENT_TABLES]
     assert ours == []
+
+
+def test_each_suppliers_event_view_is_its_rpc_view() -> None:
+    """The per-supplier event copies (supplier_views) are exactly rfq_proto's supplier view,
+    the one GetRfq answers the supplier with."""
+    rfq = awarded_rfq()
+    views = dict(supplier_views(rfq))
+    assert sorted(views) == sorted(rfq.suppliers)
+    for supplier, view in views.items():
+        assert view == rfq_proto(rfq, supplier)
+        assert list(view.invited_suppliers) == [f"organizations/{supplier}"]
+        assert view.quote_count == 0

@@ -10,13 +10,15 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.design.diffs.codec import (
+from services.design.diffs.domain import merge_base
+from services.design.geometry.codec import (
     conflict_from_json,
     conflict_to_json,
     diff_from_json,
     diff_to_json,
+    properties_from_json,
+    properties_json,
 )
-from services.design.diffs.domain import merge_base
 from services.design.geometry.types import (
     Conflict,
     DiffResult,
@@ -25,8 +27,10 @@ from services.design.geometry.types import (
     Finding,
     Location,
     ParameterDelta,
+    Properties,
     Region,
     Severity,
+    SolidProperties,
 )
 
 floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -173,3 +177,60 @@ def test_merge_base_of_two_branches_and_of_a_descendant() -> None:
     assert merge_base(graph, "b", "d") == "b"  # a fast-forward: the head is the base
     assert merge_base(graph, "m", "c") == "c"  # already merged
     assert merge_base({"x": (), "y": ()}, "x", "y") is None
+
+
+solids = st.builds(
+    SolidProperties,
+    st.integers(0, 100),
+    floats,
+    floats,
+    vectors,
+    vectors,
+    vectors,
+    st.none() | st.integers(0, 10_000),
+    st.integers(0, 100),
+    st.integers(1, 100),
+)
+properties = st.builds(
+    Properties,
+    volume_mm3=floats,
+    area_mm2=floats,
+    bbox_min=vectors,
+    bbox_max=vectors,
+    center_of_mass=vectors,
+    mass_g=st.none() | floats,
+    material=st.none() | st.text(max_size=10),
+    triangles=st.integers(0, 10**7),
+    is_brep=st.booleans(),
+    bodies=st.none() | st.integers(0, 1000),
+    units=st.sampled_from(["mm", "cm", "m", "in", "ft"]),
+    declared_units=st.none() | st.sampled_from(["mm", "in", "um"]),
+    solid_properties=st.lists(solids, max_size=4).map(tuple),
+)
+
+
+@given(properties)
+def test_properties_round_trip_through_json(value: Properties) -> None:
+    stored = json.loads(json.dumps(properties_json(value)))
+    assert properties_from_json(stored) == value
+
+
+def test_properties_stored_before_units_and_bodies_read_with_defaults() -> None:
+    old = {
+        "volume_mm3": 1.0,
+        "area_mm2": 6.0,
+        "bbox_min": [0, 0, 0],
+        "bbox_max": [1, 1, 1],
+        "center_of_mass": [0.5, 0.5, 0.5],
+        "mass_g": None,
+        "material": None,
+        "triangles": 12,
+        "is_brep": False,
+    }
+    read = properties_from_json(old)
+    assert (read.units, read.declared_units, read.bodies, read.solid_properties) == (
+        "mm",
+        None,
+        None,
+        (),
+    )

@@ -286,3 +286,29 @@ def test_two_processors_never_claim_one_revision(world: World) -> None:
         first = repo.claim("a", utcnow(), dt.timedelta(seconds=60), set())
         second = repo.claim("b", utcnow(), dt.timedelta(seconds=60), set())
     assert first is not None and second is None
+
+
+def test_a_busy_organization_waits_behind_another_ones_revision(world: World) -> None:
+    """One organization's queue of slow jobs (say, scripts that run to their wall clock) delays
+    another organization's revision by at most one job: the claim prefers organizations with no
+    job in flight, oldest first within each group."""
+    from services.design.adapters.revision_tables import revisions
+
+    queued = [world.push(f"part {i}".encode(), branch=f"b{i}") for i in range(4)]
+    # The third push was Globex's (an editor of the project, as far as processing cares).
+    with world.engine.begin() as conn:
+        conn.execute(
+            revisions.update()
+            .where(revisions.c.id == queued[2].id)
+            .values(author="organizations/globex/users/gina")
+        )
+    now, lease = utcnow(), dt.timedelta(seconds=60)
+    with world.engine.begin() as conn:
+        repository = RevisionRepository(conn)
+        busy = frozenset({"organizations/acme"})
+        first = repository.claim("p1", now, lease, set(), busy)
+        second = repository.claim("p1", now, lease, {queued[2].id}, busy)
+        idle = repository.claim("p1", now, lease, {queued[2].id, queued[0].id}, frozenset())
+    assert first is not None and first.id == queued[2].id  # Globex's, ahead of older ACME ones
+    assert second is not None and second.id == queued[0].id  # then the oldest
+    assert idle is not None and idle.id == queued[1].id

@@ -30,7 +30,7 @@ from services.shared.errors import FailedPrecondition, InvalidArgument, Resource
 
 def test_defaults_and_refusals() -> None:
     assert check_branch("") == "main"
-    assert check_units("") == "mm"
+    assert check_units("") == ""  # the file's own unit, mm when it has none
     assert check_units("in") == "in"
     with pytest.raises(InvalidArgument, match="units: 'furlong' is not one of mm, cm, m, in"):
         check_units("furlong")

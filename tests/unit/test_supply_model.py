@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -11,8 +12,10 @@ from hypothesis import strategies as st
 
 from services.shared.errors import InvalidArgument
 from services.supply.domain import (
+    ACTIVE,
     CAPACITY_DROP,
     OUTAGE,
+    PROPOSED,
     Facility,
     Item,
     disruption_problems,
@@ -149,8 +152,11 @@ def test_references_must_resolve_and_ids_of_others_are_taken() -> None:
                 {"kind": "capability", "id": "c1", "facility": "gf", "process": "x",
                  "monthly_capacity": 1},
                 {"kind": "bom", "parent": "mine", "component": "gi", "quantity": 1},
-                {"kind": "edge", "id": "e1", "facility": "gf", "item": "gi", "customer": "initech"},
-                {"kind": "edge", "id": "e2", "facility": "gf", "item": "gi", "customer": "globex"},
+                {"kind": "edge", "id": "e1", "facility": "organizations/globex/facilities/gf",
+                 "item": "organizations/globex/items/gi", "customer": "initech"},
+                {"kind": "edge", "id": "e2", "facility": "organizations/globex/facilities/gf",
+                 "item": "organizations/globex/items/gi", "customer": "globex"},
+                {"kind": "edge", "id": "e3", "facility": "gf", "item": "gi", "customer": "acme"},
             ),
             existing,
         )  # fmt: skip
@@ -162,31 +168,47 @@ def test_references_must_resolve_and_ids_of_others_are_taken() -> None:
     assert "not found" in found["rows[4].customer"]
     assert "not the customer" in found["rows[4].facility"]  # acme is neither party
     assert "not the customer" in found["rows[5].facility"]
+    # A bare id is the importer's own: another organization's is never looked up by it.
+    assert "not one of yours" in found["rows[6].facility"]
+    assert "not one of yours" in found["rows[6].item"]
 
 
-def test_a_buyer_may_import_the_edge_and_use_the_bought_item_in_its_bom() -> None:
-    existing = Existing(
-        organizations={"acme"},
-        facilities={"gf": Facility("gf", "globex", "G", "eu-central", "DE", 0.0, 0.0, NOW)},
-        items={"gi": Item("gi", "globex", "G item", "", False, 0.0, 0.0, 0.0)},
-    )
-    planned = plan(
-        "acme",
-        jsonl(
-            {"kind": "item", "id": "car", "display_name": "Car", "end_item": True},
-            {"kind": "edge", "id": "e1", "facility": "gf", "item": "gi", "customer": "acme",
-             "share": 1, "monthly_volume": 10},
-            {"kind": "bom", "parent": "car", "component": "gi", "quantity": 4},
-        ),
-        existing,
+def test_an_edge_with_another_organization_is_only_a_proposal() -> None:
+    # Nothing of globex is known to acme's import: its facility and item are named, not found.
+    existing = Existing(organizations={"acme", "globex"})
+    rows = (
+        {"kind": "item", "id": "car", "display_name": "Car", "end_item": True},
+        {"kind": "edge", "id": "e1", "facility": "organizations/globex/facilities/gf",
+         "item": "organizations/globex/items/gi", "customer": "acme", "share": 1,
+         "monthly_volume": 10},
     )  # fmt: skip
-    [(edge, new)] = planned.edges
-    assert (edge.supplier_id, edge.item_organization_id, edge.owner_id, new) == (
+    planned = plan("acme", jsonl(*rows), existing)
+    assert planned.edges == []
+    [(proposal, new)] = planned.proposals
+    assert (proposal.supplier_id, proposal.item_organization_id, proposal.owner_id) == (
         "globex",
         "globex",
         "acme",
-        True,
     )
+    assert (proposal.state, new, planned.counts["edge"].created) == (PROPOSED, True, 1)
+    # Until globex confirms, its item is not one acme buys: no bill of materials may use it.
+    with pytest.raises(InvalidArgument) as caught:
+        plan(
+            "acme",
+            jsonl(*rows, {"kind": "bom", "parent": "car", "component": "gi", "quantity": 4}),
+            existing,
+        )
+    assert "nor one you buy" in fields_of(caught.value)["rows[3].component"]
+    # Re-importing the pending proposal changes nothing; changing the terms of an agreed edge
+    # is refused.
+    again = plan(
+        "acme", jsonl(*rows), Existing(organizations={"globex"}, proposals={"e1": proposal})
+    )
+    assert (again.proposals, again.counts["edge"].unchanged) == ([], 1)
+    agreed = replace(proposal, state=ACTIVE, share=0.5)
+    with pytest.raises(InvalidArgument) as caught:
+        plan("acme", jsonl(*rows), Existing(organizations={"globex"}, edges={"e1": agreed}))
+    assert "agreed edge" in fields_of(caught.value)["rows[2].id"]
 
 
 def test_bom_cycles_through_existing_lines_are_found() -> None:

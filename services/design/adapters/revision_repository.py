@@ -177,15 +177,27 @@ class RevisionRepository:
         return self.conn.execute(query.limit(1)).first() is not None
 
     def claim(
-        self, owner: str, now: dt.datetime, lease: dt.timedelta, exclude: set[str]
+        self,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        exclude: set[str],
+        busy_organizations: frozenset[str] = frozenset(),
     ) -> Revision | None:
         """Takes the oldest revision waiting for processing (PENDING, or RUNNING under an expired
-        lease): state RUNNING, leased to `owner`, attempts + 1. None when there is none."""
+        lease): state RUNNING, leased to `owner`, attempts + 1. None when there is none.
+
+        Revisions of organizations not in `busy_organizations` (those with a job in flight) come
+        first, so one organization's queue of slow jobs delays another's revision by at most the
+        time of one job."""
         claimable = self._claimable(now)
-        query = select(revisions.c.id, revisions.c.lease_owner).where(claimable)
+        query = select(revisions.c.id, revisions.c.lease_owner, revisions.c.author).where(claimable)
         if exclude:
             query = query.where(revisions.c.id.not_in(exclude))
-        for row in self.conn.execute(query.order_by(revisions.c.seq).limit(10)).all():
+        oldest = self.conn.execute(query.order_by(revisions.c.seq).limit(50)).all()
+        # Stable sort: within each group the oldest first.
+        rows = sorted(oldest, key=lambda row: organization_of(row.author) in busy_organizations)
+        for row in rows[:10]:
             # Compare-and-set on the lease owner: of two replicas racing, one updates the row.
             result = self.conn.execute(
                 update(revisions)
@@ -330,3 +342,8 @@ class RevisionRepository:
             .values(head_revision_id=head, update_time=now)
         )
         return result.rowcount == 1
+
+
+def organization_of(user: str) -> str:
+    """organizations/{o} of a user's name organizations/{o}/users/{u}."""
+    return "/".join(user.split("/")[:2])

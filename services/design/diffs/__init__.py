@@ -2,9 +2,9 @@
 
 from services.design.diffs.api import DiffServicer
 from services.design.diffs.application import DiffApplication
-from services.design.diffs.codec import diff_from_json, diff_to_json
 from services.design.diffs.domain import MergeState, RevisionDiff, RevisionMerge, merge_base
 from services.design.diffs.jobs import DiffJobs, MergeJobs
+from services.design.geometry.codec import diff_from_json, diff_to_json
 
 __all__ = [
     "DiffApplication",

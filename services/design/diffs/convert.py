@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from cofab.design.v1 import design_pb2
 from services.design.convert import finding_proto, parameter_value, timestamp
-from services.design.diffs.codec import finding_json
 from services.design.diffs.domain import MergeState, RevisionDiff, RevisionMerge
 from services.design.domain.revisions import ArtifactRef, ProcessingError, RevisionState
+from services.design.geometry.codec import finding_json
 from services.design.geometry.types import (
     Conflict,
     DiffResult,

@@ -18,15 +18,9 @@ from sqlalchemy import Connection, Engine
 from cofab.design.v1 import events_pb2
 from services.design.adapters.blobstore import FileBlobStore
 from services.design.adapters.repository import SqlRepository
-from services.design.adapters.revision_repository import RevisionRepository
+from services.design.adapters.revision_repository import RevisionRepository, organization_of
 from services.design.comments.carry import carry_forward, has_open_comments
 from services.design.convert import revision_proto
-from services.design.diffs.codec import (
-    conflict_to_json,
-    diff_to_json,
-    finding_from_json,
-    properties_from_json,
-)
 from services.design.diffs.convert import diff_proto, merge_proto
 from services.design.diffs.domain import (
     DIFF_ARTIFACT_MEDIA_TYPES,
@@ -42,6 +36,12 @@ from services.design.domain.revisions import (
     Revision,
     RevisionState,
     processing_error,
+)
+from services.design.geometry.codec import (
+    conflict_to_json,
+    diff_to_json,
+    finding_from_json,
+    properties_from_json,
 )
 from services.design.geometry.types import DiffInput, Failure
 from services.design.ingest_worker import (
@@ -68,10 +68,6 @@ def _link(source: Path, target: Path) -> Path:
     except OSError:
         shutil.copyfile(source, target)
     return target
-
-
-def _organization(user: str) -> str:
-    return "/".join(user.split("/")[:2])
 
 
 def emit(
@@ -132,12 +128,13 @@ class _Inputs:
             raise ValueError(f"{revision.name} has no mesh: it is {revision.state.value}")
         step: Path | None = None
         brep = revision.artifact("model.step")
-        # The engine takes B-reps in millimetres; a STEP pushed in other units is compared as
-        # its (converted) mesh.
-        if revision.format == "step" and revision.units == "mm":
-            step = _link(self._blobs.path(revision.sha256), folder / "model.step")
-        elif brep is not None:
+        # The engine takes B-reps in millimetres: a script's model, or a STEP read in other
+        # units than it declares, is stored as model.step; otherwise OpenCascade converts the
+        # upload's own unit to mm.
+        if brep is not None:
             step = _link(self._blobs.path(brep.sha256), folder / "model.step")
+        elif revision.format == "step":
+            step = _link(self._blobs.path(revision.sha256), folder / "model.step")
         script = None
         if revision.format == "cadquery":
             script = self._blobs.path(revision.sha256).read_text(encoding="utf-8")
@@ -216,7 +213,7 @@ class DiffJobs:
                 job.design_id,
                 "design.revision.diffed",
                 finished.name,
-                _organization(finished.requester),
+                organization_of(finished.requester),
                 events_pb2.RevisionDiffed(diff=diff_proto(finished)),
             )
         log.info("%s SUCCEEDED", job.name)
@@ -289,7 +286,7 @@ class MergeJobs:
                     job.design_id,
                     "design.merge.conflicted",
                     job.name,
-                    _organization(job.author),
+                    organization_of(job.author),
                     events_pb2.MergeConflicted(merge=merge_proto(finished)),
                 )
             log.info("%s CONFLICTED: %s", job.name, result.conflict.reason)
@@ -342,7 +339,7 @@ class MergeJobs:
                 job.design_id,
                 "design.revision.pushed",
                 revision.name,
-                _organization(job.author),
+                organization_of(job.author),
                 events_pb2.RevisionPushed(revision=revision_proto(revision)),
             )
         log.info("%s PROPOSED %s", job.name, revision.name)

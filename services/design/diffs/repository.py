@@ -11,13 +11,13 @@ from sqlalchemy import Connection, Table, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.design.adapters.revision_tables import revision_parents, revisions
-from services.design.diffs.codec import (
-    conflict_from_json,
-    diff_from_json,
-)
 from services.design.diffs.domain import MergeState, RevisionDiff, RevisionMerge
 from services.design.diffs.tables import revision_diffs, revision_merges
 from services.design.domain.revisions import ArtifactRef, ProcessingError, RevisionState
+from services.design.geometry.codec import (
+    conflict_from_json,
+    diff_from_json,
+)
 
 RUNNING = "RUNNING"
 PENDING = "PENDING"

@@ -20,7 +20,6 @@ from services.shared.errors import (
 )
 
 DEFAULT_BRANCH = "main"
-DEFAULT_UNITS = "mm"
 DEFAULT_RULE_SET = "cnc-milling"
 MAX_MESSAGE = 10_000
 _BRANCH_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -34,6 +33,8 @@ MEDIA_TYPES = {
     "3mf": "model/3mf",
     "gltf": "model/gltf+json",
     "glb": "model/gltf-binary",
+    "ply": "model/x-ply",
+    "off": "model/x-off",
     "cadquery": "text/x-python",
 }
 ARTIFACT_MEDIA_TYPES = {
@@ -166,8 +167,8 @@ def check_format(value: str) -> str:
 
 
 def check_units(value: str) -> str:
-    value = value or DEFAULT_UNITS
-    if value not in UNITS_MM:
+    """The units a revision names; "" leaves the unit to the file (mm when it has none)."""
+    if value and value not in UNITS_MM:
         raise InvalidArgument.field("units", f"{value!r} is not one of {', '.join(UNITS_MM)}")
     return value
 

@@ -15,11 +15,14 @@ from services.design.geometry.types import FORMATS, Failure, IngestError
 
 _HEAD = 4096
 _TAIL = 4096
-# A 3MF whose parts expand beyond this, or whose members compress better than this ratio, is
-# refused as a zip bomb: real meshes compress 3-10x.
-MAX_UNCOMPRESSED_BYTES = 2 * 1024**3
+# Archive limits (3MF is the one archive format): the member count, the total inflated size,
+# and the compression ratio of the whole archive and of each member over 64 KiB. Real meshes
+# compress 3-10x; a 3MF is a model, a few relationship files and thumbnails or textures. The
+# sandbox's memory limit bounds what an archive under these limits can still cost.
+MAX_UNCOMPRESSED_BYTES = 512 * 1024**2
 MAX_COMPRESSION_RATIO = 100.0
-MAX_ZIP_MEMBERS = 10_000
+MAX_ZIP_MEMBERS = 1_000
+_RATIO_MIN_MEMBER_BYTES = 64 * 1024
 _MAGIC = (
     (b"PK\x03\x04", "a ZIP archive"),
     (b"PK\x05\x06", "a ZIP archive"),
@@ -37,8 +40,20 @@ def _invalid(reason: str) -> IngestError:
     return IngestError(Failure.INVALID, reason)
 
 
+def _strip_comments(text: bytes) -> bytes:
+    """Leading whitespace and /* ... */ comments removed (ISO 10303-21 allows comments
+    anywhere whitespace may be, before the ISO-10303-21 keyword too)."""
+    text = text.lstrip()
+    while text.startswith(b"/*"):
+        end = text.find(b"*/", 2)
+        if end < 0:
+            return b""
+        text = text[end + 2 :].lstrip()
+    return text
+
+
 def _sniff(head: bytes) -> str | None:
-    stripped = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    stripped = _strip_comments(head.removeprefix(b"\xef\xbb\xbf"))
     for magic, kind in _MAGIC:
         if head.startswith(magic) or (magic == b"ISO-10303-21" and stripped.startswith(magic)):
             return kind
@@ -70,8 +85,10 @@ def check_upload(path: Path, format: str) -> None:
         _check_glb(size, head)
     elif format == "3mf":
         _check_3mf(path)
-    elif format in ("obj", "gltf"):
+    elif format in ("obj", "gltf", "off"):
         _check_text(format, head)
+    elif format == "ply":
+        _check_ply(head)
     elif format == "cadquery":
         _check_script(path, size)
 
@@ -127,24 +144,42 @@ def _check_3mf(path: Path) -> None:
     except (zipfile.BadZipFile, OSError) as exc:
         raise _invalid(f"the 3MF file is not a readable ZIP archive: {exc}") from None
     if len(members) > MAX_ZIP_MEMBERS:
-        raise IngestError(Failure.TOO_LARGE, f"the 3MF archive has {len(members)} members")
+        raise IngestError(
+            Failure.TOO_LARGE,
+            f"the 3MF archive has {len(members)} members, over the limit of {MAX_ZIP_MEMBERS}",
+        )
     total = sum(m.file_size for m in members)
     if total > MAX_UNCOMPRESSED_BYTES:
         raise IngestError(
             Failure.TOO_LARGE,
-            f"the 3MF archive expands to {total} bytes, over the limit of "
-            f"{MAX_UNCOMPRESSED_BYTES} (a zip bomb?)",
+            f"the 3MF archive expands to {_mib(total)}, over the limit of "
+            f"{_mib(MAX_UNCOMPRESSED_BYTES)} (a zip bomb?)",
+        )
+    compressed = sum(m.compress_size for m in members)
+    if total > _RATIO_MIN_MEMBER_BYTES and total / max(compressed, 1) > MAX_COMPRESSION_RATIO:
+        raise IngestError(
+            Failure.TOO_LARGE,
+            f"the 3MF archive expands {total / max(compressed, 1):.0f}x, over the limit of "
+            f"{MAX_COMPRESSION_RATIO:.0f}x (a zip bomb?)",
         )
     for m in members:
         ratio = m.file_size / max(m.compress_size, 1)
-        if m.file_size > 1024**2 and ratio > MAX_COMPRESSION_RATIO:
+        if m.file_size > _RATIO_MIN_MEMBER_BYTES and ratio > MAX_COMPRESSION_RATIO:
             raise IngestError(
                 Failure.TOO_LARGE,
-                f"the 3MF member {m.filename!r} expands {ratio:.0f}x, over the limit of "
-                f"{MAX_COMPRESSION_RATIO:.0f}x (a zip bomb?)",
+                f"the 3MF member {_excerpt(m.filename)!r} expands {ratio:.0f}x, over the limit "
+                f"of {MAX_COMPRESSION_RATIO:.0f}x (a zip bomb?)",
             )
     if not any(m.filename.lower().endswith(".model") for m in members):
         raise _invalid("the 3MF archive contains no 3D model part (3D/3dmodel.model)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MiB"
+
+
+def _excerpt(name: str) -> str:
+    return name if len(name) <= 80 else name[:79] + "…"
 
 
 def _check_text(format: str, head: bytes) -> None:
@@ -152,6 +187,15 @@ def _check_text(format: str, head: bytes) -> None:
         raise _invalid(f"the file was declared {format.upper()} but is binary")
     if format == "gltf" and not head.removeprefix(b"\xef\xbb\xbf").lstrip().startswith(b"{"):
         raise _invalid("the glTF file is not a JSON document")
+
+
+def _check_ply(head: bytes) -> None:
+    # PLY starts with the line "ply", then "format ascii|binary_little_endian|binary_big_endian".
+    lines = head.removeprefix(b"\xef\xbb\xbf").split(b"\n", 2)
+    if lines[0].strip() != b"ply":
+        raise _invalid("the file was declared PLY but does not start with the line 'ply'")
+    if len(lines) < 2 or not lines[1].strip().startswith(b"format "):
+        raise _invalid("the PLY file has no 'format' line after 'ply'")
 
 
 def _check_script(path: Path, size: int) -> None:

@@ -31,6 +31,7 @@ CHECKS = (
     "draft",
     "min_hole",
     "small_feature",
+    "interference",
 )
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -13,8 +13,9 @@ from enum import Enum
 from pathlib import Path
 
 # Formats a revision's content can have, as the API names them.
-FORMATS = ("step", "stl", "obj", "3mf", "gltf", "glb", "cadquery")
-# Length units a revision can declare; the value is millimetres per unit.
+FORMATS = ("step", "stl", "obj", "3mf", "gltf", "glb", "ply", "off", "cadquery")
+# Length units a revision can declare; the value is millimetres per unit. A request without
+# units ("") takes the unit the file declares (STEP, 3MF), else millimetres.
 UNITS_MM = {"mm": 1.0, "cm": 10.0, "m": 1000.0, "in": 25.4}
 
 ParameterValue = float | int | str | bool
@@ -39,19 +40,24 @@ class Failure(Enum):
 
 
 class IngestError(Exception):
-    """The input cannot become a revision; `reason` is shown to the user as is."""
+    """The input cannot become a revision; `reason` is shown to the user as is. `artifacts`:
+    what could still be made of a file whose geometry was read (artifact name -> file in
+    work_dir), e.g. the mesh and a thumbnail with the open edges marked."""
 
-    def __init__(self, failure: Failure, reason: str) -> None:
+    def __init__(
+        self, failure: Failure, reason: str, artifacts: Mapping[str, Path] | None = None
+    ) -> None:
         super().__init__(reason)
         self.failure = failure
         self.reason = reason
+        self.artifacts: Mapping[str, Path] = dict(artifacts or {})
 
 
 @dataclass(frozen=True)
 class IngestRequest:
     source: Path  # the uploaded file (a CadQuery script for format "cadquery")
     format: str  # one of FORMATS
-    units: str  # one of UNITS_MM
+    units: str  # one of UNITS_MM, or "" for the file's own unit (millimetres if it has none)
     work_dir: Path  # an empty directory the engine writes its artifacts into
     rule_set: str  # a rule set id, e.g. "cnc-milling"
     parameters: Mapping[str, ParameterValue] = field(default_factory=dict)  # for scripts
@@ -77,8 +83,25 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class SolidProperties:
+    """One solid of a B-rep (or one body of a mesh), measured on its own, in millimetres."""
+
+    index: int  # 0-based, in the order of `shape.Solids()` (bodies: of connected components)
+    volume_mm3: float
+    area_mm2: float
+    bbox_min: tuple[float, float, float]
+    bbox_max: tuple[float, float, float]
+    center_of_mass: tuple[float, float, float]
+    faces: int | None = None  # B-rep faces (triangles for a mesh body)
+    # Solids that are placements of one shape (an assembly's repeated screw) share `part`: the
+    # index of the first of them; `instances` is how many there are.
+    part: int = 0
+    instances: int = 1
+
+
+@dataclass(frozen=True)
 class Properties:
-    """Measured in millimetres (converted from the declared units)."""
+    """Measured in millimetres (converted from the unit in `units`)."""
 
     volume_mm3: float
     area_mm2: float
@@ -93,6 +116,13 @@ class Properties:
     faces: int | None = None
     edges: int | None = None
     holes: int | None = None  # B-rep only: distinct cylindrical holes (concave cylinders)
+    # Separate bodies: B-rep solids, or connected components of a mesh's triangles.
+    bodies: int | None = None
+    units: str = "mm"  # the unit the file's numbers were read in (a key of UNITS_MM)
+    # The unit the file itself declares (STEP header, 3MF `unit`), None when it has none.
+    declared_units: str | None = None
+    # Per solid (per body for meshes), when there are several; empty for one.
+    solid_properties: tuple[SolidProperties, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
@@ -15,11 +16,13 @@ from services.supply.adapters.tables import (
     disruptions,
     facilities,
     items,
+    supply_edge_proposals,
     supply_edges,
     supply_network_version,
 )
 from services.supply.domain import (
     ACTIVE,
+    PROPOSED,
     RESOLVED,
     Capability,
     Disruption,
@@ -135,6 +138,10 @@ def _edge(row: Any) -> SupplyEdge:
         share=row.share,
         monthly_volume=row.monthly_volume,
     )
+
+
+def _proposal(row: Any) -> SupplyEdge:
+    return replace(_edge(row), state=row.state)
 
 
 def _disruption(row: Any) -> Disruption:
@@ -502,6 +509,75 @@ class NetworkRepository(SqlRepository):
 
     def delete_edge(self, edge_id: str) -> None:
         self.conn.execute(delete(supply_edges).where(supply_edges.c.id == edge_id))
+
+    # --- proposals of edges between two organizations ----------------------------------------
+
+    def add_proposals(self, proposals: list[SupplyEdge], now: dt.datetime) -> None:
+        if proposals:
+            self.conn.execute(
+                insert(supply_edge_proposals),
+                [
+                    dict(
+                        id=p.id, state=p.state, create_time=now, update_time=now, **_edge_values(p)
+                    )
+                    for p in proposals
+                ],
+            )
+
+    def update_proposal(self, proposal: SupplyEdge, now: dt.datetime) -> None:
+        """Stores the proposal's terms and state."""
+        self.conn.execute(
+            update(supply_edge_proposals)
+            .where(supply_edge_proposals.c.id == proposal.id)
+            .values(state=proposal.state, update_time=now, **_edge_values(proposal))
+        )
+
+    def delete_proposal(self, edge_id: str) -> None:
+        self.conn.execute(
+            delete(supply_edge_proposals).where(supply_edge_proposals.c.id == edge_id)
+        )
+
+    def get_proposal(self, edge_id: str) -> SupplyEdge | None:
+        row = self.conn.execute(
+            select(supply_edge_proposals).where(supply_edge_proposals.c.id == edge_id)
+        ).first()
+        return _proposal(row) if row is not None else None
+
+    def proposals_by_id(self, ids: Iterable[str]) -> dict[str, SupplyEdge]:
+        found: dict[str, SupplyEdge] = {}
+        for batch in _chunks(ids):
+            for row in self.conn.execute(
+                select(supply_edge_proposals).where(supply_edge_proposals.c.id.in_(batch))
+            ):
+                found[row.id] = _proposal(row)
+        return found
+
+    def list_visible_proposals(
+        self, organization_id: str, state: str, after_seq: int, limit: int
+    ) -> list[tuple[int, SupplyEdge]]:
+        """Proposals in `state` that the organization made or that were made to it."""
+        table = supply_edge_proposals
+        rows = self.conn.execute(
+            select(table)
+            .where(
+                or_(table.c.supplier_id == organization_id, table.c.customer_id == organization_id),
+                table.c.state == state,
+                table.c.seq > after_seq,
+            )
+            .order_by(table.c.seq)
+            .limit(limit)
+        ).all()
+        return [(row.seq, _proposal(row)) for row in rows]
+
+    def owned_proposals(self, organization_id: str) -> list[SupplyEdge]:
+        """The organization's pending proposals (an export carries them, so it re-imports)."""
+        table = supply_edge_proposals
+        rows = self.conn.execute(
+            select(table)
+            .where(table.c.owner_id == organization_id, table.c.state == PROPOSED)
+            .order_by(table.c.seq)
+        )
+        return [_proposal(row) for row in rows]
 
     # --- bulk inserts (import) ---------------------------------------------------------------
 

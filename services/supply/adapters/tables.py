@@ -92,6 +92,32 @@ supply_edges = Table(
     Column("create_time", UtcDateTime(), nullable=False),
 )
 
+# Proposals of edges between two organizations (issue 12): no edge exists until the other party
+# confirms, so a proposal lives outside `supply_edges` and nothing that reads the network (the
+# analytics, disruptions, the parties' views) can see it. It holds no foreign keys to the other
+# party's facility or item: those are checked when that party confirms, so proposing tells the
+# proposer nothing about what the other organization has. Confirming moves the row to
+# `supply_edges`; declined and withdrawn proposals stay here.
+supply_edge_proposals = Table(
+    "supply_edge_proposals",
+    metadata,
+    Column("seq", SeqKey, primary_key=True, autoincrement=True),
+    Column("id", String(63), nullable=False, unique=True),
+    Column("owner_id", String(63), ForeignKey("organizations.id"), nullable=False),
+    Column("facility_id", String(32), nullable=False),
+    Column("supplier_id", String(63), nullable=False, index=True),
+    Column("item_id", String(63), nullable=False),
+    Column("item_organization_id", String(63), nullable=False),
+    Column("customer_id", String(63), nullable=False, index=True),
+    Column("lead_time_days", Float, nullable=False),
+    Column("unit_price", Float, nullable=False),
+    Column("share", Float, nullable=False),
+    Column("monthly_volume", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("create_time", UtcDateTime(), nullable=False),
+    Column("update_time", UtcDateTime(), nullable=False),
+)
+
 disruptions = Table(
     "disruptions",
     metadata,

@@ -16,8 +16,12 @@ from services.supply.domain.network_results import (
 from services.supply.domain.resources import (
     ACTIVE,
     CAPACITY_DROP,
+    DECLINED,
+    EDGE_STATES,
     OUTAGE,
+    PROPOSED,
     RESOLVED,
+    WITHDRAWN,
     Capability,
     Disruption,
     Item,
@@ -35,6 +39,10 @@ from services.supply.domain.resources import (
 )
 
 __all__ = [
+    "DECLINED",
+    "EDGE_STATES",
+    "PROPOSED",
+    "WITHDRAWN",
     "CapabilityMatch",
     "CriticalNode",
     "ImpactReport",

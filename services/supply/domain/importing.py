@@ -15,13 +15,15 @@ import io
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.shared.errors import FieldViolation, InvalidArgument
 from services.supply.domain.model import Facility, check_facility
 from services.supply.domain.resources import (
+    ACTIVE,
     FACILITY_ID_MAX,
+    PROPOSED,
     Capability,
     Item,
     SupplyEdge,
@@ -253,6 +255,8 @@ class Existing:
     capabilities: dict[str, Capability] = field(default_factory=dict)
     items: dict[str, Item] = field(default_factory=dict)
     edges: dict[str, SupplyEdge] = field(default_factory=dict)
+    # Proposals of edges with another organization (any state), by id.
+    proposals: dict[str, SupplyEdge] = field(default_factory=dict)
     # Every bill of materials line of the platform, parent -> {component: quantity}: a cycle
     # may run through other organizations' items (components an organization buys).
     bom: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -270,6 +274,15 @@ class References:
     edges: frozenset[str]
 
 
+def _reference(value: str, collection: str) -> tuple[str | None, str]:
+    """(organization, id) of an edge row's facility or item: a bare id is the importer's own
+    (organization None); another organization's is named `organizations/{o}/{collection}/{id}`."""
+    parts = value.split("/")
+    if len(parts) == 4 and parts[0] == "organizations" and parts[2] == collection:
+        return parts[1], parts[3]
+    return None, value
+
+
 def referenced_ids(rows: Iterable[Row]) -> References:
     """Every id the rows define or point at, so the caller loads just those."""
     orgs, facilities, capabilities, items, edges = set(), set(), set(), set(), set()
@@ -285,8 +298,15 @@ def referenced_ids(rows: Iterable[Row]) -> References:
             items.update((row.text("parent"), row.text("component")))
         else:
             edges.add(row.text("id"))
-            facilities.add(row.text("facility"))
-            items.add(row.text("item"))
+            # Another organization's facility or item is named in full and not looked up.
+            facility_ref = _reference(row.text("facility"), "facilities")
+            item_ref = _reference(row.text("item"), "items")
+            if facility_ref[0] is None:
+                facilities.add(facility_ref[1])
+            else:
+                orgs.add(facility_ref[0])
+            if item_ref[0] is None:
+                items.add(item_ref[1])
             orgs.add(row.text("customer"))
     return References(
         frozenset(orgs),
@@ -313,6 +333,8 @@ class ImportPlan:
     items: list[tuple[Item, bool]] = field(default_factory=list)
     bom_lines: list[tuple[str, str, float, bool]] = field(default_factory=list)
     edges: list[tuple[SupplyEdge, bool]] = field(default_factory=list)
+    # Edges with another organization: proposals until it confirms (value, is_new).
+    proposals: list[tuple[SupplyEdge, bool]] = field(default_factory=list)
     counts: dict[str, KindCounts] = field(default_factory=lambda: {k: KindCounts() for k in KINDS})
 
     @property
@@ -409,11 +431,8 @@ def plan_import(
         item = existing.items.get(iid)
         return item is not None and item.organization_id == organization_id
 
-    bought = set(existing.bought) | {
-        row.text("item")
-        for row in rows
-        if row.kind == "edge" and row.text("customer") == organization_id
-    }
+    # Only agreed edges make an item bought: a proposal in this file is not one yet.
+    bought = set(existing.bought)
     bom = {parent: dict(lines) for parent, lines in existing.bom.items()}
     bom_line_of: dict[tuple[str, str], int] = {}
     for row in rows:
@@ -588,23 +607,54 @@ def _plan_edge(
     new_facilities: Mapping[str, str],
     new_items: Mapping[str, str],
 ) -> None:
-    eid, fid, iid, customer = (row.text(c) for c in ("id", "facility", "item", "customer"))
+    """An edge row. Within the organization it is an edge at once; with another organization
+    (whose facility or item is named in full, `organizations/{o}/...`) it is a proposal that
+    organization confirms, and nothing of it is looked up here (so an import tells nothing about
+    another organization's ids)."""
+    eid, customer = row.text("id"), row.text("customer")
     problems.extend(check_id(eid, row.where("id")))
-    current = existing.edges.get(eid)
+    supplier, fid = _reference(row.text("facility"), "facilities")
+    item_owner, iid = _reference(row.text("item"), "items")
+    supplier = supplier or organization_id
+    item_owner = item_owner or organization_id
+    current = existing.edges.get(eid) or existing.proposals.get(eid)
     if current is not None and current.owner_id != organization_id:
         problems.append(FieldViolation(row.where("id"), f"{eid!r} is already used elsewhere"))
         return
-    facility = existing.facilities.get(fid)
-    supplier = new_facilities.get(fid) or (facility.organization_id if facility else None)
-    if supplier is None:
-        problems.append(FieldViolation(row.where("facility"), f"facility {fid!r} not found"))
-    item = existing.items.get(iid)
-    item_owner = new_items.get(iid) or (item.organization_id if item else None)
+    if supplier == organization_id and not (
+        fid in new_facilities
+        or (
+            fid in existing.facilities
+            and existing.facilities[fid].organization_id == organization_id
+        )
+    ):
+        problems.append(
+            FieldViolation(
+                row.where("facility"),
+                f"facility {fid!r} is not one of yours; name another organization's facility "
+                "as organizations/{o}/facilities/{f}",
+            )
+        )
+    if item_owner == organization_id and not (
+        iid in new_items
+        or (iid in existing.items and existing.items[iid].organization_id == organization_id)
+    ):
+        problems.append(
+            FieldViolation(
+                row.where("item"),
+                f"item {iid!r} is not one of yours; name another organization's item as "
+                "organizations/{o}/items/{i}",
+            )
+        )
     if customer != organization_id and customer not in existing.organizations:
         problems.append(
             FieldViolation(row.where("customer"), f"organization {customer!r} not found")
         )
-    if supplier is not None and organization_id not in (supplier, customer):
+    if supplier != organization_id and supplier not in existing.organizations:
+        problems.append(
+            FieldViolation(row.where("facility"), f"organization {supplier!r} not found")
+        )
+    if organization_id not in (supplier, customer):
         problems.append(
             FieldViolation(
                 row.where("facility"),
@@ -612,11 +662,9 @@ def _plan_edge(
                 "supplier or the customer of an edge",
             )
         )
-    if item_owner is None or item_owner not in (supplier, customer):
+    if item_owner not in (supplier, customer):
         problems.append(
-            FieldViolation(
-                row.where("item"), f"item {iid!r} not found among the supplier's and customer's"
-            )
+            FieldViolation(row.where("item"), "must be an item of the supplier or the customer")
         )
     problems.extend(
         edge_problems(
@@ -631,17 +679,50 @@ def _plan_edge(
         eid,
         organization_id,
         fid,
-        supplier or "",
+        supplier,
         iid,
-        item_owner or "",
+        item_owner,
         customer,
         row.number("lead_time_days"),
         row.number("unit_price"),
         row.number("share"),
         row.number("monthly_volume"),
     )
-    if plan.count("edge", current is not None, current == edge):
-        plan.edges.append((edge, current is None))
+    if not edge.cross_organization:
+        if current is not None and current.state != ACTIVE:
+            problems.append(
+                FieldViolation(row.where("id"), f"{eid!r} is already used by a proposal")
+            )
+            return
+        if plan.count("edge", current is not None, current == edge):
+            plan.edges.append((edge, current is None))
+        return
+    proposal = replace(edge, state=PROPOSED)
+    if current is None:
+        plan.count("edge", False, False)
+        plan.proposals.append((proposal, True))
+    elif current.state == ACTIVE:
+        # Agreed terms change only by agreement: an unchanged row is fine, a changed one is not.
+        if current == edge:
+            plan.count("edge", True, True)
+        else:
+            problems.append(
+                FieldViolation(
+                    row.where("id"),
+                    f"{eid!r} is an agreed edge with another organization; its terms change "
+                    "only by a new proposal (delete it and propose again)",
+                )
+            )
+    elif current.state == PROPOSED:
+        if plan.count("edge", True, current == proposal):
+            plan.proposals.append((proposal, False))
+    else:
+        problems.append(
+            FieldViolation(
+                row.where("id"),
+                f"{eid!r} was a proposal now {current.state.lower()}; propose with a new id",
+            )
+        )
 
 
 def _fmt(value: Any) -> str:
@@ -704,8 +785,8 @@ def export_records(
         yield {
             "kind": "edge",
             "id": e.id,
-            "facility": e.facility_id,
-            "item": e.item_id,
+            "facility": e.facility_id if e.supplier_id == e.owner_id else e.facility_name,
+            "item": e.item_id if e.item_organization_id == e.owner_id else e.item_name,
             "customer": e.customer_id,
             "lead_time_days": e.lead_time_days,
             "unit_price": e.unit_price,

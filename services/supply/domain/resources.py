@@ -24,6 +24,11 @@ OUTAGE = "OUTAGE"
 CAPACITY_DROP = "CAPACITY_DROP"
 ACTIVE = "ACTIVE"
 RESOLVED = "RESOLVED"
+# Consent states of a supply edge between two organizations (ACTIVE as above: agreed).
+PROPOSED = "PROPOSED"
+DECLINED = "DECLINED"
+WITHDRAWN = "WITHDRAWN"
+EDGE_STATES = (PROPOSED, ACTIVE, DECLINED, WITHDRAWN)
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,22 @@ class SupplyEdge:
     unit_price: float
     share: float
     monthly_volume: float
+    # ACTIVE edges are the network; a PROPOSED one waits for the other party's consent.
+    state: str = ACTIVE
 
     @property
     def name(self) -> str:
         return f"organizations/{self.owner_id}/supplyEdges/{self.id}"
+
+    @property
+    def counterparty_id(self) -> str:
+        """The party that did not create the edge (the owner itself for an internal edge)."""
+        return self.customer_id if self.owner_id == self.supplier_id else self.supplier_id
+
+    @property
+    def cross_organization(self) -> bool:
+        """Between two organizations: it exists only once both agree."""
+        return self.supplier_id != self.customer_id
 
     @property
     def facility_name(self) -> str:

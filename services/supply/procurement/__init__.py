@@ -15,6 +15,7 @@ from services.supply.procurement.domain import (
 )
 from services.supply.procurement.ports import (
     CapabilityQuery,
+    DesignReferences,
     DesignRevisions,
     GrpcDesignRevisions,
     ItemLink,
@@ -27,6 +28,7 @@ __all__ = [
     "Allocation",
     "Attachment",
     "CapabilityQuery",
+    "DesignReferences",
     "DesignRevisions",
     "GrpcDesignRevisions",
     "ItemLink",

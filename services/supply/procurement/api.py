@@ -32,7 +32,8 @@ RFQ = "organizations/{organization}/rfqs/{rfq}"
 QUOTE = "organizations/{organization}/rfqs/{rfq}/quotes/{quote}"
 
 
-def _authorization(context: Context) -> str:
+def caller_authorization(context: Context) -> str:
+    """The caller's authorization header, to ask another service with the caller's rights."""
     # The interceptor has already authenticated this header; it is forwarded as is to the
     # design service, which applies its own access rules to the caller.
     value = dict(context.invocation_metadata() or ()).get("authorization", "")
@@ -73,7 +74,7 @@ class ProcurementServicer(procurement_pb2_grpc.ProcurementServiceServicer):
         rfq = await asyncio.to_thread(
             self._app.create_rfq,
             principal,
-            _authorization(context),
+            caller_authorization(context),
             buyer_id,
             draft,
             search,
@@ -168,7 +169,7 @@ class ProcurementServicer(procurement_pb2_grpc.ProcurementServiceServicer):
         rfq = await asyncio.to_thread(
             self._app.revise_rfq,
             principal,
-            _authorization(context),
+            caller_authorization(context),
             buyer_id,
             rfq_id,
             request.design_revision,

@@ -33,7 +33,14 @@ from services.shared.events import make_envelope
 from services.shared.identity import Principal
 from services.shared.paging import Listed, Page, page_of
 from services.supply.procurement import domain
-from services.supply.procurement.convert import allocation_proto, quote_proto, rfq_proto
+from services.supply.procurement.convert import (
+    allocation_proto,
+    quote_proto,
+    rfq_audience,
+    rfq_closed_view,
+    rfq_proto,
+    supplier_views,
+)
 from services.supply.procurement.domain import (
     Allocation,
     AwardPolicy,
@@ -250,13 +257,11 @@ class ProcurementApplication:
                 events_pb2.RfqPublished(rfq=rfq_proto(rfq)),
                 key=rfq.id,
             )
-            # Built once: each supplier's copy differs only in naming that supplier.
-            shared = rfq_proto(rfq, viewer_id="")
+            # Each supplier's copy is its GetRfq view (rfq_proto decides both).
             events = []
-            for supplier in rfq.suppliers:
+            for supplier, view in supplier_views(rfq):
                 name = f"organizations/{supplier}"
-                payload = events_pb2.RfqOpened(rfq=shared, supplier=name)
-                payload.rfq.invited_suppliers.append(name)
+                payload = events_pb2.RfqOpened(rfq=view, supplier=name)
                 events.append(
                     (
                         self._envelope(
@@ -286,14 +291,23 @@ class ProcurementApplication:
         """Open -> closed, by the buyer or a platform service account (deadline workflow)."""
 
         def effects(conn: Connection, rfq: Rfq) -> None:
-            self._emit(
+            # One view per organization: suppliers hear neither who else was invited nor how
+            # many quoted (issue 12); the buyer's, on the RFQ's key, carries the count.
+            outbox.enqueue_many(
                 conn,
-                principal,
-                "procurement.rfq.closed",
-                rfq.name,
-                events_pb2.RfqClosed(rfq=rfq.name, quote_count=rfq.quote_count),
-                key=rfq.id,
-                audience=[f"organizations/{s}" for s in rfq.suppliers],
+                [
+                    (
+                        self._envelope(
+                            principal,
+                            "procurement.rfq.closed",
+                            rfq.name,
+                            rfq_closed_view(rfq, org),
+                            [f"organizations/{org}"],
+                        ),
+                        rfq.id if org == rfq.buyer_id else org,
+                    )
+                    for org in rfq_audience(rfq)
+                ],
             )
 
         return self._transition(
@@ -578,18 +592,16 @@ class ProcurementApplication:
                 key=changed.id,
                 audience=[f"organizations/{changed.buyer_id}"],
             )
-            shared = rfq_proto(changed, viewer_id="")
             events = []
-            for supplier in changed.suppliers:
+            for supplier, view in supplier_views(changed):
                 name = f"organizations/{supplier}"
                 payload = events_pb2.RfqRevised(
-                    rfq=shared,
+                    rfq=view,
                     supplier=name,
                     previous_revision=rfq.design_revision,
                     invalidated_quotes=invalidated.get(supplier, []),
                     reason=reason,
                 )
-                payload.rfq.invited_suppliers.append(name)
                 events.append(
                     (
                         self._envelope(
@@ -838,22 +850,28 @@ class ProcurementApplication:
         self._emit(
             conn,
             principal,
-            f"procurement.quote.{verb}",
+            QUOTE_EVENTS[verb],
             quote.name,
             events_pb2.QuoteChanged(quote=quote_proto(quote), rfq=rfq.name),
             key=quote.supplier_id,
             audience=[supplier],
         )
-        self._emit(
+        # The buyer's notice that quotes changed is the buyer's alone: the quoting supplier
+        # must not hear how many others quoted, and the buyer not who quoted while bids are
+        # sealed, so its originating organization is the RFQ's buyer.
+        outbox.enqueue(
             conn,
-            principal,
-            "procurement.quote.received",
-            rfq.name,
-            events_pb2.QuoteReceived(
-                rfq=rfq.name, quote_count=quote_count, invited_count=len(rfq.suppliers)
+            make_envelope(
+                source=SOURCE,
+                event_type="procurement.quote.received",
+                subject=rfq.name,
+                organization=f"organizations/{rfq.buyer_id}",
+                data=events_pb2.QuoteReceived(
+                    rfq=rfq.name, quote_count=quote_count, invited_count=len(rfq.suppliers)
+                ),
+                audience=[f"organizations/{rfq.buyer_id}"],
             ),
-            key=rfq.id,
-            audience=[f"organizations/{rfq.buyer_id}"],
+            rfq.id,
         )
 
     def get_quote(self, principal: Principal, buyer_id: str, rfq_id: str, quote_id: str) -> Quote:
@@ -991,6 +1009,14 @@ class ProcurementApplication:
         audience: Sequence[str] = (),
     ) -> None:
         outbox.enqueue(conn, self._envelope(principal, event_type, subject, data, audience), key)
+
+
+# Spelled out, so that every event type stands in the code as it is emitted.
+QUOTE_EVENTS = {
+    "submitted": "procurement.quote.submitted",
+    "updated": "procurement.quote.updated",
+    "withdrawn": "procurement.quote.withdrawn",
+}
 
 
 def _require_buyer_or_platform(principal: Principal, buyer_id: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from cofab.procurement.v1 import events_pb2
 from cofab.procurement.v1 import procurement_pb2 as pb
 from services.shared.errors import InvalidArgument
 from services.supply.procurement.domain import (
@@ -97,6 +99,34 @@ def rfq_proto(rfq: Rfq, viewer_id: str | None = None) -> pb.Rfq:
         award_policy=AWARD_POLICIES[rfq.award_policy],
         proposed_allocations=[allocation_proto(rfq, a) for a in rfq.proposed if not supplier_view],
     )
+
+
+def supplier_views(rfq: Rfq) -> Iterator[tuple[str, pb.Rfq]]:
+    """(supplier id, rfq_proto(rfq, supplier)) for every invited supplier, built from one shared
+    base: a fan-out to a thousand suppliers costs one full conversion, not a thousand."""
+    base = rfq_proto(rfq, viewer_id="")
+    allocations: dict[str, list[pb.Allocation]] = {}
+    for a in rfq.allocations:
+        allocations.setdefault(a.supplier_id, []).append(allocation_proto(rfq, a))
+    for supplier in rfq.suppliers:
+        view = pb.Rfq()
+        view.CopyFrom(base)
+        view.invited_suppliers.append(f"organizations/{supplier}")
+        view.allocations.extend(allocations.get(supplier, ()))
+        yield supplier, view
+
+
+def rfq_audience(rfq: Rfq) -> list[str]:
+    """Organization ids that hear of the RFQ's changes: its buyer and, once it was opened, every
+    invited supplier. What each may see is rfq_proto's (and the event views') business."""
+    return [rfq.buyer_id, *(rfq.suppliers if rfq.was_opened else ())]
+
+
+def rfq_closed_view(rfq: Rfq, viewer_id: str | None) -> events_pb2.RfqClosed:
+    """`procurement.rfq.closed` as `viewer_id` may see it, the rule of rfq_proto: the buyer
+    (and the platform, None) learns how many quoted; a supplier only that bidding is over."""
+    supplier_view = viewer_id is not None and viewer_id != rfq.buyer_id
+    return events_pb2.RfqClosed(rfq=rfq.name, quote_count=0 if supplier_view else rfq.quote_count)
 
 
 def award_policy_from(value: pb.Rfq.AwardPolicy.ValueType) -> AwardPolicy:

@@ -25,6 +25,12 @@ class DesignRevisions(Protocol):
         ...
 
 
+class DesignReferences(Protocol):
+    def check_readable(self, authorization: str, name: str, field: str) -> None:
+        """NotFound unless the caller may read the design or revision `name`."""
+        ...
+
+
 @dataclass(frozen=True)
 class ItemLink:
     """An item of the supply network and, for a designed part, its design and pinned revision."""
@@ -84,18 +90,39 @@ class GrpcDesignRevisions:
             raise _domain_error(error, revision, self._address) from None
         return bool(found.released)
 
+    def check_readable(self, authorization: str, name: str, field: str) -> None:
+        """NotFound unless the caller may read the design or revision `name` (`field` names
+        it in the request)."""
+        try:
+            if "/revisions/" in name:
+                self._stub.GetRevision(
+                    design_pb2.GetRevisionRequest(name=name),
+                    metadata=(("authorization", authorization),),
+                    timeout=self._timeout,
+                )
+            else:
+                self._stub.GetDesign(
+                    design_pb2.GetDesignRequest(name=name),
+                    metadata=(("authorization", authorization),),
+                    timeout=self._timeout,
+                )
+        except grpc.RpcError as error:
+            raise _domain_error(error, name, self._address, field) from None
+
     def close(self) -> None:
         self._channel.close()
 
 
-def _domain_error(error: grpc.RpcError, revision: str, address: str) -> Exception:
+def _domain_error(
+    error: grpc.RpcError, revision: str, address: str, field: str = "rfq.design_revision"
+) -> Exception:
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (error.details() if isinstance(error, grpc.Call) else None) or ""
     if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED):
         # The same answer whether the revision is missing or just not the caller's to see.
         return NotFound(f"{revision} not found")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument.field("rfq.design_revision", details)
+        return InvalidArgument.field(field, details)
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return Unauthenticated(details or "the design service refused the caller's token")
     return Unavailable(

@@ -70,7 +70,7 @@ def run_ingest(tmp_path: Path) -> Callable[..., IngestResult]:
     ) -> IngestResult:
         work = tmp_path / f"work{next(counter)}"
         work.mkdir()
-        return ingest(IngestRequest(source, format, kw.pop("units", "mm"), work, rule_set, **kw))
+        return ingest(IngestRequest(source, format, kw.pop("units", ""), work, rule_set, **kw))
 
     return run
 

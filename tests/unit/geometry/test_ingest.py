@@ -21,7 +21,7 @@ from services.design.geometry import (
     check_upload,
     ingest,
 )
-from services.design.geometry.checks import measure_walls
+from services.design.geometry.checks import _winding_bad, measure_walls
 from tests.unit.geometry.conftest import (
     BOX,
     BRACKET_HOLE_DIAMETER,
@@ -213,19 +213,35 @@ def test_zero_volume_is_refused(tmp_path, run_ingest) -> None:
     assert caught.value.failure is Failure.PRECONDITION
 
 
-def test_self_intersection(tmp_path, run_ingest) -> None:
-    # Two overlapping boxes in one file, not unioned: closed, manifold, but inside each other.
+def test_overlapping_bodies_are_interference_not_self_intersection(tmp_path, run_ingest) -> None:
+    # Two overlapping boxes in one file, not unioned: each body is closed and fine on its own;
+    # they share a 10 mm cube.
     a = trimesh.creation.box(extents=(20, 20, 20))
     b = trimesh.creation.box(extents=(20, 20, 20))
     b.apply_translation((10, 10, 10))
     path = tmp_path / "overlap.stl"
     trimesh.util.concatenate([a, b]).export(path)
     result = run_ingest(path, format="stl")
-    found = [f for f in result.findings if f.rule_id == "self-intersection"]
-    assert len(found) == 1 and found[0].severity is Severity.ERROR
+    assert "self-intersection" not in _ids(result)
+    (found,) = [f for f in result.findings if f.rule_id == "interference"]
+    assert found.severity is Severity.ERROR and found.measured == pytest.approx(1000.0, rel=1e-4)
+    assert found.location is not None
+    assert found.location.point == pytest.approx((5.0, 5.0, 5.0), abs=1e-3)
+    assert result.properties.bodies == 2
+    assert [p.volume_mm3 for p in result.properties.solid_properties] == pytest.approx([8000] * 2)
     single = tmp_path / "single.stl"
     a.export(single)
-    assert "self-intersection" not in _ids(run_ingest(single, format="stl"))
+    assert {"self-intersection", "interference"}.isdisjoint(_ids(run_ingest(single, format="stl")))
+
+
+def test_winding_numbers_find_overlapping_material() -> None:
+    # The same two boxes taken as one surface: rays through the shared cube read winding 2.
+    a = trimesh.creation.box(extents=(20, 20, 20))
+    b = trimesh.creation.box(extents=(20, 20, 20))
+    b.apply_translation((10, 10, 10))
+    both = trimesh.Trimesh(np.vstack([a.vertices, b.vertices]), np.vstack([a.faces, b.faces + 8]))
+    assert len(_winding_bad(both, 200, np.random.default_rng(1))) >= 2
+    assert _winding_bad(a, 200, np.random.default_rng(1)) == []
 
 
 def test_corrupt_step_is_refused(tmp_path, run_ingest) -> None:

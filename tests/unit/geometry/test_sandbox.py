@@ -1,5 +1,7 @@
-"""Untrusted CadQuery scripts in the real sandbox (bwrap + rlimits): each attack ends as an
-IngestError with a clear reason, and the calling process carries on unharmed."""
+"""Untrusted CadQuery scripts and files in the real sandbox (bwrap, an unprivileged uid, rlimits,
+tmpfs caps): each attack ends as an IngestError with a clear reason, and the calling process
+carries on unharmed. The attacks through the public API are in
+tests/integration/test_sandbox_attacks.py."""
 
 from __future__ import annotations
 
@@ -226,3 +228,59 @@ def test_caller_is_unaffected_and_can_run_again(tmp_path: Path) -> None:
     out = tmp_path / "again.step"
     run_script(PLATE, {"width": 30.0, "holes": 1, "label": "x"}, out, FAST)
     assert out.stat().st_size > 0
+
+
+def test_uploaded_files_are_parsed_in_the_sandbox_under_its_limits(tmp_path: Path) -> None:
+    import trimesh
+
+    from services.design.geometry import isolated
+
+    # A 327,680-triangle sphere: parsed, welded and measured it needs far more than 16 MiB.
+    source = tmp_path / "sphere.stl"
+    trimesh.creation.icosphere(subdivisions=7, radius=20.0).export(str(source))
+    work = tmp_path / "work"
+    work.mkdir()
+    request = IngestRequest(source, "stl", "mm", work, "sla-printing")
+    tight = SandboxLimits(cpu_seconds=60, wall_seconds=120, memory_bytes=16 * 1024**2)
+    with pytest.raises(IngestError) as caught:
+        isolated.ingest(request, limits=tight)
+    assert caught.value.failure is Failure.TOO_LARGE
+    assert "processing the file exceeded the memory limit of 16 MiB" in caught.value.reason
+    assert list(work.iterdir()) == []
+    # With the default limits the same file is measured, in the sandbox too.
+    result = isolated.ingest(request)
+    assert result.properties.volume_mm3 == pytest.approx(4 / 3 * math.pi * 20**3, rel=1e-2)
+    assert set(result.artifacts) == {"mesh.glb", "thumbnail.png", "report.json"}
+    assert all(p.parent == work for p in result.artifacts.values())
+
+
+def test_the_parent_accepts_only_expected_frames(tmp_path: Path) -> None:
+    from services.design.geometry.sandbox import FRAME_HEADER, FRAME_MAGIC, _Receiver
+
+    def frame(name: str, data: bytes) -> bytes:
+        return FRAME_HEADER.pack(FRAME_MAGIC, len(name), len(data)) + name.encode() + data
+
+    good = _Receiver(tmp_path, frozenset({"mesh.glb"}), 1024)
+    stream = frame("mesh.glb", b"abc") + frame("result.json", b'{"ok": true}')
+    for i in range(len(stream)):  # byte by byte: frames may arrive split anywhere
+        good.feed(stream[i : i + 1])
+    good.close()
+    assert good.error == "" and good.result == b'{"ok": true}'
+    assert good.files["mesh.glb"].read_bytes() == b"abc"
+
+    for name, data in (("../../etc/passwd", b"x"), ("thumbnail.png", b"x")):
+        bad = _Receiver(tmp_path / name.replace("/", "_"), frozenset({"mesh.glb"}), 1024)
+        bad.feed(frame(name, data))
+        assert bad.error and bad.files == {}
+    twice = _Receiver(tmp_path / "twice", frozenset({"mesh.glb"}), 1024)
+    (tmp_path / "twice").mkdir()
+    twice.feed(frame("mesh.glb", b"a") + frame("mesh.glb", b"b"))
+    assert twice.error
+    huge = _Receiver(tmp_path / "huge", frozenset({"mesh.glb"}), 1024)
+    huge.feed(FRAME_HEADER.pack(FRAME_MAGIC, 8, 10**12) + b"mesh.glb")
+    assert huge.over_limit and huge.files == {}
+    cut = _Receiver(tmp_path / "cut", frozenset({"mesh.glb"}), 1024)
+    (tmp_path / "cut").mkdir()
+    cut.feed(frame("mesh.glb", b"abcdef")[:-2])
+    cut.close()
+    assert cut.error and cut.result is None

@@ -331,6 +331,10 @@ class Properties(_message.Message):
     SOLIDS_FIELD_NUMBER: _builtins.int
     FACES_FIELD_NUMBER: _builtins.int
     EDGES_FIELD_NUMBER: _builtins.int
+    BODIES_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    DECLARED_UNITS_FIELD_NUMBER: _builtins.int
+    SOLID_PROPERTIES_FIELD_NUMBER: _builtins.int
     volume_mm3: _builtins.float
     area_mm2: _builtins.float
     mass_g: _builtins.float
@@ -340,12 +344,24 @@ class Properties(_message.Message):
     solids: _builtins.int
     faces: _builtins.int
     edges: _builtins.int
+    bodies: _builtins.int
+    """Separate bodies: the B-rep's solids, or the mesh's connected components."""
+    units: _builtins.str
+    """The unit the file's numbers were read in: the revision's units when it names them, else
+    the unit the file declares, else mm.
+    """
+    declared_units: _builtins.str
+    """The unit the file itself declares (a STEP header, a 3MF unit); empty when it has none."""
     @_builtins.property
     def bbox_min(self) -> Global___Vector3: ...
     @_builtins.property
     def bbox_max(self) -> Global___Vector3: ...
     @_builtins.property
     def center_of_mass(self) -> Global___Vector3: ...
+    @_builtins.property
+    def solid_properties(self) -> _containers.RepeatedCompositeFieldContainer[Global___SolidProperties]:
+        """One per solid (per body for meshes) when there are several."""
+
     def __init__(
         self,
         *,
@@ -361,11 +377,17 @@ class Properties(_message.Message):
         solids: _builtins.int | None = ...,
         faces: _builtins.int | None = ...,
         edges: _builtins.int | None = ...,
+        bodies: _builtins.int | None = ...,
+        units: _builtins.str = ...,
+        declared_units: _builtins.str = ...,
+        solid_properties: _abc.Iterable[Global___SolidProperties] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_edges", b"_edges", "_faces", b"_faces", "_mass_g", b"_mass_g", "_solids", b"_solids", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "center_of_mass", b"center_of_mass", "edges", b"edges", "faces", b"faces", "mass_g", b"mass_g", "solids", b"solids"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bodies", b"_bodies", "_edges", b"_edges", "_faces", b"_faces", "_mass_g", b"_mass_g", "_solids", b"_solids", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "bodies", b"bodies", "center_of_mass", b"center_of_mass", "edges", b"edges", "faces", b"faces", "mass_g", b"mass_g", "solids", b"solids"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_edges", b"_edges", "_faces", b"_faces", "_mass_g", b"_mass_g", "_solids", b"_solids", "area_mm2", b"area_mm2", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "center_of_mass", b"center_of_mass", "edges", b"edges", "faces", b"faces", "is_brep", b"is_brep", "mass_g", b"mass_g", "material", b"material", "solids", b"solids", "triangles", b"triangles", "volume_mm3", b"volume_mm3"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bodies", b"_bodies", "_edges", b"_edges", "_faces", b"_faces", "_mass_g", b"_mass_g", "_solids", b"_solids", "area_mm2", b"area_mm2", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "bodies", b"bodies", "center_of_mass", b"center_of_mass", "declared_units", b"declared_units", "edges", b"edges", "faces", b"faces", "is_brep", b"is_brep", "mass_g", b"mass_g", "material", b"material", "solid_properties", b"solid_properties", "solids", b"solids", "triangles", b"triangles", "units", b"units", "volume_mm3", b"volume_mm3"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bodies: _TypeAlias = _typing.Literal["bodies"]  # noqa: Y015
+    _WhichOneofArgType__bodies: _TypeAlias = _typing.Literal["_bodies", b"_bodies"]  # noqa: Y015
     _WhichOneofReturnType__edges: _TypeAlias = _typing.Literal["edges"]  # noqa: Y015
     _WhichOneofArgType__edges: _TypeAlias = _typing.Literal["_edges", b"_edges"]  # noqa: Y015
     _WhichOneofReturnType__faces: _TypeAlias = _typing.Literal["faces"]  # noqa: Y015
@@ -374,6 +396,8 @@ class Properties(_message.Message):
     _WhichOneofArgType__mass_g: _TypeAlias = _typing.Literal["_mass_g", b"_mass_g"]  # noqa: Y015
     _WhichOneofReturnType__solids: _TypeAlias = _typing.Literal["solids"]  # noqa: Y015
     _WhichOneofArgType__solids: _TypeAlias = _typing.Literal["_solids", b"_solids"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bodies) -> _WhichOneofReturnType__bodies | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__edges) -> _WhichOneofReturnType__edges | None: ...
     @_typing.overload
@@ -384,6 +408,61 @@ class Properties(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__solids) -> _WhichOneofReturnType__solids | None: ...
 
 Global___Properties: _TypeAlias = Properties  # noqa: Y015
+
+@_typing.final
+class SolidProperties(_message.Message):
+    """One solid of an assembly (one body of a mesh), measured on its own."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    VOLUME_MM3_FIELD_NUMBER: _builtins.int
+    AREA_MM2_FIELD_NUMBER: _builtins.int
+    BBOX_MIN_FIELD_NUMBER: _builtins.int
+    BBOX_MAX_FIELD_NUMBER: _builtins.int
+    CENTER_OF_MASS_FIELD_NUMBER: _builtins.int
+    FACES_FIELD_NUMBER: _builtins.int
+    PART_FIELD_NUMBER: _builtins.int
+    INSTANCES_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """0-based, in the file's order of solids (of connected components for meshes)."""
+    volume_mm3: _builtins.float
+    area_mm2: _builtins.float
+    faces: _builtins.int
+    """B-rep faces (triangles for a mesh body)."""
+    part: _builtins.int
+    """Solids that are placements of one shape share `part`, the index of the first of them;
+    `instances` is how many there are.
+    """
+    instances: _builtins.int
+    @_builtins.property
+    def bbox_min(self) -> Global___Vector3: ...
+    @_builtins.property
+    def bbox_max(self) -> Global___Vector3: ...
+    @_builtins.property
+    def center_of_mass(self) -> Global___Vector3: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        volume_mm3: _builtins.float = ...,
+        area_mm2: _builtins.float = ...,
+        bbox_min: Global___Vector3 | None = ...,
+        bbox_max: Global___Vector3 | None = ...,
+        center_of_mass: Global___Vector3 | None = ...,
+        faces: _builtins.int | None = ...,
+        part: _builtins.int = ...,
+        instances: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_faces", b"_faces", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "center_of_mass", b"center_of_mass", "faces", b"faces"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_faces", b"_faces", "area_mm2", b"area_mm2", "bbox_max", b"bbox_max", "bbox_min", b"bbox_min", "center_of_mass", b"center_of_mass", "faces", b"faces", "index", b"index", "instances", b"instances", "part", b"part", "volume_mm3", b"volume_mm3"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__faces: _TypeAlias = _typing.Literal["faces"]  # noqa: Y015
+    _WhichOneofArgType__faces: _TypeAlias = _typing.Literal["_faces", b"_faces"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__faces) -> _WhichOneofReturnType__faces | None: ...
+
+Global___SolidProperties: _TypeAlias = SolidProperties  # noqa: Y015
 
 @_typing.final
 class Location(_message.Message):
@@ -614,9 +693,11 @@ class Revision(_message.Message):
     """organizations/{organization}/users/{user}"""
     message: _builtins.str
     format: _builtins.str
-    """step, stl, obj, 3mf, gltf, glb or cadquery"""
+    """step, stl, obj, 3mf, gltf, glb, ply, off or cadquery"""
     units: _builtins.str
-    """mm, cm, m or in"""
+    """mm, cm, m or in as pushed; empty: the file's own unit (mm for formats without one).
+    properties.units says which unit was used.
+    """
     sha256: _builtins.str
     """sha256 (hex) and size of the original content."""
     size_bytes: _builtins.int
@@ -734,11 +815,13 @@ class PushRevisionHeader(_message.Message):
     message: _builtins.str
     """At most 10,000 characters."""
     format: _builtins.str
-    """One of step, stl, obj, 3mf, gltf, glb or cadquery (a Python script defining
+    """One of step, stl, obj, 3mf, gltf, glb, ply, off or cadquery (a Python script defining
     `def build(...)`, at most 1 MiB).
     """
     units: _builtins.str
-    """"mm" when empty; mm, cm, m or in."""
+    """mm, cm, m or in: what the file's numbers mean, over any unit the file declares. Empty: the
+    unit the file declares (STEP, 3MF), mm for formats without one.
+    """
     sha256: _builtins.str
     """sha256 (64 lower-case hex digits) of the whole file and its size in bytes (> 0, at most
     the server's upload limit); both are checked against the chunks received.

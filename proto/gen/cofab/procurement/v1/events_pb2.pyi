@@ -173,8 +173,9 @@ Global___QuoteChanged: _TypeAlias = QuoteChanged  # noqa: Y015
 
 @_typing.final
 class QuoteReceived(_message.Message):
-    """Payload of `procurement.quote.received`, for the buyer (keyed by RFQ id): that quotes
-    changed, not what they say, while the RFQ is open.
+    """Payload of `procurement.quote.received`, for the buyer alone (keyed by RFQ id; audience and
+    envelope `organization` the buyer, so neither the quoting supplier hears how many others
+    quoted nor the buyer who quoted while bids are sealed): that quotes changed, not what they say.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -205,7 +206,11 @@ Global___QuoteReceived: _TypeAlias = QuoteReceived  # noqa: Y015
 
 @_typing.final
 class RfqClosed(_message.Message):
-    """Payload of `procurement.rfq.closed` (keyed by RFQ id; audience every invited supplier)."""
+    """Payload of `procurement.rfq.closed`: one event per organization, its audience that
+    organization alone. The buyer's (keyed by RFQ id) carries `quote_count`; each invited
+    supplier's (keyed by its organization id) only that bidding is over: quote_count 0, no word of
+    who else was invited.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

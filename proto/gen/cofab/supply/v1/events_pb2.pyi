@@ -291,3 +291,28 @@ class ItemUpdated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ItemUpdated: _TypeAlias = ItemUpdated  # noqa: Y015
+
+@_typing.final
+class SupplyEdgeConsent(_message.Message):
+    """Payload of `supply.edge.proposed`, `supply.edge.confirmed`, `supply.edge.declined` and
+    `supply.edge.withdrawn`; audience: the two parties. `supply_edge` is the proposal as the
+    proposer wrote it (nothing of the other party's data).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUPPLY_EDGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def supply_edge(self) -> _supply_pb2.SupplyEdge: ...
+    def __init__(
+        self,
+        *,
+        supply_edge: _supply_pb2.SupplyEdge | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["supply_edge", b"supply_edge"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["supply_edge", b"supply_edge"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SupplyEdgeConsent: _TypeAlias = SupplyEdgeConsent  # noqa: Y015

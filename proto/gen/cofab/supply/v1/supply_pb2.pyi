@@ -606,6 +606,35 @@ class SupplyEdge(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    class _State:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[SupplyEdge._State.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATE_UNSPECIFIED: SupplyEdge._State.ValueType  # 0
+        STATE_PROPOSED: SupplyEdge._State.ValueType  # 1
+        """Proposed by the organization in `name`; waiting for the other party."""
+        STATE_ACTIVE: SupplyEdge._State.ValueType  # 2
+        """Agreed by both parties (or within one organization): part of the network."""
+        STATE_DECLINED: SupplyEdge._State.ValueType  # 3
+        """Refused by the other party. Final."""
+        STATE_WITHDRAWN: SupplyEdge._State.ValueType  # 4
+        """Taken back by the proposer. Final."""
+
+    class State(_State, metaclass=_StateEnumTypeWrapper):
+        """Consent of the two parties (see CreateSupplyEdge)."""
+
+    STATE_UNSPECIFIED: SupplyEdge.State.ValueType  # 0
+    STATE_PROPOSED: SupplyEdge.State.ValueType  # 1
+    """Proposed by the organization in `name`; waiting for the other party."""
+    STATE_ACTIVE: SupplyEdge.State.ValueType  # 2
+    """Agreed by both parties (or within one organization): part of the network."""
+    STATE_DECLINED: SupplyEdge.State.ValueType  # 3
+    """Refused by the other party. Final."""
+    STATE_WITHDRAWN: SupplyEdge.State.ValueType  # 4
+    """Taken back by the proposer. Final."""
+
     NAME_FIELD_NUMBER: _builtins.int
     FACILITY_FIELD_NUMBER: _builtins.int
     ITEM_FIELD_NUMBER: _builtins.int
@@ -614,6 +643,7 @@ class SupplyEdge(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _builtins.int
     SHARE_FIELD_NUMBER: _builtins.int
     MONTHLY_VOLUME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """organizations/{organization}/supplyEdges/{edge}: {organization} is the party that created it."""
     facility: _builtins.str
@@ -628,6 +658,8 @@ class SupplyEdge(_message.Message):
     """Share of the customer's volume of this item, 0..1."""
     monthly_volume: _builtins.float
     """Units per month on this edge."""
+    state: Global___SupplyEdge.State.ValueType
+    """Output only."""
     def __init__(
         self,
         *,
@@ -639,10 +671,11 @@ class SupplyEdge(_message.Message):
         unit_price: _builtins.float = ...,
         share: _builtins.float = ...,
         monthly_volume: _builtins.float = ...,
+        state: Global___SupplyEdge.State.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "facility", b"facility", "item", b"item", "lead_time_days", b"lead_time_days", "monthly_volume", b"monthly_volume", "name", b"name", "share", b"share", "unit_price", b"unit_price"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "facility", b"facility", "item", b"item", "lead_time_days", b"lead_time_days", "monthly_volume", b"monthly_volume", "name", b"name", "share", b"share", "state", b"state", "unit_price", b"unit_price"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -705,20 +738,26 @@ class ListSupplyEdgesRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """organizations/{organization}; the caller's own organization."""
     page_size: _builtins.int
     page_token: _builtins.str
+    state: Global___SupplyEdge.State.ValueType
+    """Unset or ACTIVE: the agreed edges. PROPOSED, DECLINED, WITHDRAWN: the proposals in that state
+    the caller made or received.
+    """
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        state: Global___SupplyEdge.State.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -769,6 +808,75 @@ class DeleteSupplyEdgeRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteSupplyEdgeRequest: _TypeAlias = DeleteSupplyEdgeRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmSupplyEdgeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/supplyEdges/{supply_edge}, a proposal made to the caller."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmSupplyEdgeRequest: _TypeAlias = ConfirmSupplyEdgeRequest  # noqa: Y015
+
+@_typing.final
+class DeclineSupplyEdgeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/supplyEdges/{supply_edge}, a proposal made to the caller."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeclineSupplyEdgeRequest: _TypeAlias = DeclineSupplyEdgeRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawSupplyEdgeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """organizations/{organization}/supplyEdges/{supply_edge}, the caller's own proposal."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawSupplyEdgeRequest: _TypeAlias = WithdrawSupplyEdgeRequest  # noqa: Y015
 
 @_typing.final
 class ImportNetworkRequest(_message.Message):

@@ -114,6 +114,21 @@ class SupplyServiceStub:
                 request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteSupplyEdgeRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.ConfirmSupplyEdge = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/ConfirmSupplyEdge',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ConfirmSupplyEdgeRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+                _registered_method=True)
+        self.DeclineSupplyEdge = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/DeclineSupplyEdge',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeclineSupplyEdgeRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+                _registered_method=True)
+        self.WithdrawSupplyEdge = channel.unary_unary(
+                '/cofab.supply.v1.SupplyService/WithdrawSupplyEdge',
+                request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.WithdrawSupplyEdgeRequest.SerializeToString,
+                response_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+                _registered_method=True)
         self.ImportNetwork = channel.stream_unary(
                 '/cofab.supply.v1.SupplyService/ImportNetwork',
                 request_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ImportNetworkRequest.SerializeToString,
@@ -264,6 +279,12 @@ class SupplyServiceServicer:
     def CreateSupplyEdge(self, request, context):
         """Records that a facility supplies an item to a customer organization. The caller must be the
         supplier (it owns the facility) or the customer; the item belongs to one of the two.
+        Consent: an edge within one organization is ACTIVE at once (`supply.edge.created`); an edge
+        between two organizations is only a proposal (state PROPOSED, `supply.edge.proposed` to both)
+        until the other party confirms it (ConfirmSupplyEdge). Until then nothing of either side
+        reaches the other: the proposal is in no analytics, trace, risk or disruption of either, and
+        the other party's facility and item named in it are checked only when that party confirms
+        (so a proposal tells the proposer nothing about what the other organization has).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -277,14 +298,42 @@ class SupplyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSupplyEdges(self, request, context):
-        """Lists the supply edges where the caller is the supplier or the customer, whoever created them.
+        """Lists the ACTIVE supply edges where the caller is the supplier or the customer, whoever
+        created them; with `state` PROPOSED (or DECLINED, WITHDRAWN) the proposals the caller made or
+        that were made to it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSupplyEdge(self, request, context):
-        """Deletes a supply edge the caller created.
+        """Deletes an ACTIVE supply edge the caller is the supplier or the customer of (either party may
+        end an edge); emits `supply.edge.deleted` to both. A proposal is withdrawn, not deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmSupplyEdge(self, request, context):
+        """The other party (not the proposer) agrees to a PROPOSED edge: it becomes ACTIVE and enters the
+        network; emits `supply.edge.confirmed` to both. The facility or item of the confirming party
+        that the proposal names must exist (else FAILED_PRECONDITION naming it). Anything but a
+        PROPOSED edge is FAILED_PRECONDITION; the proposer confirming is PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineSupplyEdge(self, request, context):
+        """The other party refuses a PROPOSED edge (state DECLINED, final); emits `supply.edge.declined`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawSupplyEdge(self, request, context):
+        """The proposer takes back its PROPOSED edge (state WITHDRAWN, final); emits
+        `supply.edge.withdrawn`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -475,6 +524,21 @@ def add_SupplyServiceServicer_to_server(servicer, server):
                     servicer.DeleteSupplyEdge,
                     request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteSupplyEdgeRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ConfirmSupplyEdge': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmSupplyEdge,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.ConfirmSupplyEdgeRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.SerializeToString,
+            ),
+            'DeclineSupplyEdge': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineSupplyEdge,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.DeclineSupplyEdgeRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.SerializeToString,
+            ),
+            'WithdrawSupplyEdge': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawSupplyEdge,
+                    request_deserializer=cofab_dot_supply_dot_v1_dot_supply__pb2.WithdrawSupplyEdgeRequest.FromString,
+                    response_serializer=cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.SerializeToString,
             ),
             'ImportNetwork': grpc.stream_unary_rpc_method_handler(
                     servicer.ImportNetwork,
@@ -946,6 +1010,87 @@ class SupplyService:
             '/cofab.supply.v1.SupplyService/DeleteSupplyEdge',
             cofab_dot_supply_dot_v1_dot_supply__pb2.DeleteSupplyEdgeRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmSupplyEdge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/ConfirmSupplyEdge',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.ConfirmSupplyEdgeRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineSupplyEdge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/DeclineSupplyEdge',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.DeclineSupplyEdgeRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawSupplyEdge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.supply.v1.SupplyService/WithdrawSupplyEdge',
+            cofab_dot_supply_dot_v1_dot_supply__pb2.WithdrawSupplyEdgeRequest.SerializeToString,
+            cofab_dot_supply_dot_v1_dot_supply__pb2.SupplyEdge.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,13 +65,36 @@ class SupplyServiceStub:
     CreateSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.CreateSupplyEdgeRequest, _supply_pb2.SupplyEdge]
     """Records that a facility supplies an item to a customer organization. The caller must be the
     supplier (it owns the facility) or the customer; the item belongs to one of the two.
+    Consent: an edge within one organization is ACTIVE at once (`supply.edge.created`); an edge
+    between two organizations is only a proposal (state PROPOSED, `supply.edge.proposed` to both)
+    until the other party confirms it (ConfirmSupplyEdge). Until then nothing of either side
+    reaches the other: the proposal is in no analytics, trace, risk or disruption of either, and
+    the other party's facility and item named in it are checked only when that party confirms
+    (so a proposal tells the proposer nothing about what the other organization has).
     """
     GetSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.GetSupplyEdgeRequest, _supply_pb2.SupplyEdge]
     """Gets a supply edge the caller is the supplier or the customer of."""
     ListSupplyEdges: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ListSupplyEdgesRequest, _supply_pb2.ListSupplyEdgesResponse]
-    """Lists the supply edges where the caller is the supplier or the customer, whoever created them."""
+    """Lists the ACTIVE supply edges where the caller is the supplier or the customer, whoever
+    created them; with `state` PROPOSED (or DECLINED, WITHDRAWN) the proposals the caller made or
+    that were made to it.
+    """
     DeleteSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.DeleteSupplyEdgeRequest, _empty_pb2.Empty]
-    """Deletes a supply edge the caller created."""
+    """Deletes an ACTIVE supply edge the caller is the supplier or the customer of (either party may
+    end an edge); emits `supply.edge.deleted` to both. A proposal is withdrawn, not deleted.
+    """
+    ConfirmSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.ConfirmSupplyEdgeRequest, _supply_pb2.SupplyEdge]
+    """The other party (not the proposer) agrees to a PROPOSED edge: it becomes ACTIVE and enters the
+    network; emits `supply.edge.confirmed` to both. The facility or item of the confirming party
+    that the proposal names must exist (else FAILED_PRECONDITION naming it). Anything but a
+    PROPOSED edge is FAILED_PRECONDITION; the proposer confirming is PERMISSION_DENIED.
+    """
+    DeclineSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.DeclineSupplyEdgeRequest, _supply_pb2.SupplyEdge]
+    """The other party refuses a PROPOSED edge (state DECLINED, final); emits `supply.edge.declined`."""
+    WithdrawSupplyEdge: _grpc.UnaryUnaryMultiCallable[_supply_pb2.WithdrawSupplyEdgeRequest, _supply_pb2.SupplyEdge]
+    """The proposer takes back its PROPOSED edge (state WITHDRAWN, final); emits
+    `supply.edge.withdrawn`.
+    """
     ImportNetwork: _grpc.StreamUnaryMultiCallable[_supply_pb2.ImportNetworkRequest, _supply_pb2.ImportNetworkResponse]
     """Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
     Every row is validated before anything is written; any bad row rejects the whole import
@@ -168,13 +191,36 @@ class SupplyServiceAsyncStub(SupplyServiceStub):
     CreateSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.CreateSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
     """Records that a facility supplies an item to a customer organization. The caller must be the
     supplier (it owns the facility) or the customer; the item belongs to one of the two.
+    Consent: an edge within one organization is ACTIVE at once (`supply.edge.created`); an edge
+    between two organizations is only a proposal (state PROPOSED, `supply.edge.proposed` to both)
+    until the other party confirms it (ConfirmSupplyEdge). Until then nothing of either side
+    reaches the other: the proposal is in no analytics, trace, risk or disruption of either, and
+    the other party's facility and item named in it are checked only when that party confirms
+    (so a proposal tells the proposer nothing about what the other organization has).
     """
     GetSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.GetSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
     """Gets a supply edge the caller is the supplier or the customer of."""
     ListSupplyEdges: _aio.UnaryUnaryMultiCallable[_supply_pb2.ListSupplyEdgesRequest, _supply_pb2.ListSupplyEdgesResponse]  # type: ignore[assignment]
-    """Lists the supply edges where the caller is the supplier or the customer, whoever created them."""
+    """Lists the ACTIVE supply edges where the caller is the supplier or the customer, whoever
+    created them; with `state` PROPOSED (or DECLINED, WITHDRAWN) the proposals the caller made or
+    that were made to it.
+    """
     DeleteSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.DeleteSupplyEdgeRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes a supply edge the caller created."""
+    """Deletes an ACTIVE supply edge the caller is the supplier or the customer of (either party may
+    end an edge); emits `supply.edge.deleted` to both. A proposal is withdrawn, not deleted.
+    """
+    ConfirmSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.ConfirmSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
+    """The other party (not the proposer) agrees to a PROPOSED edge: it becomes ACTIVE and enters the
+    network; emits `supply.edge.confirmed` to both. The facility or item of the confirming party
+    that the proposal names must exist (else FAILED_PRECONDITION naming it). Anything but a
+    PROPOSED edge is FAILED_PRECONDITION; the proposer confirming is PERMISSION_DENIED.
+    """
+    DeclineSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.DeclineSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
+    """The other party refuses a PROPOSED edge (state DECLINED, final); emits `supply.edge.declined`."""
+    WithdrawSupplyEdge: _aio.UnaryUnaryMultiCallable[_supply_pb2.WithdrawSupplyEdgeRequest, _supply_pb2.SupplyEdge]  # type: ignore[assignment]
+    """The proposer takes back its PROPOSED edge (state WITHDRAWN, final); emits
+    `supply.edge.withdrawn`.
+    """
     ImportNetwork: _aio.StreamUnaryMultiCallable[_supply_pb2.ImportNetworkRequest, _supply_pb2.ImportNetworkResponse]  # type: ignore[assignment]
     """Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
     Every row is validated before anything is written; any bad row rejects the whole import
@@ -340,6 +386,12 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_supply_pb2.SupplyEdge, _abc.Awaitable[_supply_pb2.SupplyEdge]]:
         """Records that a facility supplies an item to a customer organization. The caller must be the
         supplier (it owns the facility) or the customer; the item belongs to one of the two.
+        Consent: an edge within one organization is ACTIVE at once (`supply.edge.created`); an edge
+        between two organizations is only a proposal (state PROPOSED, `supply.edge.proposed` to both)
+        until the other party confirms it (ConfirmSupplyEdge). Until then nothing of either side
+        reaches the other: the proposal is in no analytics, trace, risk or disruption of either, and
+        the other party's facility and item named in it are checked only when that party confirms
+        (so a proposal tells the proposer nothing about what the other organization has).
         """
 
     @_abc_1.abstractmethod
@@ -356,7 +408,10 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _supply_pb2.ListSupplyEdgesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_supply_pb2.ListSupplyEdgesResponse, _abc.Awaitable[_supply_pb2.ListSupplyEdgesResponse]]:
-        """Lists the supply edges where the caller is the supplier or the customer, whoever created them."""
+        """Lists the ACTIVE supply edges where the caller is the supplier or the customer, whoever
+        created them; with `state` PROPOSED (or DECLINED, WITHDRAWN) the proposals the caller made or
+        that were made to it.
+        """
 
     @_abc_1.abstractmethod
     def DeleteSupplyEdge(
@@ -364,7 +419,39 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _supply_pb2.DeleteSupplyEdgeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes a supply edge the caller created."""
+        """Deletes an ACTIVE supply edge the caller is the supplier or the customer of (either party may
+        end an edge); emits `supply.edge.deleted` to both. A proposal is withdrawn, not deleted.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmSupplyEdge(
+        self,
+        request: _supply_pb2.ConfirmSupplyEdgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.SupplyEdge, _abc.Awaitable[_supply_pb2.SupplyEdge]]:
+        """The other party (not the proposer) agrees to a PROPOSED edge: it becomes ACTIVE and enters the
+        network; emits `supply.edge.confirmed` to both. The facility or item of the confirming party
+        that the proposal names must exist (else FAILED_PRECONDITION naming it). Anything but a
+        PROPOSED edge is FAILED_PRECONDITION; the proposer confirming is PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def DeclineSupplyEdge(
+        self,
+        request: _supply_pb2.DeclineSupplyEdgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.SupplyEdge, _abc.Awaitable[_supply_pb2.SupplyEdge]]:
+        """The other party refuses a PROPOSED edge (state DECLINED, final); emits `supply.edge.declined`."""
+
+    @_abc_1.abstractmethod
+    def WithdrawSupplyEdge(
+        self,
+        request: _supply_pb2.WithdrawSupplyEdgeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_supply_pb2.SupplyEdge, _abc.Awaitable[_supply_pb2.SupplyEdge]]:
+        """The proposer takes back its PROPOSED edge (state WITHDRAWN, final); emits
+        `supply.edge.withdrawn`.
+        """
 
     @_abc_1.abstractmethod
     def ImportNetwork(

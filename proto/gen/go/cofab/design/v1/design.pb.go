@@ -128,7 +128,7 @@ func (x Revision_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Revision_State.Descriptor instead.
 func (Revision_State) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{14, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{15, 0}
 }
 
 type FaceChange_Change int32
@@ -180,7 +180,7 @@ func (x FaceChange_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FaceChange_Change.Descriptor instead.
 func (FaceChange_Change) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{32, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{33, 0}
 }
 
 type RevisionDiff_State int32
@@ -235,7 +235,7 @@ func (x RevisionDiff_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RevisionDiff_State.Descriptor instead.
 func (RevisionDiff_State) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{35, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{36, 0}
 }
 
 type RevisionMerge_State int32
@@ -304,7 +304,7 @@ func (x RevisionMerge_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RevisionMerge_State.Descriptor instead.
 func (RevisionMerge_State) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{41, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{42, 0}
 }
 
 type Design struct {
@@ -890,21 +890,30 @@ func (*ParameterValue_BoolValue) isParameterValue_Kind() {}
 
 // Measured properties of a revision, in millimetres and grams.
 type Properties struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	VolumeMm3     float64                `protobuf:"fixed64,1,opt,name=volume_mm3,json=volumeMm3,proto3" json:"volume_mm3,omitempty"`
-	AreaMm2       float64                `protobuf:"fixed64,2,opt,name=area_mm2,json=areaMm2,proto3" json:"area_mm2,omitempty"`
-	BboxMin       *Vector3               `protobuf:"bytes,3,opt,name=bbox_min,json=bboxMin,proto3" json:"bbox_min,omitempty"`
-	BboxMax       *Vector3               `protobuf:"bytes,4,opt,name=bbox_max,json=bboxMax,proto3" json:"bbox_max,omitempty"`
-	CenterOfMass  *Vector3               `protobuf:"bytes,5,opt,name=center_of_mass,json=centerOfMass,proto3" json:"center_of_mass,omitempty"`
-	MassG         *float64               `protobuf:"fixed64,6,opt,name=mass_g,json=massG,proto3,oneof" json:"mass_g,omitempty"`
-	Material      string                 `protobuf:"bytes,7,opt,name=material,proto3" json:"material,omitempty"`
-	Triangles     int64                  `protobuf:"varint,8,opt,name=triangles,proto3" json:"triangles,omitempty"`
-	IsBrep        bool                   `protobuf:"varint,9,opt,name=is_brep,json=isBrep,proto3" json:"is_brep,omitempty"`
-	Solids        *int32                 `protobuf:"varint,10,opt,name=solids,proto3,oneof" json:"solids,omitempty"`
-	Faces         *int32                 `protobuf:"varint,11,opt,name=faces,proto3,oneof" json:"faces,omitempty"`
-	Edges         *int32                 `protobuf:"varint,12,opt,name=edges,proto3,oneof" json:"edges,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	VolumeMm3    float64                `protobuf:"fixed64,1,opt,name=volume_mm3,json=volumeMm3,proto3" json:"volume_mm3,omitempty"`
+	AreaMm2      float64                `protobuf:"fixed64,2,opt,name=area_mm2,json=areaMm2,proto3" json:"area_mm2,omitempty"`
+	BboxMin      *Vector3               `protobuf:"bytes,3,opt,name=bbox_min,json=bboxMin,proto3" json:"bbox_min,omitempty"`
+	BboxMax      *Vector3               `protobuf:"bytes,4,opt,name=bbox_max,json=bboxMax,proto3" json:"bbox_max,omitempty"`
+	CenterOfMass *Vector3               `protobuf:"bytes,5,opt,name=center_of_mass,json=centerOfMass,proto3" json:"center_of_mass,omitempty"`
+	MassG        *float64               `protobuf:"fixed64,6,opt,name=mass_g,json=massG,proto3,oneof" json:"mass_g,omitempty"`
+	Material     string                 `protobuf:"bytes,7,opt,name=material,proto3" json:"material,omitempty"`
+	Triangles    int64                  `protobuf:"varint,8,opt,name=triangles,proto3" json:"triangles,omitempty"`
+	IsBrep       bool                   `protobuf:"varint,9,opt,name=is_brep,json=isBrep,proto3" json:"is_brep,omitempty"`
+	Solids       *int32                 `protobuf:"varint,10,opt,name=solids,proto3,oneof" json:"solids,omitempty"`
+	Faces        *int32                 `protobuf:"varint,11,opt,name=faces,proto3,oneof" json:"faces,omitempty"`
+	Edges        *int32                 `protobuf:"varint,12,opt,name=edges,proto3,oneof" json:"edges,omitempty"`
+	// Separate bodies: the B-rep's solids, or the mesh's connected components.
+	Bodies *int32 `protobuf:"varint,13,opt,name=bodies,proto3,oneof" json:"bodies,omitempty"`
+	// The unit the file's numbers were read in: the revision's units when it names them, else
+	// the unit the file declares, else mm.
+	Units string `protobuf:"bytes,14,opt,name=units,proto3" json:"units,omitempty"`
+	// The unit the file itself declares (a STEP header, a 3MF unit); empty when it has none.
+	DeclaredUnits string `protobuf:"bytes,15,opt,name=declared_units,json=declaredUnits,proto3" json:"declared_units,omitempty"`
+	// One per solid (per body for meshes) when there are several.
+	SolidProperties []*SolidProperties `protobuf:"bytes,16,rep,name=solid_properties,json=solidProperties,proto3" json:"solid_properties,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Properties) Reset() {
@@ -1021,6 +1030,147 @@ func (x *Properties) GetEdges() int32 {
 	return 0
 }
 
+func (x *Properties) GetBodies() int32 {
+	if x != nil && x.Bodies != nil {
+		return *x.Bodies
+	}
+	return 0
+}
+
+func (x *Properties) GetUnits() string {
+	if x != nil {
+		return x.Units
+	}
+	return ""
+}
+
+func (x *Properties) GetDeclaredUnits() string {
+	if x != nil {
+		return x.DeclaredUnits
+	}
+	return ""
+}
+
+func (x *Properties) GetSolidProperties() []*SolidProperties {
+	if x != nil {
+		return x.SolidProperties
+	}
+	return nil
+}
+
+// One solid of an assembly (one body of a mesh), measured on its own.
+type SolidProperties struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0-based, in the file's order of solids (of connected components for meshes).
+	Index        int32    `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	VolumeMm3    float64  `protobuf:"fixed64,2,opt,name=volume_mm3,json=volumeMm3,proto3" json:"volume_mm3,omitempty"`
+	AreaMm2      float64  `protobuf:"fixed64,3,opt,name=area_mm2,json=areaMm2,proto3" json:"area_mm2,omitempty"`
+	BboxMin      *Vector3 `protobuf:"bytes,4,opt,name=bbox_min,json=bboxMin,proto3" json:"bbox_min,omitempty"`
+	BboxMax      *Vector3 `protobuf:"bytes,5,opt,name=bbox_max,json=bboxMax,proto3" json:"bbox_max,omitempty"`
+	CenterOfMass *Vector3 `protobuf:"bytes,6,opt,name=center_of_mass,json=centerOfMass,proto3" json:"center_of_mass,omitempty"`
+	// B-rep faces (triangles for a mesh body).
+	Faces *int32 `protobuf:"varint,7,opt,name=faces,proto3,oneof" json:"faces,omitempty"`
+	// Solids that are placements of one shape share `part`, the index of the first of them;
+	// `instances` is how many there are.
+	Part          int32 `protobuf:"varint,8,opt,name=part,proto3" json:"part,omitempty"`
+	Instances     int32 `protobuf:"varint,9,opt,name=instances,proto3" json:"instances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SolidProperties) Reset() {
+	*x = SolidProperties{}
+	mi := &file_cofab_design_v1_design_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SolidProperties) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SolidProperties) ProtoMessage() {}
+
+func (x *SolidProperties) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_design_v1_design_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SolidProperties.ProtoReflect.Descriptor instead.
+func (*SolidProperties) Descriptor() ([]byte, []int) {
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SolidProperties) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SolidProperties) GetVolumeMm3() float64 {
+	if x != nil {
+		return x.VolumeMm3
+	}
+	return 0
+}
+
+func (x *SolidProperties) GetAreaMm2() float64 {
+	if x != nil {
+		return x.AreaMm2
+	}
+	return 0
+}
+
+func (x *SolidProperties) GetBboxMin() *Vector3 {
+	if x != nil {
+		return x.BboxMin
+	}
+	return nil
+}
+
+func (x *SolidProperties) GetBboxMax() *Vector3 {
+	if x != nil {
+		return x.BboxMax
+	}
+	return nil
+}
+
+func (x *SolidProperties) GetCenterOfMass() *Vector3 {
+	if x != nil {
+		return x.CenterOfMass
+	}
+	return nil
+}
+
+func (x *SolidProperties) GetFaces() int32 {
+	if x != nil && x.Faces != nil {
+		return *x.Faces
+	}
+	return 0
+}
+
+func (x *SolidProperties) GetPart() int32 {
+	if x != nil {
+		return x.Part
+	}
+	return 0
+}
+
+func (x *SolidProperties) GetInstances() int32 {
+	if x != nil {
+		return x.Instances
+	}
+	return 0
+}
+
 // Where on the part a finding applies.
 type Location struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1033,7 +1183,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[9]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1195,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[9]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1208,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{9}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Location) GetPoint() *Vector3 {
@@ -1091,7 +1241,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[10]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1253,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[10]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1266,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{10}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Finding) GetRuleId() string {
@@ -1181,7 +1331,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[11]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1343,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[11]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1356,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{11}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Artifact) GetName() string {
@@ -1248,7 +1398,7 @@ type ProcessingError struct {
 
 func (x *ProcessingError) Reset() {
 	*x = ProcessingError{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[12]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1410,7 @@ func (x *ProcessingError) String() string {
 func (*ProcessingError) ProtoMessage() {}
 
 func (x *ProcessingError) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[12]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1423,7 @@ func (x *ProcessingError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessingError.ProtoReflect.Descriptor instead.
 func (*ProcessingError) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{12}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProcessingError) GetCode() int32 {
@@ -1302,7 +1452,7 @@ type FindingsSummary struct {
 
 func (x *FindingsSummary) Reset() {
 	*x = FindingsSummary{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[13]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1464,7 @@ func (x *FindingsSummary) String() string {
 func (*FindingsSummary) ProtoMessage() {}
 
 func (x *FindingsSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[13]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1477,7 @@ func (x *FindingsSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindingsSummary.ProtoReflect.Descriptor instead.
 func (*FindingsSummary) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{13}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *FindingsSummary) GetInfo() int32 {
@@ -1362,9 +1512,10 @@ type Revision struct {
 	// organizations/{organization}/users/{user}
 	Author  string `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
 	Message string `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
-	// step, stl, obj, 3mf, gltf, glb or cadquery
+	// step, stl, obj, 3mf, gltf, glb, ply, off or cadquery
 	Format string `protobuf:"bytes,6,opt,name=format,proto3" json:"format,omitempty"`
-	// mm, cm, m or in
+	// mm, cm, m or in as pushed; empty: the file's own unit (mm for formats without one).
+	// properties.units says which unit was used.
 	Units string `protobuf:"bytes,7,opt,name=units,proto3" json:"units,omitempty"`
 	// sha256 (hex) and size of the original content.
 	Sha256    string `protobuf:"bytes,8,opt,name=sha256,proto3" json:"sha256,omitempty"`
@@ -1391,7 +1542,7 @@ type Revision struct {
 
 func (x *Revision) Reset() {
 	*x = Revision{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[14]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1554,7 @@ func (x *Revision) String() string {
 func (*Revision) ProtoMessage() {}
 
 func (x *Revision) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[14]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1567,7 @@ func (x *Revision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revision.ProtoReflect.Descriptor instead.
 func (*Revision) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{14}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Revision) GetName() string {
@@ -1572,10 +1723,11 @@ type PushRevisionHeader struct {
 	BaseRevision string `protobuf:"bytes,3,opt,name=base_revision,json=baseRevision,proto3" json:"base_revision,omitempty"`
 	// At most 10,000 characters.
 	Message string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
-	// One of step, stl, obj, 3mf, gltf, glb or cadquery (a Python script defining
+	// One of step, stl, obj, 3mf, gltf, glb, ply, off or cadquery (a Python script defining
 	// `def build(...)`, at most 1 MiB).
 	Format string `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`
-	// "mm" when empty; mm, cm, m or in.
+	// mm, cm, m or in: what the file's numbers mean, over any unit the file declares. Empty: the
+	// unit the file declares (STEP, 3MF), mm for formats without one.
 	Units string `protobuf:"bytes,6,opt,name=units,proto3" json:"units,omitempty"`
 	// sha256 (64 lower-case hex digits) of the whole file and its size in bytes (> 0, at most
 	// the server's upload limit); both are checked against the chunks received.
@@ -1589,7 +1741,7 @@ type PushRevisionHeader struct {
 
 func (x *PushRevisionHeader) Reset() {
 	*x = PushRevisionHeader{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[15]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1753,7 @@ func (x *PushRevisionHeader) String() string {
 func (*PushRevisionHeader) ProtoMessage() {}
 
 func (x *PushRevisionHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[15]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1766,7 @@ func (x *PushRevisionHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRevisionHeader.ProtoReflect.Descriptor instead.
 func (*PushRevisionHeader) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{15}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PushRevisionHeader) GetParent() string {
@@ -1700,7 +1852,7 @@ type PushRevisionRequest struct {
 
 func (x *PushRevisionRequest) Reset() {
 	*x = PushRevisionRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[16]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1864,7 @@ func (x *PushRevisionRequest) String() string {
 func (*PushRevisionRequest) ProtoMessage() {}
 
 func (x *PushRevisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[16]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1877,7 @@ func (x *PushRevisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRevisionRequest.ProtoReflect.Descriptor instead.
 func (*PushRevisionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{16}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PushRevisionRequest) GetPart() isPushRevisionRequest_Part {
@@ -1781,7 +1933,7 @@ type GetRevisionRequest struct {
 
 func (x *GetRevisionRequest) Reset() {
 	*x = GetRevisionRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[17]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1793,7 +1945,7 @@ func (x *GetRevisionRequest) String() string {
 func (*GetRevisionRequest) ProtoMessage() {}
 
 func (x *GetRevisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[17]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1806,7 +1958,7 @@ func (x *GetRevisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevisionRequest.ProtoReflect.Descriptor instead.
 func (*GetRevisionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{17}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetRevisionRequest) GetName() string {
@@ -1830,7 +1982,7 @@ type ListRevisionsRequest struct {
 
 func (x *ListRevisionsRequest) Reset() {
 	*x = ListRevisionsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[18]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1994,7 @@ func (x *ListRevisionsRequest) String() string {
 func (*ListRevisionsRequest) ProtoMessage() {}
 
 func (x *ListRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[18]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2007,7 @@ func (x *ListRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{18}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRevisionsRequest) GetParent() string {
@@ -1896,7 +2048,7 @@ type ListRevisionsResponse struct {
 
 func (x *ListRevisionsResponse) Reset() {
 	*x = ListRevisionsResponse{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[19]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1908,7 +2060,7 @@ func (x *ListRevisionsResponse) String() string {
 func (*ListRevisionsResponse) ProtoMessage() {}
 
 func (x *ListRevisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[19]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1921,7 +2073,7 @@ func (x *ListRevisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevisionsResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{19}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRevisionsResponse) GetRevisions() []*Revision {
@@ -1952,7 +2104,7 @@ type Branch struct {
 
 func (x *Branch) Reset() {
 	*x = Branch{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[20]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2116,7 @@ func (x *Branch) String() string {
 func (*Branch) ProtoMessage() {}
 
 func (x *Branch) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[20]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2129,7 @@ func (x *Branch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Branch.ProtoReflect.Descriptor instead.
 func (*Branch) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{20}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Branch) GetName() string {
@@ -2013,7 +2165,7 @@ type ListBranchesRequest struct {
 
 func (x *ListBranchesRequest) Reset() {
 	*x = ListBranchesRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[21]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2177,7 @@ func (x *ListBranchesRequest) String() string {
 func (*ListBranchesRequest) ProtoMessage() {}
 
 func (x *ListBranchesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[21]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2190,7 @@ func (x *ListBranchesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBranchesRequest.ProtoReflect.Descriptor instead.
 func (*ListBranchesRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{21}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListBranchesRequest) GetParent() string {
@@ -2072,7 +2224,7 @@ type ListBranchesResponse struct {
 
 func (x *ListBranchesResponse) Reset() {
 	*x = ListBranchesResponse{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[22]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2084,7 +2236,7 @@ func (x *ListBranchesResponse) String() string {
 func (*ListBranchesResponse) ProtoMessage() {}
 
 func (x *ListBranchesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[22]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2097,7 +2249,7 @@ func (x *ListBranchesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBranchesResponse.ProtoReflect.Descriptor instead.
 func (*ListBranchesResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{22}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListBranchesResponse) GetBranches() []*Branch {
@@ -2127,7 +2279,7 @@ type DownloadRevisionRequest struct {
 
 func (x *DownloadRevisionRequest) Reset() {
 	*x = DownloadRevisionRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[23]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2291,7 @@ func (x *DownloadRevisionRequest) String() string {
 func (*DownloadRevisionRequest) ProtoMessage() {}
 
 func (x *DownloadRevisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[23]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2304,7 @@ func (x *DownloadRevisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRevisionRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRevisionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{23}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DownloadRevisionRequest) GetName() string {
@@ -2182,7 +2334,7 @@ type DownloadRevisionResponse struct {
 
 func (x *DownloadRevisionResponse) Reset() {
 	*x = DownloadRevisionResponse{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[24]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2346,7 @@ func (x *DownloadRevisionResponse) String() string {
 func (*DownloadRevisionResponse) ProtoMessage() {}
 
 func (x *DownloadRevisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[24]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2359,7 @@ func (x *DownloadRevisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRevisionResponse.ProtoReflect.Descriptor instead.
 func (*DownloadRevisionResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{24}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DownloadRevisionResponse) GetChunk() []byte {
@@ -2248,7 +2400,7 @@ type WatchRevisionRequest struct {
 
 func (x *WatchRevisionRequest) Reset() {
 	*x = WatchRevisionRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[25]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2412,7 @@ func (x *WatchRevisionRequest) String() string {
 func (*WatchRevisionRequest) ProtoMessage() {}
 
 func (x *WatchRevisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[25]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2425,7 @@ func (x *WatchRevisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevisionRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevisionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{25}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WatchRevisionRequest) GetName() string {
@@ -2294,7 +2446,7 @@ type ReleaseRevisionRequest struct {
 
 func (x *ReleaseRevisionRequest) Reset() {
 	*x = ReleaseRevisionRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[26]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2458,7 @@ func (x *ReleaseRevisionRequest) String() string {
 func (*ReleaseRevisionRequest) ProtoMessage() {}
 
 func (x *ReleaseRevisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[26]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2471,7 @@ func (x *ReleaseRevisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRevisionRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRevisionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{26}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReleaseRevisionRequest) GetName() string {
@@ -2349,7 +2501,7 @@ type RuleSet struct {
 
 func (x *RuleSet) Reset() {
 	*x = RuleSet{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[27]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2361,7 +2513,7 @@ func (x *RuleSet) String() string {
 func (*RuleSet) ProtoMessage() {}
 
 func (x *RuleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[27]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2374,7 +2526,7 @@ func (x *RuleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RuleSet.ProtoReflect.Descriptor instead.
 func (*RuleSet) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{27}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RuleSet) GetId() string {
@@ -2415,7 +2567,7 @@ type ListRuleSetsRequest struct {
 
 func (x *ListRuleSetsRequest) Reset() {
 	*x = ListRuleSetsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[28]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2427,7 +2579,7 @@ func (x *ListRuleSetsRequest) String() string {
 func (*ListRuleSetsRequest) ProtoMessage() {}
 
 func (x *ListRuleSetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[28]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2440,7 +2592,7 @@ func (x *ListRuleSetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuleSetsRequest.ProtoReflect.Descriptor instead.
 func (*ListRuleSetsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{28}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListRuleSetsRequest) GetPageSize() int32 {
@@ -2467,7 +2619,7 @@ type ListRuleSetsResponse struct {
 
 func (x *ListRuleSetsResponse) Reset() {
 	*x = ListRuleSetsResponse{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2631,7 @@ func (x *ListRuleSetsResponse) String() string {
 func (*ListRuleSetsResponse) ProtoMessage() {}
 
 func (x *ListRuleSetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2644,7 @@ func (x *ListRuleSetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuleSetsResponse.ProtoReflect.Descriptor instead.
 func (*ListRuleSetsResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{29}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListRuleSetsResponse) GetRuleSets() []*RuleSet {
@@ -2522,7 +2674,7 @@ type DiffRegion struct {
 
 func (x *DiffRegion) Reset() {
 	*x = DiffRegion{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2686,7 @@ func (x *DiffRegion) String() string {
 func (*DiffRegion) ProtoMessage() {}
 
 func (x *DiffRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2699,7 @@ func (x *DiffRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRegion.ProtoReflect.Descriptor instead.
 func (*DiffRegion) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{30}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DiffRegion) GetVolumeMm3() float64 {
@@ -2594,7 +2746,7 @@ type FaceSignature struct {
 
 func (x *FaceSignature) Reset() {
 	*x = FaceSignature{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2606,7 +2758,7 @@ func (x *FaceSignature) String() string {
 func (*FaceSignature) ProtoMessage() {}
 
 func (x *FaceSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2619,7 +2771,7 @@ func (x *FaceSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaceSignature.ProtoReflect.Descriptor instead.
 func (*FaceSignature) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{31}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FaceSignature) GetSurface() string {
@@ -2672,7 +2824,7 @@ type FaceChange struct {
 
 func (x *FaceChange) Reset() {
 	*x = FaceChange{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2684,7 +2836,7 @@ func (x *FaceChange) String() string {
 func (*FaceChange) ProtoMessage() {}
 
 func (x *FaceChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2697,7 +2849,7 @@ func (x *FaceChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaceChange.ProtoReflect.Descriptor instead.
 func (*FaceChange) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{32}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FaceChange) GetChange() FaceChange_Change {
@@ -2747,7 +2899,7 @@ type ParameterDelta struct {
 
 func (x *ParameterDelta) Reset() {
 	*x = ParameterDelta{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2759,7 +2911,7 @@ func (x *ParameterDelta) String() string {
 func (*ParameterDelta) ProtoMessage() {}
 
 func (x *ParameterDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2772,7 +2924,7 @@ func (x *ParameterDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterDelta.ProtoReflect.Descriptor instead.
 func (*ParameterDelta) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{33}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ParameterDelta) GetName() string {
@@ -2830,7 +2982,7 @@ type GeometryDiff struct {
 
 func (x *GeometryDiff) Reset() {
 	*x = GeometryDiff{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2842,7 +2994,7 @@ func (x *GeometryDiff) String() string {
 func (*GeometryDiff) ProtoMessage() {}
 
 func (x *GeometryDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2855,7 +3007,7 @@ func (x *GeometryDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeometryDiff.ProtoReflect.Descriptor instead.
 func (*GeometryDiff) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{34}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GeometryDiff) GetExact() bool {
@@ -3007,7 +3159,7 @@ type RevisionDiff struct {
 
 func (x *RevisionDiff) Reset() {
 	*x = RevisionDiff{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3171,7 @@ func (x *RevisionDiff) String() string {
 func (*RevisionDiff) ProtoMessage() {}
 
 func (x *RevisionDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3184,7 @@ func (x *RevisionDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionDiff.ProtoReflect.Descriptor instead.
 func (*RevisionDiff) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{35}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevisionDiff) GetName() string {
@@ -3111,7 +3263,7 @@ type DiffRevisionsRequest struct {
 
 func (x *DiffRevisionsRequest) Reset() {
 	*x = DiffRevisionsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3123,7 +3275,7 @@ func (x *DiffRevisionsRequest) String() string {
 func (*DiffRevisionsRequest) ProtoMessage() {}
 
 func (x *DiffRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3136,7 +3288,7 @@ func (x *DiffRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*DiffRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{36}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DiffRevisionsRequest) GetDesign() string {
@@ -3170,7 +3322,7 @@ type GetRevisionDiffRequest struct {
 
 func (x *GetRevisionDiffRequest) Reset() {
 	*x = GetRevisionDiffRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3182,7 +3334,7 @@ func (x *GetRevisionDiffRequest) String() string {
 func (*GetRevisionDiffRequest) ProtoMessage() {}
 
 func (x *GetRevisionDiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3195,7 +3347,7 @@ func (x *GetRevisionDiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevisionDiffRequest.ProtoReflect.Descriptor instead.
 func (*GetRevisionDiffRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{37}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetRevisionDiffRequest) GetName() string {
@@ -3215,7 +3367,7 @@ type WatchRevisionDiffRequest struct {
 
 func (x *WatchRevisionDiffRequest) Reset() {
 	*x = WatchRevisionDiffRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3379,7 @@ func (x *WatchRevisionDiffRequest) String() string {
 func (*WatchRevisionDiffRequest) ProtoMessage() {}
 
 func (x *WatchRevisionDiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3392,7 @@ func (x *WatchRevisionDiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevisionDiffRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevisionDiffRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{38}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchRevisionDiffRequest) GetName() string {
@@ -3262,7 +3414,7 @@ type DownloadRevisionDiffRequest struct {
 
 func (x *DownloadRevisionDiffRequest) Reset() {
 	*x = DownloadRevisionDiffRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3274,7 +3426,7 @@ func (x *DownloadRevisionDiffRequest) String() string {
 func (*DownloadRevisionDiffRequest) ProtoMessage() {}
 
 func (x *DownloadRevisionDiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3287,7 +3439,7 @@ func (x *DownloadRevisionDiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRevisionDiffRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRevisionDiffRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{39}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DownloadRevisionDiffRequest) GetName() string {
@@ -3323,7 +3475,7 @@ type MergeConflict struct {
 
 func (x *MergeConflict) Reset() {
 	*x = MergeConflict{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3487,7 @@ func (x *MergeConflict) String() string {
 func (*MergeConflict) ProtoMessage() {}
 
 func (x *MergeConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3500,7 @@ func (x *MergeConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeConflict.ProtoReflect.Descriptor instead.
 func (*MergeConflict) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{40}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MergeConflict) GetOverlapVolumeMm3() float64 {
@@ -3432,7 +3584,7 @@ type RevisionMerge struct {
 
 func (x *RevisionMerge) Reset() {
 	*x = RevisionMerge{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3444,7 +3596,7 @@ func (x *RevisionMerge) String() string {
 func (*RevisionMerge) ProtoMessage() {}
 
 func (x *RevisionMerge) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3457,7 +3609,7 @@ func (x *RevisionMerge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionMerge.ProtoReflect.Descriptor instead.
 func (*RevisionMerge) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{41}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RevisionMerge) GetName() string {
@@ -3575,7 +3727,7 @@ type MergeRevisionsRequest struct {
 
 func (x *MergeRevisionsRequest) Reset() {
 	*x = MergeRevisionsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3587,7 +3739,7 @@ func (x *MergeRevisionsRequest) String() string {
 func (*MergeRevisionsRequest) ProtoMessage() {}
 
 func (x *MergeRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3600,7 +3752,7 @@ func (x *MergeRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*MergeRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{42}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *MergeRevisionsRequest) GetDesign() string {
@@ -3648,7 +3800,7 @@ type GetRevisionMergeRequest struct {
 
 func (x *GetRevisionMergeRequest) Reset() {
 	*x = GetRevisionMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3660,7 +3812,7 @@ func (x *GetRevisionMergeRequest) String() string {
 func (*GetRevisionMergeRequest) ProtoMessage() {}
 
 func (x *GetRevisionMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3673,7 +3825,7 @@ func (x *GetRevisionMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevisionMergeRequest.ProtoReflect.Descriptor instead.
 func (*GetRevisionMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{43}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetRevisionMergeRequest) GetName() string {
@@ -3693,7 +3845,7 @@ type WatchRevisionMergeRequest struct {
 
 func (x *WatchRevisionMergeRequest) Reset() {
 	*x = WatchRevisionMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3705,7 +3857,7 @@ func (x *WatchRevisionMergeRequest) String() string {
 func (*WatchRevisionMergeRequest) ProtoMessage() {}
 
 func (x *WatchRevisionMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3718,7 +3870,7 @@ func (x *WatchRevisionMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevisionMergeRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevisionMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{44}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *WatchRevisionMergeRequest) GetName() string {
@@ -3739,7 +3891,7 @@ type AcceptMergeRequest struct {
 
 func (x *AcceptMergeRequest) Reset() {
 	*x = AcceptMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3751,7 +3903,7 @@ func (x *AcceptMergeRequest) String() string {
 func (*AcceptMergeRequest) ProtoMessage() {}
 
 func (x *AcceptMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3764,7 +3916,7 @@ func (x *AcceptMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptMergeRequest.ProtoReflect.Descriptor instead.
 func (*AcceptMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{45}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AcceptMergeRequest) GetName() string {
@@ -3792,7 +3944,7 @@ type DeclineMergeRequest struct {
 
 func (x *DeclineMergeRequest) Reset() {
 	*x = DeclineMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3804,7 +3956,7 @@ func (x *DeclineMergeRequest) String() string {
 func (*DeclineMergeRequest) ProtoMessage() {}
 
 func (x *DeclineMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3817,7 +3969,7 @@ func (x *DeclineMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineMergeRequest.ProtoReflect.Descriptor instead.
 func (*DeclineMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{46}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeclineMergeRequest) GetName() string {
@@ -3886,7 +4038,7 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\fstring_value\x18\x03 \x01(\tH\x00R\vstringValue\x12\x1f\n" +
 	"\n" +
 	"bool_value\x18\x04 \x01(\bH\x00R\tboolValueB\x06\n" +
-	"\x04kind\"\xdc\x03\n" +
+	"\x04kind\"\x8e\x05\n" +
 	"\n" +
 	"Properties\x12\x1d\n" +
 	"\n" +
@@ -3902,11 +4054,28 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x06solids\x18\n" +
 	" \x01(\x05H\x01R\x06solids\x88\x01\x01\x12\x19\n" +
 	"\x05faces\x18\v \x01(\x05H\x02R\x05faces\x88\x01\x01\x12\x19\n" +
-	"\x05edges\x18\f \x01(\x05H\x03R\x05edges\x88\x01\x01B\t\n" +
+	"\x05edges\x18\f \x01(\x05H\x03R\x05edges\x88\x01\x01\x12\x1b\n" +
+	"\x06bodies\x18\r \x01(\x05H\x04R\x06bodies\x88\x01\x01\x12\x14\n" +
+	"\x05units\x18\x0e \x01(\tR\x05units\x12%\n" +
+	"\x0edeclared_units\x18\x0f \x01(\tR\rdeclaredUnits\x12K\n" +
+	"\x10solid_properties\x18\x10 \x03(\v2 .cofab.design.v1.SolidPropertiesR\x0fsolidPropertiesB\t\n" +
 	"\a_mass_gB\t\n" +
 	"\a_solidsB\b\n" +
 	"\x06_facesB\b\n" +
-	"\x06_edges\"d\n" +
+	"\x06_edgesB\t\n" +
+	"\a_bodies\"\xe2\x02\n" +
+	"\x0fSolidProperties\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x1d\n" +
+	"\n" +
+	"volume_mm3\x18\x02 \x01(\x01R\tvolumeMm3\x12\x19\n" +
+	"\barea_mm2\x18\x03 \x01(\x01R\aareaMm2\x123\n" +
+	"\bbbox_min\x18\x04 \x01(\v2\x18.cofab.design.v1.Vector3R\abboxMin\x123\n" +
+	"\bbbox_max\x18\x05 \x01(\v2\x18.cofab.design.v1.Vector3R\abboxMax\x12>\n" +
+	"\x0ecenter_of_mass\x18\x06 \x01(\v2\x18.cofab.design.v1.Vector3R\fcenterOfMass\x12\x19\n" +
+	"\x05faces\x18\a \x01(\x05H\x00R\x05faces\x88\x01\x01\x12\x12\n" +
+	"\x04part\x18\b \x01(\x05R\x04part\x12\x1c\n" +
+	"\tinstances\x18\t \x01(\x05R\tinstancesB\b\n" +
+	"\x06_faces\"d\n" +
 	"\bLocation\x12.\n" +
 	"\x05point\x18\x01 \x01(\v2\x18.cofab.design.v1.Vector3R\x05point\x12\x1c\n" +
 	"\aface_id\x18\x02 \x01(\x05H\x00R\x06faceId\x88\x01\x01B\n" +
@@ -4244,7 +4413,7 @@ func file_cofab_design_v1_design_proto_rawDescGZIP() []byte {
 }
 
 var file_cofab_design_v1_design_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cofab_design_v1_design_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_cofab_design_v1_design_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_cofab_design_v1_design_proto_goTypes = []any{
 	(Severity)(0),                       // 0: cofab.design.v1.Severity
 	(Revision_State)(0),                 // 1: cofab.design.v1.Revision.State
@@ -4260,162 +4429,167 @@ var file_cofab_design_v1_design_proto_goTypes = []any{
 	(*Vector3)(nil),                     // 11: cofab.design.v1.Vector3
 	(*ParameterValue)(nil),              // 12: cofab.design.v1.ParameterValue
 	(*Properties)(nil),                  // 13: cofab.design.v1.Properties
-	(*Location)(nil),                    // 14: cofab.design.v1.Location
-	(*Finding)(nil),                     // 15: cofab.design.v1.Finding
-	(*Artifact)(nil),                    // 16: cofab.design.v1.Artifact
-	(*ProcessingError)(nil),             // 17: cofab.design.v1.ProcessingError
-	(*FindingsSummary)(nil),             // 18: cofab.design.v1.FindingsSummary
-	(*Revision)(nil),                    // 19: cofab.design.v1.Revision
-	(*PushRevisionHeader)(nil),          // 20: cofab.design.v1.PushRevisionHeader
-	(*PushRevisionRequest)(nil),         // 21: cofab.design.v1.PushRevisionRequest
-	(*GetRevisionRequest)(nil),          // 22: cofab.design.v1.GetRevisionRequest
-	(*ListRevisionsRequest)(nil),        // 23: cofab.design.v1.ListRevisionsRequest
-	(*ListRevisionsResponse)(nil),       // 24: cofab.design.v1.ListRevisionsResponse
-	(*Branch)(nil),                      // 25: cofab.design.v1.Branch
-	(*ListBranchesRequest)(nil),         // 26: cofab.design.v1.ListBranchesRequest
-	(*ListBranchesResponse)(nil),        // 27: cofab.design.v1.ListBranchesResponse
-	(*DownloadRevisionRequest)(nil),     // 28: cofab.design.v1.DownloadRevisionRequest
-	(*DownloadRevisionResponse)(nil),    // 29: cofab.design.v1.DownloadRevisionResponse
-	(*WatchRevisionRequest)(nil),        // 30: cofab.design.v1.WatchRevisionRequest
-	(*ReleaseRevisionRequest)(nil),      // 31: cofab.design.v1.ReleaseRevisionRequest
-	(*RuleSet)(nil),                     // 32: cofab.design.v1.RuleSet
-	(*ListRuleSetsRequest)(nil),         // 33: cofab.design.v1.ListRuleSetsRequest
-	(*ListRuleSetsResponse)(nil),        // 34: cofab.design.v1.ListRuleSetsResponse
-	(*DiffRegion)(nil),                  // 35: cofab.design.v1.DiffRegion
-	(*FaceSignature)(nil),               // 36: cofab.design.v1.FaceSignature
-	(*FaceChange)(nil),                  // 37: cofab.design.v1.FaceChange
-	(*ParameterDelta)(nil),              // 38: cofab.design.v1.ParameterDelta
-	(*GeometryDiff)(nil),                // 39: cofab.design.v1.GeometryDiff
-	(*RevisionDiff)(nil),                // 40: cofab.design.v1.RevisionDiff
-	(*DiffRevisionsRequest)(nil),        // 41: cofab.design.v1.DiffRevisionsRequest
-	(*GetRevisionDiffRequest)(nil),      // 42: cofab.design.v1.GetRevisionDiffRequest
-	(*WatchRevisionDiffRequest)(nil),    // 43: cofab.design.v1.WatchRevisionDiffRequest
-	(*DownloadRevisionDiffRequest)(nil), // 44: cofab.design.v1.DownloadRevisionDiffRequest
-	(*MergeConflict)(nil),               // 45: cofab.design.v1.MergeConflict
-	(*RevisionMerge)(nil),               // 46: cofab.design.v1.RevisionMerge
-	(*MergeRevisionsRequest)(nil),       // 47: cofab.design.v1.MergeRevisionsRequest
-	(*GetRevisionMergeRequest)(nil),     // 48: cofab.design.v1.GetRevisionMergeRequest
-	(*WatchRevisionMergeRequest)(nil),   // 49: cofab.design.v1.WatchRevisionMergeRequest
-	(*AcceptMergeRequest)(nil),          // 50: cofab.design.v1.AcceptMergeRequest
-	(*DeclineMergeRequest)(nil),         // 51: cofab.design.v1.DeclineMergeRequest
-	nil,                                 // 52: cofab.design.v1.Design.RuleOverridesEntry
-	nil,                                 // 53: cofab.design.v1.Revision.ParametersEntry
-	nil,                                 // 54: cofab.design.v1.PushRevisionHeader.ParametersEntry
-	nil,                                 // 55: cofab.design.v1.GeometryDiff.FaceMapEntry
-	(*timestamppb.Timestamp)(nil),       // 56: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 57: google.protobuf.FieldMask
+	(*SolidProperties)(nil),             // 14: cofab.design.v1.SolidProperties
+	(*Location)(nil),                    // 15: cofab.design.v1.Location
+	(*Finding)(nil),                     // 16: cofab.design.v1.Finding
+	(*Artifact)(nil),                    // 17: cofab.design.v1.Artifact
+	(*ProcessingError)(nil),             // 18: cofab.design.v1.ProcessingError
+	(*FindingsSummary)(nil),             // 19: cofab.design.v1.FindingsSummary
+	(*Revision)(nil),                    // 20: cofab.design.v1.Revision
+	(*PushRevisionHeader)(nil),          // 21: cofab.design.v1.PushRevisionHeader
+	(*PushRevisionRequest)(nil),         // 22: cofab.design.v1.PushRevisionRequest
+	(*GetRevisionRequest)(nil),          // 23: cofab.design.v1.GetRevisionRequest
+	(*ListRevisionsRequest)(nil),        // 24: cofab.design.v1.ListRevisionsRequest
+	(*ListRevisionsResponse)(nil),       // 25: cofab.design.v1.ListRevisionsResponse
+	(*Branch)(nil),                      // 26: cofab.design.v1.Branch
+	(*ListBranchesRequest)(nil),         // 27: cofab.design.v1.ListBranchesRequest
+	(*ListBranchesResponse)(nil),        // 28: cofab.design.v1.ListBranchesResponse
+	(*DownloadRevisionRequest)(nil),     // 29: cofab.design.v1.DownloadRevisionRequest
+	(*DownloadRevisionResponse)(nil),    // 30: cofab.design.v1.DownloadRevisionResponse
+	(*WatchRevisionRequest)(nil),        // 31: cofab.design.v1.WatchRevisionRequest
+	(*ReleaseRevisionRequest)(nil),      // 32: cofab.design.v1.ReleaseRevisionRequest
+	(*RuleSet)(nil),                     // 33: cofab.design.v1.RuleSet
+	(*ListRuleSetsRequest)(nil),         // 34: cofab.design.v1.ListRuleSetsRequest
+	(*ListRuleSetsResponse)(nil),        // 35: cofab.design.v1.ListRuleSetsResponse
+	(*DiffRegion)(nil),                  // 36: cofab.design.v1.DiffRegion
+	(*FaceSignature)(nil),               // 37: cofab.design.v1.FaceSignature
+	(*FaceChange)(nil),                  // 38: cofab.design.v1.FaceChange
+	(*ParameterDelta)(nil),              // 39: cofab.design.v1.ParameterDelta
+	(*GeometryDiff)(nil),                // 40: cofab.design.v1.GeometryDiff
+	(*RevisionDiff)(nil),                // 41: cofab.design.v1.RevisionDiff
+	(*DiffRevisionsRequest)(nil),        // 42: cofab.design.v1.DiffRevisionsRequest
+	(*GetRevisionDiffRequest)(nil),      // 43: cofab.design.v1.GetRevisionDiffRequest
+	(*WatchRevisionDiffRequest)(nil),    // 44: cofab.design.v1.WatchRevisionDiffRequest
+	(*DownloadRevisionDiffRequest)(nil), // 45: cofab.design.v1.DownloadRevisionDiffRequest
+	(*MergeConflict)(nil),               // 46: cofab.design.v1.MergeConflict
+	(*RevisionMerge)(nil),               // 47: cofab.design.v1.RevisionMerge
+	(*MergeRevisionsRequest)(nil),       // 48: cofab.design.v1.MergeRevisionsRequest
+	(*GetRevisionMergeRequest)(nil),     // 49: cofab.design.v1.GetRevisionMergeRequest
+	(*WatchRevisionMergeRequest)(nil),   // 50: cofab.design.v1.WatchRevisionMergeRequest
+	(*AcceptMergeRequest)(nil),          // 51: cofab.design.v1.AcceptMergeRequest
+	(*DeclineMergeRequest)(nil),         // 52: cofab.design.v1.DeclineMergeRequest
+	nil,                                 // 53: cofab.design.v1.Design.RuleOverridesEntry
+	nil,                                 // 54: cofab.design.v1.Revision.ParametersEntry
+	nil,                                 // 55: cofab.design.v1.PushRevisionHeader.ParametersEntry
+	nil,                                 // 56: cofab.design.v1.GeometryDiff.FaceMapEntry
+	(*timestamppb.Timestamp)(nil),       // 57: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 58: google.protobuf.FieldMask
 }
 var file_cofab_design_v1_design_proto_depIdxs = []int32{
-	56, // 0: cofab.design.v1.Design.create_time:type_name -> google.protobuf.Timestamp
-	52, // 1: cofab.design.v1.Design.rule_overrides:type_name -> cofab.design.v1.Design.RuleOverridesEntry
+	57, // 0: cofab.design.v1.Design.create_time:type_name -> google.protobuf.Timestamp
+	53, // 1: cofab.design.v1.Design.rule_overrides:type_name -> cofab.design.v1.Design.RuleOverridesEntry
 	5,  // 2: cofab.design.v1.CreateDesignRequest.design:type_name -> cofab.design.v1.Design
 	5,  // 3: cofab.design.v1.UpdateDesignRequest.design:type_name -> cofab.design.v1.Design
-	57, // 4: cofab.design.v1.UpdateDesignRequest.update_mask:type_name -> google.protobuf.FieldMask
+	58, // 4: cofab.design.v1.UpdateDesignRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 5: cofab.design.v1.ListDesignsResponse.designs:type_name -> cofab.design.v1.Design
 	11, // 6: cofab.design.v1.Properties.bbox_min:type_name -> cofab.design.v1.Vector3
 	11, // 7: cofab.design.v1.Properties.bbox_max:type_name -> cofab.design.v1.Vector3
 	11, // 8: cofab.design.v1.Properties.center_of_mass:type_name -> cofab.design.v1.Vector3
-	11, // 9: cofab.design.v1.Location.point:type_name -> cofab.design.v1.Vector3
-	0,  // 10: cofab.design.v1.Finding.severity:type_name -> cofab.design.v1.Severity
-	14, // 11: cofab.design.v1.Finding.location:type_name -> cofab.design.v1.Location
-	53, // 12: cofab.design.v1.Revision.parameters:type_name -> cofab.design.v1.Revision.ParametersEntry
-	1,  // 13: cofab.design.v1.Revision.state:type_name -> cofab.design.v1.Revision.State
-	17, // 14: cofab.design.v1.Revision.error:type_name -> cofab.design.v1.ProcessingError
-	13, // 15: cofab.design.v1.Revision.properties:type_name -> cofab.design.v1.Properties
-	15, // 16: cofab.design.v1.Revision.findings:type_name -> cofab.design.v1.Finding
-	16, // 17: cofab.design.v1.Revision.artifacts:type_name -> cofab.design.v1.Artifact
-	56, // 18: cofab.design.v1.Revision.create_time:type_name -> google.protobuf.Timestamp
-	56, // 19: cofab.design.v1.Revision.release_time:type_name -> google.protobuf.Timestamp
-	18, // 20: cofab.design.v1.Revision.findings_summary:type_name -> cofab.design.v1.FindingsSummary
-	54, // 21: cofab.design.v1.PushRevisionHeader.parameters:type_name -> cofab.design.v1.PushRevisionHeader.ParametersEntry
-	20, // 22: cofab.design.v1.PushRevisionRequest.header:type_name -> cofab.design.v1.PushRevisionHeader
-	19, // 23: cofab.design.v1.ListRevisionsResponse.revisions:type_name -> cofab.design.v1.Revision
-	56, // 24: cofab.design.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
-	25, // 25: cofab.design.v1.ListBranchesResponse.branches:type_name -> cofab.design.v1.Branch
-	32, // 26: cofab.design.v1.ListRuleSetsResponse.rule_sets:type_name -> cofab.design.v1.RuleSet
-	11, // 27: cofab.design.v1.DiffRegion.bbox_min:type_name -> cofab.design.v1.Vector3
-	11, // 28: cofab.design.v1.DiffRegion.bbox_max:type_name -> cofab.design.v1.Vector3
-	11, // 29: cofab.design.v1.DiffRegion.centroid:type_name -> cofab.design.v1.Vector3
-	11, // 30: cofab.design.v1.FaceSignature.direction:type_name -> cofab.design.v1.Vector3
-	11, // 31: cofab.design.v1.FaceSignature.centroid:type_name -> cofab.design.v1.Vector3
-	2,  // 32: cofab.design.v1.FaceChange.change:type_name -> cofab.design.v1.FaceChange.Change
-	36, // 33: cofab.design.v1.FaceChange.before:type_name -> cofab.design.v1.FaceSignature
-	36, // 34: cofab.design.v1.FaceChange.after:type_name -> cofab.design.v1.FaceSignature
-	12, // 35: cofab.design.v1.ParameterDelta.before:type_name -> cofab.design.v1.ParameterValue
-	12, // 36: cofab.design.v1.ParameterDelta.after:type_name -> cofab.design.v1.ParameterValue
-	35, // 37: cofab.design.v1.GeometryDiff.added:type_name -> cofab.design.v1.DiffRegion
-	35, // 38: cofab.design.v1.GeometryDiff.removed:type_name -> cofab.design.v1.DiffRegion
-	37, // 39: cofab.design.v1.GeometryDiff.faces:type_name -> cofab.design.v1.FaceChange
-	55, // 40: cofab.design.v1.GeometryDiff.face_map:type_name -> cofab.design.v1.GeometryDiff.FaceMapEntry
-	11, // 41: cofab.design.v1.GeometryDiff.bbox_min_delta:type_name -> cofab.design.v1.Vector3
-	11, // 42: cofab.design.v1.GeometryDiff.bbox_max_delta:type_name -> cofab.design.v1.Vector3
-	38, // 43: cofab.design.v1.GeometryDiff.parameters:type_name -> cofab.design.v1.ParameterDelta
-	15, // 44: cofab.design.v1.GeometryDiff.findings_introduced:type_name -> cofab.design.v1.Finding
-	15, // 45: cofab.design.v1.GeometryDiff.findings_resolved:type_name -> cofab.design.v1.Finding
-	3,  // 46: cofab.design.v1.RevisionDiff.state:type_name -> cofab.design.v1.RevisionDiff.State
-	17, // 47: cofab.design.v1.RevisionDiff.error:type_name -> cofab.design.v1.ProcessingError
-	39, // 48: cofab.design.v1.RevisionDiff.result:type_name -> cofab.design.v1.GeometryDiff
-	16, // 49: cofab.design.v1.RevisionDiff.artifacts:type_name -> cofab.design.v1.Artifact
-	56, // 50: cofab.design.v1.RevisionDiff.create_time:type_name -> google.protobuf.Timestamp
-	56, // 51: cofab.design.v1.RevisionDiff.update_time:type_name -> google.protobuf.Timestamp
-	11, // 52: cofab.design.v1.MergeConflict.bbox_min:type_name -> cofab.design.v1.Vector3
-	11, // 53: cofab.design.v1.MergeConflict.bbox_max:type_name -> cofab.design.v1.Vector3
-	4,  // 54: cofab.design.v1.RevisionMerge.state:type_name -> cofab.design.v1.RevisionMerge.State
-	17, // 55: cofab.design.v1.RevisionMerge.error:type_name -> cofab.design.v1.ProcessingError
-	45, // 56: cofab.design.v1.RevisionMerge.conflict:type_name -> cofab.design.v1.MergeConflict
-	39, // 57: cofab.design.v1.RevisionMerge.ours_diff:type_name -> cofab.design.v1.GeometryDiff
-	39, // 58: cofab.design.v1.RevisionMerge.theirs_diff:type_name -> cofab.design.v1.GeometryDiff
-	56, // 59: cofab.design.v1.RevisionMerge.create_time:type_name -> google.protobuf.Timestamp
-	56, // 60: cofab.design.v1.RevisionMerge.update_time:type_name -> google.protobuf.Timestamp
-	12, // 61: cofab.design.v1.Revision.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
-	12, // 62: cofab.design.v1.PushRevisionHeader.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
-	6,  // 63: cofab.design.v1.DesignService.CreateDesign:input_type -> cofab.design.v1.CreateDesignRequest
-	8,  // 64: cofab.design.v1.DesignService.GetDesign:input_type -> cofab.design.v1.GetDesignRequest
-	9,  // 65: cofab.design.v1.DesignService.ListDesigns:input_type -> cofab.design.v1.ListDesignsRequest
-	7,  // 66: cofab.design.v1.DesignService.UpdateDesign:input_type -> cofab.design.v1.UpdateDesignRequest
-	21, // 67: cofab.design.v1.DesignService.PushRevision:input_type -> cofab.design.v1.PushRevisionRequest
-	22, // 68: cofab.design.v1.DesignService.GetRevision:input_type -> cofab.design.v1.GetRevisionRequest
-	23, // 69: cofab.design.v1.DesignService.ListRevisions:input_type -> cofab.design.v1.ListRevisionsRequest
-	26, // 70: cofab.design.v1.DesignService.ListBranches:input_type -> cofab.design.v1.ListBranchesRequest
-	28, // 71: cofab.design.v1.DesignService.DownloadRevision:input_type -> cofab.design.v1.DownloadRevisionRequest
-	30, // 72: cofab.design.v1.DesignService.WatchRevision:input_type -> cofab.design.v1.WatchRevisionRequest
-	31, // 73: cofab.design.v1.DesignService.ReleaseRevision:input_type -> cofab.design.v1.ReleaseRevisionRequest
-	33, // 74: cofab.design.v1.DesignService.ListRuleSets:input_type -> cofab.design.v1.ListRuleSetsRequest
-	41, // 75: cofab.design.v1.DesignService.DiffRevisions:input_type -> cofab.design.v1.DiffRevisionsRequest
-	42, // 76: cofab.design.v1.DesignService.GetRevisionDiff:input_type -> cofab.design.v1.GetRevisionDiffRequest
-	43, // 77: cofab.design.v1.DesignService.WatchRevisionDiff:input_type -> cofab.design.v1.WatchRevisionDiffRequest
-	44, // 78: cofab.design.v1.DesignService.DownloadRevisionDiff:input_type -> cofab.design.v1.DownloadRevisionDiffRequest
-	47, // 79: cofab.design.v1.DesignService.MergeRevisions:input_type -> cofab.design.v1.MergeRevisionsRequest
-	48, // 80: cofab.design.v1.DesignService.GetRevisionMerge:input_type -> cofab.design.v1.GetRevisionMergeRequest
-	49, // 81: cofab.design.v1.DesignService.WatchRevisionMerge:input_type -> cofab.design.v1.WatchRevisionMergeRequest
-	50, // 82: cofab.design.v1.DesignService.AcceptMerge:input_type -> cofab.design.v1.AcceptMergeRequest
-	51, // 83: cofab.design.v1.DesignService.DeclineMerge:input_type -> cofab.design.v1.DeclineMergeRequest
-	5,  // 84: cofab.design.v1.DesignService.CreateDesign:output_type -> cofab.design.v1.Design
-	5,  // 85: cofab.design.v1.DesignService.GetDesign:output_type -> cofab.design.v1.Design
-	10, // 86: cofab.design.v1.DesignService.ListDesigns:output_type -> cofab.design.v1.ListDesignsResponse
-	5,  // 87: cofab.design.v1.DesignService.UpdateDesign:output_type -> cofab.design.v1.Design
-	19, // 88: cofab.design.v1.DesignService.PushRevision:output_type -> cofab.design.v1.Revision
-	19, // 89: cofab.design.v1.DesignService.GetRevision:output_type -> cofab.design.v1.Revision
-	24, // 90: cofab.design.v1.DesignService.ListRevisions:output_type -> cofab.design.v1.ListRevisionsResponse
-	27, // 91: cofab.design.v1.DesignService.ListBranches:output_type -> cofab.design.v1.ListBranchesResponse
-	29, // 92: cofab.design.v1.DesignService.DownloadRevision:output_type -> cofab.design.v1.DownloadRevisionResponse
-	19, // 93: cofab.design.v1.DesignService.WatchRevision:output_type -> cofab.design.v1.Revision
-	19, // 94: cofab.design.v1.DesignService.ReleaseRevision:output_type -> cofab.design.v1.Revision
-	34, // 95: cofab.design.v1.DesignService.ListRuleSets:output_type -> cofab.design.v1.ListRuleSetsResponse
-	40, // 96: cofab.design.v1.DesignService.DiffRevisions:output_type -> cofab.design.v1.RevisionDiff
-	40, // 97: cofab.design.v1.DesignService.GetRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
-	40, // 98: cofab.design.v1.DesignService.WatchRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
-	29, // 99: cofab.design.v1.DesignService.DownloadRevisionDiff:output_type -> cofab.design.v1.DownloadRevisionResponse
-	46, // 100: cofab.design.v1.DesignService.MergeRevisions:output_type -> cofab.design.v1.RevisionMerge
-	46, // 101: cofab.design.v1.DesignService.GetRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
-	46, // 102: cofab.design.v1.DesignService.WatchRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
-	46, // 103: cofab.design.v1.DesignService.AcceptMerge:output_type -> cofab.design.v1.RevisionMerge
-	46, // 104: cofab.design.v1.DesignService.DeclineMerge:output_type -> cofab.design.v1.RevisionMerge
-	84, // [84:105] is the sub-list for method output_type
-	63, // [63:84] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	14, // 9: cofab.design.v1.Properties.solid_properties:type_name -> cofab.design.v1.SolidProperties
+	11, // 10: cofab.design.v1.SolidProperties.bbox_min:type_name -> cofab.design.v1.Vector3
+	11, // 11: cofab.design.v1.SolidProperties.bbox_max:type_name -> cofab.design.v1.Vector3
+	11, // 12: cofab.design.v1.SolidProperties.center_of_mass:type_name -> cofab.design.v1.Vector3
+	11, // 13: cofab.design.v1.Location.point:type_name -> cofab.design.v1.Vector3
+	0,  // 14: cofab.design.v1.Finding.severity:type_name -> cofab.design.v1.Severity
+	15, // 15: cofab.design.v1.Finding.location:type_name -> cofab.design.v1.Location
+	54, // 16: cofab.design.v1.Revision.parameters:type_name -> cofab.design.v1.Revision.ParametersEntry
+	1,  // 17: cofab.design.v1.Revision.state:type_name -> cofab.design.v1.Revision.State
+	18, // 18: cofab.design.v1.Revision.error:type_name -> cofab.design.v1.ProcessingError
+	13, // 19: cofab.design.v1.Revision.properties:type_name -> cofab.design.v1.Properties
+	16, // 20: cofab.design.v1.Revision.findings:type_name -> cofab.design.v1.Finding
+	17, // 21: cofab.design.v1.Revision.artifacts:type_name -> cofab.design.v1.Artifact
+	57, // 22: cofab.design.v1.Revision.create_time:type_name -> google.protobuf.Timestamp
+	57, // 23: cofab.design.v1.Revision.release_time:type_name -> google.protobuf.Timestamp
+	19, // 24: cofab.design.v1.Revision.findings_summary:type_name -> cofab.design.v1.FindingsSummary
+	55, // 25: cofab.design.v1.PushRevisionHeader.parameters:type_name -> cofab.design.v1.PushRevisionHeader.ParametersEntry
+	21, // 26: cofab.design.v1.PushRevisionRequest.header:type_name -> cofab.design.v1.PushRevisionHeader
+	20, // 27: cofab.design.v1.ListRevisionsResponse.revisions:type_name -> cofab.design.v1.Revision
+	57, // 28: cofab.design.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
+	26, // 29: cofab.design.v1.ListBranchesResponse.branches:type_name -> cofab.design.v1.Branch
+	33, // 30: cofab.design.v1.ListRuleSetsResponse.rule_sets:type_name -> cofab.design.v1.RuleSet
+	11, // 31: cofab.design.v1.DiffRegion.bbox_min:type_name -> cofab.design.v1.Vector3
+	11, // 32: cofab.design.v1.DiffRegion.bbox_max:type_name -> cofab.design.v1.Vector3
+	11, // 33: cofab.design.v1.DiffRegion.centroid:type_name -> cofab.design.v1.Vector3
+	11, // 34: cofab.design.v1.FaceSignature.direction:type_name -> cofab.design.v1.Vector3
+	11, // 35: cofab.design.v1.FaceSignature.centroid:type_name -> cofab.design.v1.Vector3
+	2,  // 36: cofab.design.v1.FaceChange.change:type_name -> cofab.design.v1.FaceChange.Change
+	37, // 37: cofab.design.v1.FaceChange.before:type_name -> cofab.design.v1.FaceSignature
+	37, // 38: cofab.design.v1.FaceChange.after:type_name -> cofab.design.v1.FaceSignature
+	12, // 39: cofab.design.v1.ParameterDelta.before:type_name -> cofab.design.v1.ParameterValue
+	12, // 40: cofab.design.v1.ParameterDelta.after:type_name -> cofab.design.v1.ParameterValue
+	36, // 41: cofab.design.v1.GeometryDiff.added:type_name -> cofab.design.v1.DiffRegion
+	36, // 42: cofab.design.v1.GeometryDiff.removed:type_name -> cofab.design.v1.DiffRegion
+	38, // 43: cofab.design.v1.GeometryDiff.faces:type_name -> cofab.design.v1.FaceChange
+	56, // 44: cofab.design.v1.GeometryDiff.face_map:type_name -> cofab.design.v1.GeometryDiff.FaceMapEntry
+	11, // 45: cofab.design.v1.GeometryDiff.bbox_min_delta:type_name -> cofab.design.v1.Vector3
+	11, // 46: cofab.design.v1.GeometryDiff.bbox_max_delta:type_name -> cofab.design.v1.Vector3
+	39, // 47: cofab.design.v1.GeometryDiff.parameters:type_name -> cofab.design.v1.ParameterDelta
+	16, // 48: cofab.design.v1.GeometryDiff.findings_introduced:type_name -> cofab.design.v1.Finding
+	16, // 49: cofab.design.v1.GeometryDiff.findings_resolved:type_name -> cofab.design.v1.Finding
+	3,  // 50: cofab.design.v1.RevisionDiff.state:type_name -> cofab.design.v1.RevisionDiff.State
+	18, // 51: cofab.design.v1.RevisionDiff.error:type_name -> cofab.design.v1.ProcessingError
+	40, // 52: cofab.design.v1.RevisionDiff.result:type_name -> cofab.design.v1.GeometryDiff
+	17, // 53: cofab.design.v1.RevisionDiff.artifacts:type_name -> cofab.design.v1.Artifact
+	57, // 54: cofab.design.v1.RevisionDiff.create_time:type_name -> google.protobuf.Timestamp
+	57, // 55: cofab.design.v1.RevisionDiff.update_time:type_name -> google.protobuf.Timestamp
+	11, // 56: cofab.design.v1.MergeConflict.bbox_min:type_name -> cofab.design.v1.Vector3
+	11, // 57: cofab.design.v1.MergeConflict.bbox_max:type_name -> cofab.design.v1.Vector3
+	4,  // 58: cofab.design.v1.RevisionMerge.state:type_name -> cofab.design.v1.RevisionMerge.State
+	18, // 59: cofab.design.v1.RevisionMerge.error:type_name -> cofab.design.v1.ProcessingError
+	46, // 60: cofab.design.v1.RevisionMerge.conflict:type_name -> cofab.design.v1.MergeConflict
+	40, // 61: cofab.design.v1.RevisionMerge.ours_diff:type_name -> cofab.design.v1.GeometryDiff
+	40, // 62: cofab.design.v1.RevisionMerge.theirs_diff:type_name -> cofab.design.v1.GeometryDiff
+	57, // 63: cofab.design.v1.RevisionMerge.create_time:type_name -> google.protobuf.Timestamp
+	57, // 64: cofab.design.v1.RevisionMerge.update_time:type_name -> google.protobuf.Timestamp
+	12, // 65: cofab.design.v1.Revision.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
+	12, // 66: cofab.design.v1.PushRevisionHeader.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
+	6,  // 67: cofab.design.v1.DesignService.CreateDesign:input_type -> cofab.design.v1.CreateDesignRequest
+	8,  // 68: cofab.design.v1.DesignService.GetDesign:input_type -> cofab.design.v1.GetDesignRequest
+	9,  // 69: cofab.design.v1.DesignService.ListDesigns:input_type -> cofab.design.v1.ListDesignsRequest
+	7,  // 70: cofab.design.v1.DesignService.UpdateDesign:input_type -> cofab.design.v1.UpdateDesignRequest
+	22, // 71: cofab.design.v1.DesignService.PushRevision:input_type -> cofab.design.v1.PushRevisionRequest
+	23, // 72: cofab.design.v1.DesignService.GetRevision:input_type -> cofab.design.v1.GetRevisionRequest
+	24, // 73: cofab.design.v1.DesignService.ListRevisions:input_type -> cofab.design.v1.ListRevisionsRequest
+	27, // 74: cofab.design.v1.DesignService.ListBranches:input_type -> cofab.design.v1.ListBranchesRequest
+	29, // 75: cofab.design.v1.DesignService.DownloadRevision:input_type -> cofab.design.v1.DownloadRevisionRequest
+	31, // 76: cofab.design.v1.DesignService.WatchRevision:input_type -> cofab.design.v1.WatchRevisionRequest
+	32, // 77: cofab.design.v1.DesignService.ReleaseRevision:input_type -> cofab.design.v1.ReleaseRevisionRequest
+	34, // 78: cofab.design.v1.DesignService.ListRuleSets:input_type -> cofab.design.v1.ListRuleSetsRequest
+	42, // 79: cofab.design.v1.DesignService.DiffRevisions:input_type -> cofab.design.v1.DiffRevisionsRequest
+	43, // 80: cofab.design.v1.DesignService.GetRevisionDiff:input_type -> cofab.design.v1.GetRevisionDiffRequest
+	44, // 81: cofab.design.v1.DesignService.WatchRevisionDiff:input_type -> cofab.design.v1.WatchRevisionDiffRequest
+	45, // 82: cofab.design.v1.DesignService.DownloadRevisionDiff:input_type -> cofab.design.v1.DownloadRevisionDiffRequest
+	48, // 83: cofab.design.v1.DesignService.MergeRevisions:input_type -> cofab.design.v1.MergeRevisionsRequest
+	49, // 84: cofab.design.v1.DesignService.GetRevisionMerge:input_type -> cofab.design.v1.GetRevisionMergeRequest
+	50, // 85: cofab.design.v1.DesignService.WatchRevisionMerge:input_type -> cofab.design.v1.WatchRevisionMergeRequest
+	51, // 86: cofab.design.v1.DesignService.AcceptMerge:input_type -> cofab.design.v1.AcceptMergeRequest
+	52, // 87: cofab.design.v1.DesignService.DeclineMerge:input_type -> cofab.design.v1.DeclineMergeRequest
+	5,  // 88: cofab.design.v1.DesignService.CreateDesign:output_type -> cofab.design.v1.Design
+	5,  // 89: cofab.design.v1.DesignService.GetDesign:output_type -> cofab.design.v1.Design
+	10, // 90: cofab.design.v1.DesignService.ListDesigns:output_type -> cofab.design.v1.ListDesignsResponse
+	5,  // 91: cofab.design.v1.DesignService.UpdateDesign:output_type -> cofab.design.v1.Design
+	20, // 92: cofab.design.v1.DesignService.PushRevision:output_type -> cofab.design.v1.Revision
+	20, // 93: cofab.design.v1.DesignService.GetRevision:output_type -> cofab.design.v1.Revision
+	25, // 94: cofab.design.v1.DesignService.ListRevisions:output_type -> cofab.design.v1.ListRevisionsResponse
+	28, // 95: cofab.design.v1.DesignService.ListBranches:output_type -> cofab.design.v1.ListBranchesResponse
+	30, // 96: cofab.design.v1.DesignService.DownloadRevision:output_type -> cofab.design.v1.DownloadRevisionResponse
+	20, // 97: cofab.design.v1.DesignService.WatchRevision:output_type -> cofab.design.v1.Revision
+	20, // 98: cofab.design.v1.DesignService.ReleaseRevision:output_type -> cofab.design.v1.Revision
+	35, // 99: cofab.design.v1.DesignService.ListRuleSets:output_type -> cofab.design.v1.ListRuleSetsResponse
+	41, // 100: cofab.design.v1.DesignService.DiffRevisions:output_type -> cofab.design.v1.RevisionDiff
+	41, // 101: cofab.design.v1.DesignService.GetRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
+	41, // 102: cofab.design.v1.DesignService.WatchRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
+	30, // 103: cofab.design.v1.DesignService.DownloadRevisionDiff:output_type -> cofab.design.v1.DownloadRevisionResponse
+	47, // 104: cofab.design.v1.DesignService.MergeRevisions:output_type -> cofab.design.v1.RevisionMerge
+	47, // 105: cofab.design.v1.DesignService.GetRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
+	47, // 106: cofab.design.v1.DesignService.WatchRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
+	47, // 107: cofab.design.v1.DesignService.AcceptMerge:output_type -> cofab.design.v1.RevisionMerge
+	47, // 108: cofab.design.v1.DesignService.DeclineMerge:output_type -> cofab.design.v1.RevisionMerge
+	88, // [88:109] is the sub-list for method output_type
+	67, // [67:88] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_cofab_design_v1_design_proto_init() }
@@ -4432,20 +4606,21 @@ func file_cofab_design_v1_design_proto_init() {
 	file_cofab_design_v1_design_proto_msgTypes[8].OneofWrappers = []any{}
 	file_cofab_design_v1_design_proto_msgTypes[9].OneofWrappers = []any{}
 	file_cofab_design_v1_design_proto_msgTypes[10].OneofWrappers = []any{}
-	file_cofab_design_v1_design_proto_msgTypes[16].OneofWrappers = []any{
+	file_cofab_design_v1_design_proto_msgTypes[11].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[17].OneofWrappers = []any{
 		(*PushRevisionRequest_Header)(nil),
 		(*PushRevisionRequest_Chunk)(nil),
 	}
-	file_cofab_design_v1_design_proto_msgTypes[31].OneofWrappers = []any{}
 	file_cofab_design_v1_design_proto_msgTypes[32].OneofWrappers = []any{}
-	file_cofab_design_v1_design_proto_msgTypes[34].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[33].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[35].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cofab_design_v1_design_proto_rawDesc), len(file_cofab_design_v1_design_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

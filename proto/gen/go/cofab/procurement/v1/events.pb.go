@@ -324,8 +324,9 @@ func (x *QuoteChanged) GetRfq() string {
 	return ""
 }
 
-// Payload of `procurement.quote.received`, for the buyer (keyed by RFQ id): that quotes
-// changed, not what they say, while the RFQ is open.
+// Payload of `procurement.quote.received`, for the buyer alone (keyed by RFQ id; audience and
+// envelope `organization` the buyer, so neither the quoting supplier hears how many others
+// quoted nor the buyer who quoted while bids are sealed): that quotes changed, not what they say.
 type QuoteReceived struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{buyer}/rfqs/{rfq}
@@ -389,7 +390,10 @@ func (x *QuoteReceived) GetInvitedCount() int32 {
 	return 0
 }
 
-// Payload of `procurement.rfq.closed` (keyed by RFQ id; audience every invited supplier).
+// Payload of `procurement.rfq.closed`: one event per organization, its audience that
+// organization alone. The buyer's (keyed by RFQ id) carries `quote_count`; each invited
+// supplier's (keyed by its organization id) only that bidding is over: quote_count 0, no word of
+// who else was invited.
 type RfqClosed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{buyer}/rfqs/{rfq}

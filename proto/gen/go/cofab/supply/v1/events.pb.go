@@ -585,6 +585,53 @@ func (x *ItemUpdated) GetUpdateMask() []string {
 	return nil
 }
 
+// Payload of `supply.edge.proposed`, `supply.edge.confirmed`, `supply.edge.declined` and
+// `supply.edge.withdrawn`; audience: the two parties. `supply_edge` is the proposal as the
+// proposer wrote it (nothing of the other party's data).
+type SupplyEdgeConsent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SupplyEdge    *SupplyEdge            `protobuf:"bytes,1,opt,name=supply_edge,json=supplyEdge,proto3" json:"supply_edge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SupplyEdgeConsent) Reset() {
+	*x = SupplyEdgeConsent{}
+	mi := &file_cofab_supply_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SupplyEdgeConsent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SupplyEdgeConsent) ProtoMessage() {}
+
+func (x *SupplyEdgeConsent) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_supply_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SupplyEdgeConsent.ProtoReflect.Descriptor instead.
+func (*SupplyEdgeConsent) Descriptor() ([]byte, []int) {
+	return file_cofab_supply_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SupplyEdgeConsent) GetSupplyEdge() *SupplyEdge {
+	if x != nil {
+		return x.SupplyEdge
+	}
+	return nil
+}
+
 var File_cofab_supply_v1_events_proto protoreflect.FileDescriptor
 
 const file_cofab_supply_v1_events_proto_rawDesc = "" +
@@ -629,7 +676,10 @@ const file_cofab_supply_v1_events_proto_rawDesc = "" +
 	"\vItemUpdated\x12)\n" +
 	"\x04item\x18\x01 \x01(\v2\x15.cofab.supply.v1.ItemR\x04item\x12\x1f\n" +
 	"\vupdate_mask\x18\x02 \x03(\tR\n" +
-	"updateMaskB/Z-cofab.dev/api/gen/go/cofab/supply/v1;supplyv1b\x06proto3"
+	"updateMask\"Q\n" +
+	"\x11SupplyEdgeConsent\x12<\n" +
+	"\vsupply_edge\x18\x01 \x01(\v2\x1b.cofab.supply.v1.SupplyEdgeR\n" +
+	"supplyEdgeB/Z-cofab.dev/api/gen/go/cofab/supply/v1;supplyv1b\x06proto3"
 
 var (
 	file_cofab_supply_v1_events_proto_rawDescOnce sync.Once
@@ -643,7 +693,7 @@ func file_cofab_supply_v1_events_proto_rawDescGZIP() []byte {
 	return file_cofab_supply_v1_events_proto_rawDescData
 }
 
-var file_cofab_supply_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_cofab_supply_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_cofab_supply_v1_events_proto_goTypes = []any{
 	(*FacilityCreated)(nil),        // 0: cofab.supply.v1.FacilityCreated
 	(*NetworkImported)(nil),        // 1: cofab.supply.v1.NetworkImported
@@ -656,31 +706,33 @@ var file_cofab_supply_v1_events_proto_goTypes = []any{
 	(*SupplyEdgeCreated)(nil),      // 8: cofab.supply.v1.SupplyEdgeCreated
 	(*NetworkResourceDeleted)(nil), // 9: cofab.supply.v1.NetworkResourceDeleted
 	(*ItemUpdated)(nil),            // 10: cofab.supply.v1.ItemUpdated
-	(*Facility)(nil),               // 11: cofab.supply.v1.Facility
-	(*ImportCounts)(nil),           // 12: cofab.supply.v1.ImportCounts
-	(*Disruption)(nil),             // 13: cofab.supply.v1.Disruption
-	(*ItemImpact)(nil),             // 14: cofab.supply.v1.ItemImpact
-	(*DisruptionSummary)(nil),      // 15: cofab.supply.v1.DisruptionSummary
-	(*Capability)(nil),             // 16: cofab.supply.v1.Capability
-	(*Item)(nil),                   // 17: cofab.supply.v1.Item
-	(*SupplyEdge)(nil),             // 18: cofab.supply.v1.SupplyEdge
+	(*SupplyEdgeConsent)(nil),      // 11: cofab.supply.v1.SupplyEdgeConsent
+	(*Facility)(nil),               // 12: cofab.supply.v1.Facility
+	(*ImportCounts)(nil),           // 13: cofab.supply.v1.ImportCounts
+	(*Disruption)(nil),             // 14: cofab.supply.v1.Disruption
+	(*ItemImpact)(nil),             // 15: cofab.supply.v1.ItemImpact
+	(*DisruptionSummary)(nil),      // 16: cofab.supply.v1.DisruptionSummary
+	(*Capability)(nil),             // 17: cofab.supply.v1.Capability
+	(*Item)(nil),                   // 18: cofab.supply.v1.Item
+	(*SupplyEdge)(nil),             // 19: cofab.supply.v1.SupplyEdge
 }
 var file_cofab_supply_v1_events_proto_depIdxs = []int32{
-	11, // 0: cofab.supply.v1.FacilityCreated.facility:type_name -> cofab.supply.v1.Facility
-	12, // 1: cofab.supply.v1.NetworkImported.counts:type_name -> cofab.supply.v1.ImportCounts
-	13, // 2: cofab.supply.v1.DisruptionReported.disruption:type_name -> cofab.supply.v1.Disruption
-	14, // 3: cofab.supply.v1.ImpactComputed.items:type_name -> cofab.supply.v1.ItemImpact
-	15, // 4: cofab.supply.v1.DisruptionHandled.summary:type_name -> cofab.supply.v1.DisruptionSummary
-	13, // 5: cofab.supply.v1.DisruptionResolved.disruption:type_name -> cofab.supply.v1.Disruption
-	16, // 6: cofab.supply.v1.CapabilityCreated.capability:type_name -> cofab.supply.v1.Capability
-	17, // 7: cofab.supply.v1.ItemCreated.item:type_name -> cofab.supply.v1.Item
-	18, // 8: cofab.supply.v1.SupplyEdgeCreated.supply_edge:type_name -> cofab.supply.v1.SupplyEdge
-	17, // 9: cofab.supply.v1.ItemUpdated.item:type_name -> cofab.supply.v1.Item
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	12, // 0: cofab.supply.v1.FacilityCreated.facility:type_name -> cofab.supply.v1.Facility
+	13, // 1: cofab.supply.v1.NetworkImported.counts:type_name -> cofab.supply.v1.ImportCounts
+	14, // 2: cofab.supply.v1.DisruptionReported.disruption:type_name -> cofab.supply.v1.Disruption
+	15, // 3: cofab.supply.v1.ImpactComputed.items:type_name -> cofab.supply.v1.ItemImpact
+	16, // 4: cofab.supply.v1.DisruptionHandled.summary:type_name -> cofab.supply.v1.DisruptionSummary
+	14, // 5: cofab.supply.v1.DisruptionResolved.disruption:type_name -> cofab.supply.v1.Disruption
+	17, // 6: cofab.supply.v1.CapabilityCreated.capability:type_name -> cofab.supply.v1.Capability
+	18, // 7: cofab.supply.v1.ItemCreated.item:type_name -> cofab.supply.v1.Item
+	19, // 8: cofab.supply.v1.SupplyEdgeCreated.supply_edge:type_name -> cofab.supply.v1.SupplyEdge
+	18, // 9: cofab.supply.v1.ItemUpdated.item:type_name -> cofab.supply.v1.Item
+	19, // 10: cofab.supply.v1.SupplyEdgeConsent.supply_edge:type_name -> cofab.supply.v1.SupplyEdge
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_cofab_supply_v1_events_proto_init() }
@@ -695,7 +747,7 @@ func file_cofab_supply_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cofab_supply_v1_events_proto_rawDesc), len(file_cofab_supply_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

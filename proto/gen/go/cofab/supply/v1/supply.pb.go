@@ -128,6 +128,66 @@ func (TraceDirection) EnumDescriptor() ([]byte, []int) {
 	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{1}
 }
 
+// Consent of the two parties (see CreateSupplyEdge).
+type SupplyEdge_State int32
+
+const (
+	SupplyEdge_STATE_UNSPECIFIED SupplyEdge_State = 0
+	// Proposed by the organization in `name`; waiting for the other party.
+	SupplyEdge_STATE_PROPOSED SupplyEdge_State = 1
+	// Agreed by both parties (or within one organization): part of the network.
+	SupplyEdge_STATE_ACTIVE SupplyEdge_State = 2
+	// Refused by the other party. Final.
+	SupplyEdge_STATE_DECLINED SupplyEdge_State = 3
+	// Taken back by the proposer. Final.
+	SupplyEdge_STATE_WITHDRAWN SupplyEdge_State = 4
+)
+
+// Enum value maps for SupplyEdge_State.
+var (
+	SupplyEdge_State_name = map[int32]string{
+		0: "STATE_UNSPECIFIED",
+		1: "STATE_PROPOSED",
+		2: "STATE_ACTIVE",
+		3: "STATE_DECLINED",
+		4: "STATE_WITHDRAWN",
+	}
+	SupplyEdge_State_value = map[string]int32{
+		"STATE_UNSPECIFIED": 0,
+		"STATE_PROPOSED":    1,
+		"STATE_ACTIVE":      2,
+		"STATE_DECLINED":    3,
+		"STATE_WITHDRAWN":   4,
+	}
+)
+
+func (x SupplyEdge_State) Enum() *SupplyEdge_State {
+	p := new(SupplyEdge_State)
+	*p = x
+	return p
+}
+
+func (x SupplyEdge_State) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SupplyEdge_State) Descriptor() protoreflect.EnumDescriptor {
+	return file_cofab_supply_v1_supply_proto_enumTypes[2].Descriptor()
+}
+
+func (SupplyEdge_State) Type() protoreflect.EnumType {
+	return &file_cofab_supply_v1_supply_proto_enumTypes[2]
+}
+
+func (x SupplyEdge_State) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SupplyEdge_State.Descriptor instead.
+func (SupplyEdge_State) EnumDescriptor() ([]byte, []int) {
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{18, 0}
+}
+
 type Disruption_Kind int32
 
 const (
@@ -161,11 +221,11 @@ func (x Disruption_Kind) String() string {
 }
 
 func (Disruption_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_cofab_supply_v1_supply_proto_enumTypes[2].Descriptor()
+	return file_cofab_supply_v1_supply_proto_enumTypes[3].Descriptor()
 }
 
 func (Disruption_Kind) Type() protoreflect.EnumType {
-	return &file_cofab_supply_v1_supply_proto_enumTypes[2]
+	return &file_cofab_supply_v1_supply_proto_enumTypes[3]
 }
 
 func (x Disruption_Kind) Number() protoreflect.EnumNumber {
@@ -174,7 +234,7 @@ func (x Disruption_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Disruption_Kind.Descriptor instead.
 func (Disruption_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{48, 0}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{51, 0}
 }
 
 type Disruption_State int32
@@ -210,11 +270,11 @@ func (x Disruption_State) String() string {
 }
 
 func (Disruption_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_cofab_supply_v1_supply_proto_enumTypes[3].Descriptor()
+	return file_cofab_supply_v1_supply_proto_enumTypes[4].Descriptor()
 }
 
 func (Disruption_State) Type() protoreflect.EnumType {
-	return &file_cofab_supply_v1_supply_proto_enumTypes[3]
+	return &file_cofab_supply_v1_supply_proto_enumTypes[4]
 }
 
 func (x Disruption_State) Number() protoreflect.EnumNumber {
@@ -223,7 +283,7 @@ func (x Disruption_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Disruption_State.Descriptor instead.
 func (Disruption_State) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{48, 1}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{51, 1}
 }
 
 type RecordDisruptionProgressRequest_Kind int32
@@ -261,11 +321,11 @@ func (x RecordDisruptionProgressRequest_Kind) String() string {
 }
 
 func (RecordDisruptionProgressRequest_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_cofab_supply_v1_supply_proto_enumTypes[4].Descriptor()
+	return file_cofab_supply_v1_supply_proto_enumTypes[5].Descriptor()
 }
 
 func (RecordDisruptionProgressRequest_Kind) Type() protoreflect.EnumType {
-	return &file_cofab_supply_v1_supply_proto_enumTypes[4]
+	return &file_cofab_supply_v1_supply_proto_enumTypes[5]
 }
 
 func (x RecordDisruptionProgressRequest_Kind) Number() protoreflect.EnumNumber {
@@ -274,7 +334,7 @@ func (x RecordDisruptionProgressRequest_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecordDisruptionProgressRequest_Kind.Descriptor instead.
 func (RecordDisruptionProgressRequest_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{56, 0}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{59, 0}
 }
 
 type Facility struct {
@@ -1464,6 +1524,8 @@ type SupplyEdge struct {
 	Share float64 `protobuf:"fixed64,7,opt,name=share,proto3" json:"share,omitempty"`
 	// Units per month on this edge.
 	MonthlyVolume float64 `protobuf:"fixed64,8,opt,name=monthly_volume,json=monthlyVolume,proto3" json:"monthly_volume,omitempty"`
+	// Output only.
+	State         SupplyEdge_State `protobuf:"varint,9,opt,name=state,proto3,enum=cofab.supply.v1.SupplyEdge_State" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1552,6 +1614,13 @@ func (x *SupplyEdge) GetMonthlyVolume() float64 {
 		return x.MonthlyVolume
 	}
 	return 0
+}
+
+func (x *SupplyEdge) GetState() SupplyEdge_State {
+	if x != nil {
+		return x.State
+	}
+	return SupplyEdge_STATE_UNSPECIFIED
 }
 
 type CreateSupplyEdgeRequest struct {
@@ -1671,9 +1740,12 @@ func (x *GetSupplyEdgeRequest) GetName() string {
 type ListSupplyEdgesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// organizations/{organization}; the caller's own organization.
-	Parent        string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Parent    string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
+	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Unset or ACTIVE: the agreed edges. PROPOSED, DECLINED, WITHDRAWN: the proposals in that state
+	// the caller made or received.
+	State         SupplyEdge_State `protobuf:"varint,4,opt,name=state,proto3,enum=cofab.supply.v1.SupplyEdge_State" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1727,6 +1799,13 @@ func (x *ListSupplyEdgesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListSupplyEdgesRequest) GetState() SupplyEdge_State {
+	if x != nil {
+		return x.State
+	}
+	return SupplyEdge_STATE_UNSPECIFIED
 }
 
 type ListSupplyEdgesResponse struct {
@@ -1834,6 +1913,165 @@ func (x *DeleteSupplyEdgeRequest) GetRequestId() string {
 	return ""
 }
 
+type ConfirmSupplyEdgeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/supplyEdges/{supply_edge}, a proposal made to the caller.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmSupplyEdgeRequest) Reset() {
+	*x = ConfirmSupplyEdgeRequest{}
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmSupplyEdgeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmSupplyEdgeRequest) ProtoMessage() {}
+
+func (x *ConfirmSupplyEdgeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmSupplyEdgeRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmSupplyEdgeRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ConfirmSupplyEdgeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ConfirmSupplyEdgeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type DeclineSupplyEdgeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/supplyEdges/{supply_edge}, a proposal made to the caller.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeclineSupplyEdgeRequest) Reset() {
+	*x = DeclineSupplyEdgeRequest{}
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeclineSupplyEdgeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeclineSupplyEdgeRequest) ProtoMessage() {}
+
+func (x *DeclineSupplyEdgeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeclineSupplyEdgeRequest.ProtoReflect.Descriptor instead.
+func (*DeclineSupplyEdgeRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *DeclineSupplyEdgeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeclineSupplyEdgeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type WithdrawSupplyEdgeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organizations/{organization}/supplyEdges/{supply_edge}, the caller's own proposal.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WithdrawSupplyEdgeRequest) Reset() {
+	*x = WithdrawSupplyEdgeRequest{}
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WithdrawSupplyEdgeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WithdrawSupplyEdgeRequest) ProtoMessage() {}
+
+func (x *WithdrawSupplyEdgeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WithdrawSupplyEdgeRequest.ProtoReflect.Descriptor instead.
+func (*WithdrawSupplyEdgeRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WithdrawSupplyEdgeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WithdrawSupplyEdgeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type ImportNetworkRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -1847,7 +2085,7 @@ type ImportNetworkRequest struct {
 
 func (x *ImportNetworkRequest) Reset() {
 	*x = ImportNetworkRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[24]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1859,7 +2097,7 @@ func (x *ImportNetworkRequest) String() string {
 func (*ImportNetworkRequest) ProtoMessage() {}
 
 func (x *ImportNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[24]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1872,7 +2110,7 @@ func (x *ImportNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportNetworkRequest.ProtoReflect.Descriptor instead.
 func (*ImportNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{24}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ImportNetworkRequest) GetPart() isImportNetworkRequest_Part {
@@ -1929,7 +2167,7 @@ type ImportCounts struct {
 
 func (x *ImportCounts) Reset() {
 	*x = ImportCounts{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[25]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1941,7 +2179,7 @@ func (x *ImportCounts) String() string {
 func (*ImportCounts) ProtoMessage() {}
 
 func (x *ImportCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[25]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1954,7 +2192,7 @@ func (x *ImportCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportCounts.ProtoReflect.Descriptor instead.
 func (*ImportCounts) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{25}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ImportCounts) GetKind() string {
@@ -1995,7 +2233,7 @@ type ImportNetworkResponse struct {
 
 func (x *ImportNetworkResponse) Reset() {
 	*x = ImportNetworkResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[26]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2245,7 @@ func (x *ImportNetworkResponse) String() string {
 func (*ImportNetworkResponse) ProtoMessage() {}
 
 func (x *ImportNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[26]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2258,7 @@ func (x *ImportNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportNetworkResponse.ProtoReflect.Descriptor instead.
 func (*ImportNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{26}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ImportNetworkResponse) GetCounts() []*ImportCounts {
@@ -2048,7 +2286,7 @@ type ExportNetworkRequest struct {
 
 func (x *ExportNetworkRequest) Reset() {
 	*x = ExportNetworkRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[27]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2060,7 +2298,7 @@ func (x *ExportNetworkRequest) String() string {
 func (*ExportNetworkRequest) ProtoMessage() {}
 
 func (x *ExportNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[27]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2073,7 +2311,7 @@ func (x *ExportNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportNetworkRequest.ProtoReflect.Descriptor instead.
 func (*ExportNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{27}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ExportNetworkRequest) GetParent() string {
@@ -2099,7 +2337,7 @@ type ExportNetworkResponse struct {
 
 func (x *ExportNetworkResponse) Reset() {
 	*x = ExportNetworkResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[28]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2349,7 @@ func (x *ExportNetworkResponse) String() string {
 func (*ExportNetworkResponse) ProtoMessage() {}
 
 func (x *ExportNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[28]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2362,7 @@ func (x *ExportNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportNetworkResponse.ProtoReflect.Descriptor instead.
 func (*ExportNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{28}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ExportNetworkResponse) GetChunk() []byte {
@@ -2147,7 +2385,7 @@ type TraceSupplyChainRequest struct {
 
 func (x *TraceSupplyChainRequest) Reset() {
 	*x = TraceSupplyChainRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[29]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2159,7 +2397,7 @@ func (x *TraceSupplyChainRequest) String() string {
 func (*TraceSupplyChainRequest) ProtoMessage() {}
 
 func (x *TraceSupplyChainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[29]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2172,7 +2410,7 @@ func (x *TraceSupplyChainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceSupplyChainRequest.ProtoReflect.Descriptor instead.
 func (*TraceSupplyChainRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{29}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TraceSupplyChainRequest) GetStart() string {
@@ -2214,7 +2452,7 @@ type TraceEntry struct {
 
 func (x *TraceEntry) Reset() {
 	*x = TraceEntry{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[30]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2464,7 @@ func (x *TraceEntry) String() string {
 func (*TraceEntry) ProtoMessage() {}
 
 func (x *TraceEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[30]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2477,7 @@ func (x *TraceEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceEntry.ProtoReflect.Descriptor instead.
 func (*TraceEntry) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{30}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TraceEntry) GetTier() int32 {
@@ -2297,7 +2535,7 @@ type TierSummary struct {
 
 func (x *TierSummary) Reset() {
 	*x = TierSummary{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[31]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2309,7 +2547,7 @@ func (x *TierSummary) String() string {
 func (*TierSummary) ProtoMessage() {}
 
 func (x *TierSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[31]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2322,7 +2560,7 @@ func (x *TierSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierSummary.ProtoReflect.Descriptor instead.
 func (*TierSummary) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{31}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TierSummary) GetTier() int32 {
@@ -2363,7 +2601,7 @@ type TraceSupplyChainResponse struct {
 
 func (x *TraceSupplyChainResponse) Reset() {
 	*x = TraceSupplyChainResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[32]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2613,7 @@ func (x *TraceSupplyChainResponse) String() string {
 func (*TraceSupplyChainResponse) ProtoMessage() {}
 
 func (x *TraceSupplyChainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[32]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2626,7 @@ func (x *TraceSupplyChainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TraceSupplyChainResponse.ProtoReflect.Descriptor instead.
 func (*TraceSupplyChainResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{32}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TraceSupplyChainResponse) GetEntries() []*TraceEntry {
@@ -2420,7 +2658,7 @@ type SearchCapableSuppliersRequest struct {
 
 func (x *SearchCapableSuppliersRequest) Reset() {
 	*x = SearchCapableSuppliersRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[33]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2670,7 @@ func (x *SearchCapableSuppliersRequest) String() string {
 func (*SearchCapableSuppliersRequest) ProtoMessage() {}
 
 func (x *SearchCapableSuppliersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[33]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2683,7 @@ func (x *SearchCapableSuppliersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchCapableSuppliersRequest.ProtoReflect.Descriptor instead.
 func (*SearchCapableSuppliersRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{33}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SearchCapableSuppliersRequest) GetProcess() string {
@@ -2503,7 +2741,7 @@ type CapableSupplier struct {
 
 func (x *CapableSupplier) Reset() {
 	*x = CapableSupplier{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[34]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2515,7 +2753,7 @@ func (x *CapableSupplier) String() string {
 func (*CapableSupplier) ProtoMessage() {}
 
 func (x *CapableSupplier) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[34]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2528,7 +2766,7 @@ func (x *CapableSupplier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapableSupplier.ProtoReflect.Descriptor instead.
 func (*CapableSupplier) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{34}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CapableSupplier) GetOrganization() string {
@@ -2575,7 +2813,7 @@ type SearchCapableSuppliersResponse struct {
 
 func (x *SearchCapableSuppliersResponse) Reset() {
 	*x = SearchCapableSuppliersResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[35]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2825,7 @@ func (x *SearchCapableSuppliersResponse) String() string {
 func (*SearchCapableSuppliersResponse) ProtoMessage() {}
 
 func (x *SearchCapableSuppliersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[35]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2838,7 @@ func (x *SearchCapableSuppliersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchCapableSuppliersResponse.ProtoReflect.Descriptor instead.
 func (*SearchCapableSuppliersResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{35}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SearchCapableSuppliersResponse) GetSuppliers() []*CapableSupplier {
@@ -2620,7 +2858,7 @@ type AnalyzeRiskRequest struct {
 
 func (x *AnalyzeRiskRequest) Reset() {
 	*x = AnalyzeRiskRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[36]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2870,7 @@ func (x *AnalyzeRiskRequest) String() string {
 func (*AnalyzeRiskRequest) ProtoMessage() {}
 
 func (x *AnalyzeRiskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[36]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2883,7 @@ func (x *AnalyzeRiskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalyzeRiskRequest.ProtoReflect.Descriptor instead.
 func (*AnalyzeRiskRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{36}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *AnalyzeRiskRequest) GetParent() string {
@@ -2667,7 +2905,7 @@ type SingleSourceItem struct {
 
 func (x *SingleSourceItem) Reset() {
 	*x = SingleSourceItem{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[37]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2679,7 +2917,7 @@ func (x *SingleSourceItem) String() string {
 func (*SingleSourceItem) ProtoMessage() {}
 
 func (x *SingleSourceItem) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[37]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2692,7 +2930,7 @@ func (x *SingleSourceItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SingleSourceItem.ProtoReflect.Descriptor instead.
 func (*SingleSourceItem) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{37}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SingleSourceItem) GetItem() string {
@@ -2730,7 +2968,7 @@ type CriticalFacility struct {
 
 func (x *CriticalFacility) Reset() {
 	*x = CriticalFacility{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[38]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2742,7 +2980,7 @@ func (x *CriticalFacility) String() string {
 func (*CriticalFacility) ProtoMessage() {}
 
 func (x *CriticalFacility) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[38]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2755,7 +2993,7 @@ func (x *CriticalFacility) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CriticalFacility.ProtoReflect.Descriptor instead.
 func (*CriticalFacility) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{38}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CriticalFacility) GetFacility() string {
@@ -2796,7 +3034,7 @@ type HiddenCount struct {
 
 func (x *HiddenCount) Reset() {
 	*x = HiddenCount{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[39]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2808,7 +3046,7 @@ func (x *HiddenCount) String() string {
 func (*HiddenCount) ProtoMessage() {}
 
 func (x *HiddenCount) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[39]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2821,7 +3059,7 @@ func (x *HiddenCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HiddenCount.ProtoReflect.Descriptor instead.
 func (*HiddenCount) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{39}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *HiddenCount) GetRegion() string {
@@ -2850,7 +3088,7 @@ type AnalyzeRiskResponse struct {
 
 func (x *AnalyzeRiskResponse) Reset() {
 	*x = AnalyzeRiskResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[40]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +3100,7 @@ func (x *AnalyzeRiskResponse) String() string {
 func (*AnalyzeRiskResponse) ProtoMessage() {}
 
 func (x *AnalyzeRiskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[40]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3113,7 @@ func (x *AnalyzeRiskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnalyzeRiskResponse.ProtoReflect.Descriptor instead.
 func (*AnalyzeRiskResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{40}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AnalyzeRiskResponse) GetSingleSourceItems() []*SingleSourceItem {
@@ -2918,7 +3156,7 @@ type ComputeDisruptionImpactRequest struct {
 
 func (x *ComputeDisruptionImpactRequest) Reset() {
 	*x = ComputeDisruptionImpactRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[41]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3168,7 @@ func (x *ComputeDisruptionImpactRequest) String() string {
 func (*ComputeDisruptionImpactRequest) ProtoMessage() {}
 
 func (x *ComputeDisruptionImpactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[41]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3181,7 @@ func (x *ComputeDisruptionImpactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComputeDisruptionImpactRequest.ProtoReflect.Descriptor instead.
 func (*ComputeDisruptionImpactRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{41}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ComputeDisruptionImpactRequest) GetParent() string {
@@ -2995,7 +3233,7 @@ type ItemImpact struct {
 
 func (x *ItemImpact) Reset() {
 	*x = ItemImpact{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[42]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3007,7 +3245,7 @@ func (x *ItemImpact) String() string {
 func (*ItemImpact) ProtoMessage() {}
 
 func (x *ItemImpact) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[42]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3020,7 +3258,7 @@ func (x *ItemImpact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemImpact.ProtoReflect.Descriptor instead.
 func (*ItemImpact) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{42}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ItemImpact) GetItem() string {
@@ -3081,7 +3319,7 @@ type ComputeDisruptionImpactResponse struct {
 
 func (x *ComputeDisruptionImpactResponse) Reset() {
 	*x = ComputeDisruptionImpactResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[43]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3331,7 @@ func (x *ComputeDisruptionImpactResponse) String() string {
 func (*ComputeDisruptionImpactResponse) ProtoMessage() {}
 
 func (x *ComputeDisruptionImpactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[43]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3344,7 @@ func (x *ComputeDisruptionImpactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ComputeDisruptionImpactResponse.ProtoReflect.Descriptor instead.
 func (*ComputeDisruptionImpactResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{43}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ComputeDisruptionImpactResponse) GetItems() []*ItemImpact {
@@ -3150,7 +3388,7 @@ type PlanAlternativeSourcingRequest struct {
 
 func (x *PlanAlternativeSourcingRequest) Reset() {
 	*x = PlanAlternativeSourcingRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[44]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3162,7 +3400,7 @@ func (x *PlanAlternativeSourcingRequest) String() string {
 func (*PlanAlternativeSourcingRequest) ProtoMessage() {}
 
 func (x *PlanAlternativeSourcingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[44]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3175,7 +3413,7 @@ func (x *PlanAlternativeSourcingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanAlternativeSourcingRequest.ProtoReflect.Descriptor instead.
 func (*PlanAlternativeSourcingRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{44}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PlanAlternativeSourcingRequest) GetParent() string {
@@ -3229,7 +3467,7 @@ type SourcingAssignment struct {
 
 func (x *SourcingAssignment) Reset() {
 	*x = SourcingAssignment{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[45]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3241,7 +3479,7 @@ func (x *SourcingAssignment) String() string {
 func (*SourcingAssignment) ProtoMessage() {}
 
 func (x *SourcingAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[45]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3254,7 +3492,7 @@ func (x *SourcingAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SourcingAssignment.ProtoReflect.Descriptor instead.
 func (*SourcingAssignment) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{45}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *SourcingAssignment) GetItem() string {
@@ -3302,7 +3540,7 @@ type UnmetVolume struct {
 
 func (x *UnmetVolume) Reset() {
 	*x = UnmetVolume{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[46]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3314,7 +3552,7 @@ func (x *UnmetVolume) String() string {
 func (*UnmetVolume) ProtoMessage() {}
 
 func (x *UnmetVolume) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[46]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3327,7 +3565,7 @@ func (x *UnmetVolume) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmetVolume.ProtoReflect.Descriptor instead.
 func (*UnmetVolume) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{46}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *UnmetVolume) GetItem() string {
@@ -3355,7 +3593,7 @@ type PlanAlternativeSourcingResponse struct {
 
 func (x *PlanAlternativeSourcingResponse) Reset() {
 	*x = PlanAlternativeSourcingResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[47]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3367,7 +3605,7 @@ func (x *PlanAlternativeSourcingResponse) String() string {
 func (*PlanAlternativeSourcingResponse) ProtoMessage() {}
 
 func (x *PlanAlternativeSourcingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[47]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3380,7 +3618,7 @@ func (x *PlanAlternativeSourcingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanAlternativeSourcingResponse.ProtoReflect.Descriptor instead.
 func (*PlanAlternativeSourcingResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{47}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PlanAlternativeSourcingResponse) GetAssignments() []*SourcingAssignment {
@@ -3431,7 +3669,7 @@ type Disruption struct {
 
 func (x *Disruption) Reset() {
 	*x = Disruption{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[48]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3681,7 @@ func (x *Disruption) String() string {
 func (*Disruption) ProtoMessage() {}
 
 func (x *Disruption) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[48]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3694,7 @@ func (x *Disruption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Disruption.ProtoReflect.Descriptor instead.
 func (*Disruption) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{48}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Disruption) GetName() string {
@@ -3548,7 +3786,7 @@ type ReportDisruptionRequest struct {
 
 func (x *ReportDisruptionRequest) Reset() {
 	*x = ReportDisruptionRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[49]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +3798,7 @@ func (x *ReportDisruptionRequest) String() string {
 func (*ReportDisruptionRequest) ProtoMessage() {}
 
 func (x *ReportDisruptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[49]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +3811,7 @@ func (x *ReportDisruptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportDisruptionRequest.ProtoReflect.Descriptor instead.
 func (*ReportDisruptionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{49}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ReportDisruptionRequest) GetParent() string {
@@ -3608,7 +3846,7 @@ type ListDisruptionsRequest struct {
 
 func (x *ListDisruptionsRequest) Reset() {
 	*x = ListDisruptionsRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[50]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3620,7 +3858,7 @@ func (x *ListDisruptionsRequest) String() string {
 func (*ListDisruptionsRequest) ProtoMessage() {}
 
 func (x *ListDisruptionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[50]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3633,7 +3871,7 @@ func (x *ListDisruptionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisruptionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDisruptionsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{50}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListDisruptionsRequest) GetParent() string {
@@ -3667,7 +3905,7 @@ type ListDisruptionsResponse struct {
 
 func (x *ListDisruptionsResponse) Reset() {
 	*x = ListDisruptionsResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[51]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +3917,7 @@ func (x *ListDisruptionsResponse) String() string {
 func (*ListDisruptionsResponse) ProtoMessage() {}
 
 func (x *ListDisruptionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[51]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +3930,7 @@ func (x *ListDisruptionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDisruptionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDisruptionsResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{51}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListDisruptionsResponse) GetDisruptions() []*Disruption {
@@ -3720,7 +3958,7 @@ type ResolveDisruptionRequest struct {
 
 func (x *ResolveDisruptionRequest) Reset() {
 	*x = ResolveDisruptionRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[52]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3732,7 +3970,7 @@ func (x *ResolveDisruptionRequest) String() string {
 func (*ResolveDisruptionRequest) ProtoMessage() {}
 
 func (x *ResolveDisruptionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[52]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3745,7 +3983,7 @@ func (x *ResolveDisruptionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveDisruptionRequest.ProtoReflect.Descriptor instead.
 func (*ResolveDisruptionRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{52}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ResolveDisruptionRequest) GetName() string {
@@ -3772,7 +4010,7 @@ type PlanDisruptionResourcingRequest struct {
 
 func (x *PlanDisruptionResourcingRequest) Reset() {
 	*x = PlanDisruptionResourcingRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[53]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3784,7 +4022,7 @@ func (x *PlanDisruptionResourcingRequest) String() string {
 func (*PlanDisruptionResourcingRequest) ProtoMessage() {}
 
 func (x *PlanDisruptionResourcingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[53]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3797,7 +4035,7 @@ func (x *PlanDisruptionResourcingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanDisruptionResourcingRequest.ProtoReflect.Descriptor instead.
 func (*PlanDisruptionResourcingRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{53}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PlanDisruptionResourcingRequest) GetName() string {
@@ -3826,7 +4064,7 @@ type ResourcingNeed struct {
 
 func (x *ResourcingNeed) Reset() {
 	*x = ResourcingNeed{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[54]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3838,7 +4076,7 @@ func (x *ResourcingNeed) String() string {
 func (*ResourcingNeed) ProtoMessage() {}
 
 func (x *ResourcingNeed) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[54]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3851,7 +4089,7 @@ func (x *ResourcingNeed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourcingNeed.ProtoReflect.Descriptor instead.
 func (*ResourcingNeed) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{54}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ResourcingNeed) GetCustomer() string {
@@ -3900,7 +4138,7 @@ type PlanDisruptionResourcingResponse struct {
 
 func (x *PlanDisruptionResourcingResponse) Reset() {
 	*x = PlanDisruptionResourcingResponse{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[55]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3912,7 +4150,7 @@ func (x *PlanDisruptionResourcingResponse) String() string {
 func (*PlanDisruptionResourcingResponse) ProtoMessage() {}
 
 func (x *PlanDisruptionResourcingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[55]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3925,7 +4163,7 @@ func (x *PlanDisruptionResourcingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanDisruptionResourcingResponse.ProtoReflect.Descriptor instead.
 func (*PlanDisruptionResourcingResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{55}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PlanDisruptionResourcingResponse) GetNeeds() []*ResourcingNeed {
@@ -3958,7 +4196,7 @@ type RecordDisruptionProgressRequest struct {
 
 func (x *RecordDisruptionProgressRequest) Reset() {
 	*x = RecordDisruptionProgressRequest{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[56]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3970,7 +4208,7 @@ func (x *RecordDisruptionProgressRequest) String() string {
 func (*RecordDisruptionProgressRequest) ProtoMessage() {}
 
 func (x *RecordDisruptionProgressRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[56]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3983,7 +4221,7 @@ func (x *RecordDisruptionProgressRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordDisruptionProgressRequest.ProtoReflect.Descriptor instead.
 func (*RecordDisruptionProgressRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{56}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RecordDisruptionProgressRequest) GetName() string {
@@ -4044,7 +4282,7 @@ type DisruptionSummary struct {
 
 func (x *DisruptionSummary) Reset() {
 	*x = DisruptionSummary{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[57]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4056,7 +4294,7 @@ func (x *DisruptionSummary) String() string {
 func (*DisruptionSummary) ProtoMessage() {}
 
 func (x *DisruptionSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[57]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4069,7 +4307,7 @@ func (x *DisruptionSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisruptionSummary.ProtoReflect.Descriptor instead.
 func (*DisruptionSummary) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{57}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DisruptionSummary) GetDisruption() string {
@@ -4141,7 +4379,7 @@ type ImportNetworkRequest_Header struct {
 
 func (x *ImportNetworkRequest_Header) Reset() {
 	*x = ImportNetworkRequest_Header{}
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[58]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4153,7 +4391,7 @@ func (x *ImportNetworkRequest_Header) String() string {
 func (*ImportNetworkRequest_Header) ProtoMessage() {}
 
 func (x *ImportNetworkRequest_Header) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_supply_v1_supply_proto_msgTypes[58]
+	mi := &file_cofab_supply_v1_supply_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4166,7 +4404,7 @@ func (x *ImportNetworkRequest_Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportNetworkRequest_Header.ProtoReflect.Descriptor instead.
 func (*ImportNetworkRequest_Header) Descriptor() ([]byte, []int) {
-	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{24, 0}
+	return file_cofab_supply_v1_supply_proto_rawDescGZIP(), []int{27, 0}
 }
 
 func (x *ImportNetworkRequest_Header) GetParent() string {
@@ -4294,7 +4532,7 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"h\n" +
 	"\x11ListItemsResponse\x12+\n" +
 	"\x05items\x18\x01 \x03(\v2\x15.cofab.supply.v1.ItemR\x05items\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd9\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x81\x04\n" +
 	"\n" +
 	"SupplyEdge\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12 \n" +
@@ -4305,7 +4543,14 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\n" +
 	"unit_price\x18\x06 \x01(\x01R\tunitPrice\x12\x14\n" +
 	"\x05share\x18\a \x01(\x01R\x05share\x12%\n" +
-	"\x0emonthly_volume\x18\b \x01(\x01R\rmonthlyVolume:Q\xeaAN\n" +
+	"\x0emonthly_volume\x18\b \x01(\x01R\rmonthlyVolume\x127\n" +
+	"\x05state\x18\t \x01(\x0e2!.cofab.supply.v1.SupplyEdge.StateR\x05state\"m\n" +
+	"\x05State\x12\x15\n" +
+	"\x11STATE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eSTATE_PROPOSED\x10\x01\x12\x10\n" +
+	"\fSTATE_ACTIVE\x10\x02\x12\x12\n" +
+	"\x0eSTATE_DECLINED\x10\x03\x12\x13\n" +
+	"\x0fSTATE_WITHDRAWN\x10\x04:Q\xeaAN\n" +
 	"\x14cofab.dev/SupplyEdge\x126organizations/{organization}/supplyEdges/{supply_edge}\"\xc0\x01\n" +
 	"\x17CreateSupplyEdgeRequest\x12\x1c\n" +
 	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12B\n" +
@@ -4315,16 +4560,29 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\"0\n" +
 	"\x14GetSupplyEdgeRequest\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"r\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"\xab\x01\n" +
 	"\x16ListSupplyEdgesRequest\x12\x1c\n" +
 	"\x06parent\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06parent\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\x81\x01\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x127\n" +
+	"\x05state\x18\x04 \x01(\x0e2!.cofab.supply.v1.SupplyEdge.StateR\x05state\"\x81\x01\n" +
 	"\x17ListSupplyEdgesResponse\x12>\n" +
 	"\fsupply_edges\x18\x01 \x03(\v2\x1b.cofab.supply.v1.SupplyEdgeR\vsupplyEdges\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"R\n" +
 	"\x17DeleteSupplyEdgeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"S\n" +
+	"\x18ConfirmSupplyEdgeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"S\n" +
+	"\x18DeclineSupplyEdgeRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"T\n" +
+	"\x19WithdrawSupplyEdgeRequest\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"\x84\x02\n" +
@@ -4535,7 +4793,7 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\x0eTraceDirection\x12\x1f\n" +
 	"\x1bTRACE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18TRACE_DIRECTION_UPSTREAM\x10\x01\x12\x1e\n" +
-	"\x1aTRACE_DIRECTION_DOWNSTREAM\x10\x022\xa2\x14\n" +
+	"\x1aTRACE_DIRECTION_DOWNSTREAM\x10\x022\xbb\x16\n" +
 	"\rSupplyService\x12S\n" +
 	"\x0eCreateFacility\x12&.cofab.supply.v1.CreateFacilityRequest\x1a\x19.cofab.supply.v1.Facility\x12M\n" +
 	"\vGetFacility\x12#.cofab.supply.v1.GetFacilityRequest\x1a\x19.cofab.supply.v1.Facility\x12a\n" +
@@ -4553,7 +4811,10 @@ const file_cofab_supply_v1_supply_proto_rawDesc = "" +
 	"\x10CreateSupplyEdge\x12(.cofab.supply.v1.CreateSupplyEdgeRequest\x1a\x1b.cofab.supply.v1.SupplyEdge\x12S\n" +
 	"\rGetSupplyEdge\x12%.cofab.supply.v1.GetSupplyEdgeRequest\x1a\x1b.cofab.supply.v1.SupplyEdge\x12d\n" +
 	"\x0fListSupplyEdges\x12'.cofab.supply.v1.ListSupplyEdgesRequest\x1a(.cofab.supply.v1.ListSupplyEdgesResponse\x12T\n" +
-	"\x10DeleteSupplyEdge\x12(.cofab.supply.v1.DeleteSupplyEdgeRequest\x1a\x16.google.protobuf.Empty\x12`\n" +
+	"\x10DeleteSupplyEdge\x12(.cofab.supply.v1.DeleteSupplyEdgeRequest\x1a\x16.google.protobuf.Empty\x12[\n" +
+	"\x11ConfirmSupplyEdge\x12).cofab.supply.v1.ConfirmSupplyEdgeRequest\x1a\x1b.cofab.supply.v1.SupplyEdge\x12[\n" +
+	"\x11DeclineSupplyEdge\x12).cofab.supply.v1.DeclineSupplyEdgeRequest\x1a\x1b.cofab.supply.v1.SupplyEdge\x12]\n" +
+	"\x12WithdrawSupplyEdge\x12*.cofab.supply.v1.WithdrawSupplyEdgeRequest\x1a\x1b.cofab.supply.v1.SupplyEdge\x12`\n" +
 	"\rImportNetwork\x12%.cofab.supply.v1.ImportNetworkRequest\x1a&.cofab.supply.v1.ImportNetworkResponse(\x01\x12`\n" +
 	"\rExportNetwork\x12%.cofab.supply.v1.ExportNetworkRequest\x1a&.cofab.supply.v1.ExportNetworkResponse0\x01\x12g\n" +
 	"\x10TraceSupplyChain\x12(.cofab.supply.v1.TraceSupplyChainRequest\x1a).cofab.supply.v1.TraceSupplyChainResponse\x12y\n" +
@@ -4579,173 +4840,185 @@ func file_cofab_supply_v1_supply_proto_rawDescGZIP() []byte {
 	return file_cofab_supply_v1_supply_proto_rawDescData
 }
 
-var file_cofab_supply_v1_supply_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cofab_supply_v1_supply_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_cofab_supply_v1_supply_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_cofab_supply_v1_supply_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_cofab_supply_v1_supply_proto_goTypes = []any{
 	(NetworkFormat)(0),                        // 0: cofab.supply.v1.NetworkFormat
 	(TraceDirection)(0),                       // 1: cofab.supply.v1.TraceDirection
-	(Disruption_Kind)(0),                      // 2: cofab.supply.v1.Disruption.Kind
-	(Disruption_State)(0),                     // 3: cofab.supply.v1.Disruption.State
-	(RecordDisruptionProgressRequest_Kind)(0), // 4: cofab.supply.v1.RecordDisruptionProgressRequest.Kind
-	(*Facility)(nil),                          // 5: cofab.supply.v1.Facility
-	(*CreateFacilityRequest)(nil),             // 6: cofab.supply.v1.CreateFacilityRequest
-	(*GetFacilityRequest)(nil),                // 7: cofab.supply.v1.GetFacilityRequest
-	(*ListFacilitiesRequest)(nil),             // 8: cofab.supply.v1.ListFacilitiesRequest
-	(*ListFacilitiesResponse)(nil),            // 9: cofab.supply.v1.ListFacilitiesResponse
-	(*Capability)(nil),                        // 10: cofab.supply.v1.Capability
-	(*CreateCapabilityRequest)(nil),           // 11: cofab.supply.v1.CreateCapabilityRequest
-	(*GetCapabilityRequest)(nil),              // 12: cofab.supply.v1.GetCapabilityRequest
-	(*ListCapabilitiesRequest)(nil),           // 13: cofab.supply.v1.ListCapabilitiesRequest
-	(*ListCapabilitiesResponse)(nil),          // 14: cofab.supply.v1.ListCapabilitiesResponse
-	(*DeleteCapabilityRequest)(nil),           // 15: cofab.supply.v1.DeleteCapabilityRequest
-	(*BomLine)(nil),                           // 16: cofab.supply.v1.BomLine
-	(*Item)(nil),                              // 17: cofab.supply.v1.Item
-	(*CreateItemRequest)(nil),                 // 18: cofab.supply.v1.CreateItemRequest
-	(*GetItemRequest)(nil),                    // 19: cofab.supply.v1.GetItemRequest
-	(*UpdateItemRequest)(nil),                 // 20: cofab.supply.v1.UpdateItemRequest
-	(*ListItemsRequest)(nil),                  // 21: cofab.supply.v1.ListItemsRequest
-	(*ListItemsResponse)(nil),                 // 22: cofab.supply.v1.ListItemsResponse
-	(*SupplyEdge)(nil),                        // 23: cofab.supply.v1.SupplyEdge
-	(*CreateSupplyEdgeRequest)(nil),           // 24: cofab.supply.v1.CreateSupplyEdgeRequest
-	(*GetSupplyEdgeRequest)(nil),              // 25: cofab.supply.v1.GetSupplyEdgeRequest
-	(*ListSupplyEdgesRequest)(nil),            // 26: cofab.supply.v1.ListSupplyEdgesRequest
-	(*ListSupplyEdgesResponse)(nil),           // 27: cofab.supply.v1.ListSupplyEdgesResponse
-	(*DeleteSupplyEdgeRequest)(nil),           // 28: cofab.supply.v1.DeleteSupplyEdgeRequest
-	(*ImportNetworkRequest)(nil),              // 29: cofab.supply.v1.ImportNetworkRequest
-	(*ImportCounts)(nil),                      // 30: cofab.supply.v1.ImportCounts
-	(*ImportNetworkResponse)(nil),             // 31: cofab.supply.v1.ImportNetworkResponse
-	(*ExportNetworkRequest)(nil),              // 32: cofab.supply.v1.ExportNetworkRequest
-	(*ExportNetworkResponse)(nil),             // 33: cofab.supply.v1.ExportNetworkResponse
-	(*TraceSupplyChainRequest)(nil),           // 34: cofab.supply.v1.TraceSupplyChainRequest
-	(*TraceEntry)(nil),                        // 35: cofab.supply.v1.TraceEntry
-	(*TierSummary)(nil),                       // 36: cofab.supply.v1.TierSummary
-	(*TraceSupplyChainResponse)(nil),          // 37: cofab.supply.v1.TraceSupplyChainResponse
-	(*SearchCapableSuppliersRequest)(nil),     // 38: cofab.supply.v1.SearchCapableSuppliersRequest
-	(*CapableSupplier)(nil),                   // 39: cofab.supply.v1.CapableSupplier
-	(*SearchCapableSuppliersResponse)(nil),    // 40: cofab.supply.v1.SearchCapableSuppliersResponse
-	(*AnalyzeRiskRequest)(nil),                // 41: cofab.supply.v1.AnalyzeRiskRequest
-	(*SingleSourceItem)(nil),                  // 42: cofab.supply.v1.SingleSourceItem
-	(*CriticalFacility)(nil),                  // 43: cofab.supply.v1.CriticalFacility
-	(*HiddenCount)(nil),                       // 44: cofab.supply.v1.HiddenCount
-	(*AnalyzeRiskResponse)(nil),               // 45: cofab.supply.v1.AnalyzeRiskResponse
-	(*ComputeDisruptionImpactRequest)(nil),    // 46: cofab.supply.v1.ComputeDisruptionImpactRequest
-	(*ItemImpact)(nil),                        // 47: cofab.supply.v1.ItemImpact
-	(*ComputeDisruptionImpactResponse)(nil),   // 48: cofab.supply.v1.ComputeDisruptionImpactResponse
-	(*PlanAlternativeSourcingRequest)(nil),    // 49: cofab.supply.v1.PlanAlternativeSourcingRequest
-	(*SourcingAssignment)(nil),                // 50: cofab.supply.v1.SourcingAssignment
-	(*UnmetVolume)(nil),                       // 51: cofab.supply.v1.UnmetVolume
-	(*PlanAlternativeSourcingResponse)(nil),   // 52: cofab.supply.v1.PlanAlternativeSourcingResponse
-	(*Disruption)(nil),                        // 53: cofab.supply.v1.Disruption
-	(*ReportDisruptionRequest)(nil),           // 54: cofab.supply.v1.ReportDisruptionRequest
-	(*ListDisruptionsRequest)(nil),            // 55: cofab.supply.v1.ListDisruptionsRequest
-	(*ListDisruptionsResponse)(nil),           // 56: cofab.supply.v1.ListDisruptionsResponse
-	(*ResolveDisruptionRequest)(nil),          // 57: cofab.supply.v1.ResolveDisruptionRequest
-	(*PlanDisruptionResourcingRequest)(nil),   // 58: cofab.supply.v1.PlanDisruptionResourcingRequest
-	(*ResourcingNeed)(nil),                    // 59: cofab.supply.v1.ResourcingNeed
-	(*PlanDisruptionResourcingResponse)(nil),  // 60: cofab.supply.v1.PlanDisruptionResourcingResponse
-	(*RecordDisruptionProgressRequest)(nil),   // 61: cofab.supply.v1.RecordDisruptionProgressRequest
-	(*DisruptionSummary)(nil),                 // 62: cofab.supply.v1.DisruptionSummary
-	(*ImportNetworkRequest_Header)(nil),       // 63: cofab.supply.v1.ImportNetworkRequest.Header
-	(*timestamppb.Timestamp)(nil),             // 64: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),             // 65: google.protobuf.FieldMask
-	(*emptypb.Empty)(nil),                     // 66: google.protobuf.Empty
+	(SupplyEdge_State)(0),                     // 2: cofab.supply.v1.SupplyEdge.State
+	(Disruption_Kind)(0),                      // 3: cofab.supply.v1.Disruption.Kind
+	(Disruption_State)(0),                     // 4: cofab.supply.v1.Disruption.State
+	(RecordDisruptionProgressRequest_Kind)(0), // 5: cofab.supply.v1.RecordDisruptionProgressRequest.Kind
+	(*Facility)(nil),                          // 6: cofab.supply.v1.Facility
+	(*CreateFacilityRequest)(nil),             // 7: cofab.supply.v1.CreateFacilityRequest
+	(*GetFacilityRequest)(nil),                // 8: cofab.supply.v1.GetFacilityRequest
+	(*ListFacilitiesRequest)(nil),             // 9: cofab.supply.v1.ListFacilitiesRequest
+	(*ListFacilitiesResponse)(nil),            // 10: cofab.supply.v1.ListFacilitiesResponse
+	(*Capability)(nil),                        // 11: cofab.supply.v1.Capability
+	(*CreateCapabilityRequest)(nil),           // 12: cofab.supply.v1.CreateCapabilityRequest
+	(*GetCapabilityRequest)(nil),              // 13: cofab.supply.v1.GetCapabilityRequest
+	(*ListCapabilitiesRequest)(nil),           // 14: cofab.supply.v1.ListCapabilitiesRequest
+	(*ListCapabilitiesResponse)(nil),          // 15: cofab.supply.v1.ListCapabilitiesResponse
+	(*DeleteCapabilityRequest)(nil),           // 16: cofab.supply.v1.DeleteCapabilityRequest
+	(*BomLine)(nil),                           // 17: cofab.supply.v1.BomLine
+	(*Item)(nil),                              // 18: cofab.supply.v1.Item
+	(*CreateItemRequest)(nil),                 // 19: cofab.supply.v1.CreateItemRequest
+	(*GetItemRequest)(nil),                    // 20: cofab.supply.v1.GetItemRequest
+	(*UpdateItemRequest)(nil),                 // 21: cofab.supply.v1.UpdateItemRequest
+	(*ListItemsRequest)(nil),                  // 22: cofab.supply.v1.ListItemsRequest
+	(*ListItemsResponse)(nil),                 // 23: cofab.supply.v1.ListItemsResponse
+	(*SupplyEdge)(nil),                        // 24: cofab.supply.v1.SupplyEdge
+	(*CreateSupplyEdgeRequest)(nil),           // 25: cofab.supply.v1.CreateSupplyEdgeRequest
+	(*GetSupplyEdgeRequest)(nil),              // 26: cofab.supply.v1.GetSupplyEdgeRequest
+	(*ListSupplyEdgesRequest)(nil),            // 27: cofab.supply.v1.ListSupplyEdgesRequest
+	(*ListSupplyEdgesResponse)(nil),           // 28: cofab.supply.v1.ListSupplyEdgesResponse
+	(*DeleteSupplyEdgeRequest)(nil),           // 29: cofab.supply.v1.DeleteSupplyEdgeRequest
+	(*ConfirmSupplyEdgeRequest)(nil),          // 30: cofab.supply.v1.ConfirmSupplyEdgeRequest
+	(*DeclineSupplyEdgeRequest)(nil),          // 31: cofab.supply.v1.DeclineSupplyEdgeRequest
+	(*WithdrawSupplyEdgeRequest)(nil),         // 32: cofab.supply.v1.WithdrawSupplyEdgeRequest
+	(*ImportNetworkRequest)(nil),              // 33: cofab.supply.v1.ImportNetworkRequest
+	(*ImportCounts)(nil),                      // 34: cofab.supply.v1.ImportCounts
+	(*ImportNetworkResponse)(nil),             // 35: cofab.supply.v1.ImportNetworkResponse
+	(*ExportNetworkRequest)(nil),              // 36: cofab.supply.v1.ExportNetworkRequest
+	(*ExportNetworkResponse)(nil),             // 37: cofab.supply.v1.ExportNetworkResponse
+	(*TraceSupplyChainRequest)(nil),           // 38: cofab.supply.v1.TraceSupplyChainRequest
+	(*TraceEntry)(nil),                        // 39: cofab.supply.v1.TraceEntry
+	(*TierSummary)(nil),                       // 40: cofab.supply.v1.TierSummary
+	(*TraceSupplyChainResponse)(nil),          // 41: cofab.supply.v1.TraceSupplyChainResponse
+	(*SearchCapableSuppliersRequest)(nil),     // 42: cofab.supply.v1.SearchCapableSuppliersRequest
+	(*CapableSupplier)(nil),                   // 43: cofab.supply.v1.CapableSupplier
+	(*SearchCapableSuppliersResponse)(nil),    // 44: cofab.supply.v1.SearchCapableSuppliersResponse
+	(*AnalyzeRiskRequest)(nil),                // 45: cofab.supply.v1.AnalyzeRiskRequest
+	(*SingleSourceItem)(nil),                  // 46: cofab.supply.v1.SingleSourceItem
+	(*CriticalFacility)(nil),                  // 47: cofab.supply.v1.CriticalFacility
+	(*HiddenCount)(nil),                       // 48: cofab.supply.v1.HiddenCount
+	(*AnalyzeRiskResponse)(nil),               // 49: cofab.supply.v1.AnalyzeRiskResponse
+	(*ComputeDisruptionImpactRequest)(nil),    // 50: cofab.supply.v1.ComputeDisruptionImpactRequest
+	(*ItemImpact)(nil),                        // 51: cofab.supply.v1.ItemImpact
+	(*ComputeDisruptionImpactResponse)(nil),   // 52: cofab.supply.v1.ComputeDisruptionImpactResponse
+	(*PlanAlternativeSourcingRequest)(nil),    // 53: cofab.supply.v1.PlanAlternativeSourcingRequest
+	(*SourcingAssignment)(nil),                // 54: cofab.supply.v1.SourcingAssignment
+	(*UnmetVolume)(nil),                       // 55: cofab.supply.v1.UnmetVolume
+	(*PlanAlternativeSourcingResponse)(nil),   // 56: cofab.supply.v1.PlanAlternativeSourcingResponse
+	(*Disruption)(nil),                        // 57: cofab.supply.v1.Disruption
+	(*ReportDisruptionRequest)(nil),           // 58: cofab.supply.v1.ReportDisruptionRequest
+	(*ListDisruptionsRequest)(nil),            // 59: cofab.supply.v1.ListDisruptionsRequest
+	(*ListDisruptionsResponse)(nil),           // 60: cofab.supply.v1.ListDisruptionsResponse
+	(*ResolveDisruptionRequest)(nil),          // 61: cofab.supply.v1.ResolveDisruptionRequest
+	(*PlanDisruptionResourcingRequest)(nil),   // 62: cofab.supply.v1.PlanDisruptionResourcingRequest
+	(*ResourcingNeed)(nil),                    // 63: cofab.supply.v1.ResourcingNeed
+	(*PlanDisruptionResourcingResponse)(nil),  // 64: cofab.supply.v1.PlanDisruptionResourcingResponse
+	(*RecordDisruptionProgressRequest)(nil),   // 65: cofab.supply.v1.RecordDisruptionProgressRequest
+	(*DisruptionSummary)(nil),                 // 66: cofab.supply.v1.DisruptionSummary
+	(*ImportNetworkRequest_Header)(nil),       // 67: cofab.supply.v1.ImportNetworkRequest.Header
+	(*timestamppb.Timestamp)(nil),             // 68: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),             // 69: google.protobuf.FieldMask
+	(*emptypb.Empty)(nil),                     // 70: google.protobuf.Empty
 }
 var file_cofab_supply_v1_supply_proto_depIdxs = []int32{
-	64, // 0: cofab.supply.v1.Facility.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 1: cofab.supply.v1.CreateFacilityRequest.facility:type_name -> cofab.supply.v1.Facility
-	5,  // 2: cofab.supply.v1.ListFacilitiesResponse.facilities:type_name -> cofab.supply.v1.Facility
-	10, // 3: cofab.supply.v1.CreateCapabilityRequest.capability:type_name -> cofab.supply.v1.Capability
-	10, // 4: cofab.supply.v1.ListCapabilitiesResponse.capabilities:type_name -> cofab.supply.v1.Capability
-	16, // 5: cofab.supply.v1.Item.components:type_name -> cofab.supply.v1.BomLine
-	17, // 6: cofab.supply.v1.CreateItemRequest.item:type_name -> cofab.supply.v1.Item
-	17, // 7: cofab.supply.v1.UpdateItemRequest.item:type_name -> cofab.supply.v1.Item
-	65, // 8: cofab.supply.v1.UpdateItemRequest.update_mask:type_name -> google.protobuf.FieldMask
-	17, // 9: cofab.supply.v1.ListItemsResponse.items:type_name -> cofab.supply.v1.Item
-	23, // 10: cofab.supply.v1.CreateSupplyEdgeRequest.supply_edge:type_name -> cofab.supply.v1.SupplyEdge
-	23, // 11: cofab.supply.v1.ListSupplyEdgesResponse.supply_edges:type_name -> cofab.supply.v1.SupplyEdge
-	63, // 12: cofab.supply.v1.ImportNetworkRequest.header:type_name -> cofab.supply.v1.ImportNetworkRequest.Header
-	30, // 13: cofab.supply.v1.ImportNetworkResponse.counts:type_name -> cofab.supply.v1.ImportCounts
-	0,  // 14: cofab.supply.v1.ExportNetworkRequest.format:type_name -> cofab.supply.v1.NetworkFormat
-	1,  // 15: cofab.supply.v1.TraceSupplyChainRequest.direction:type_name -> cofab.supply.v1.TraceDirection
-	35, // 16: cofab.supply.v1.TraceSupplyChainResponse.entries:type_name -> cofab.supply.v1.TraceEntry
-	36, // 17: cofab.supply.v1.TraceSupplyChainResponse.hidden:type_name -> cofab.supply.v1.TierSummary
-	10, // 18: cofab.supply.v1.CapableSupplier.capability:type_name -> cofab.supply.v1.Capability
-	39, // 19: cofab.supply.v1.SearchCapableSuppliersResponse.suppliers:type_name -> cofab.supply.v1.CapableSupplier
-	42, // 20: cofab.supply.v1.AnalyzeRiskResponse.single_source_items:type_name -> cofab.supply.v1.SingleSourceItem
-	43, // 21: cofab.supply.v1.AnalyzeRiskResponse.critical_facilities:type_name -> cofab.supply.v1.CriticalFacility
-	44, // 22: cofab.supply.v1.AnalyzeRiskResponse.hidden_critical_facilities:type_name -> cofab.supply.v1.HiddenCount
-	47, // 23: cofab.supply.v1.ComputeDisruptionImpactResponse.items:type_name -> cofab.supply.v1.ItemImpact
-	50, // 24: cofab.supply.v1.PlanAlternativeSourcingResponse.assignments:type_name -> cofab.supply.v1.SourcingAssignment
-	51, // 25: cofab.supply.v1.PlanAlternativeSourcingResponse.unmet:type_name -> cofab.supply.v1.UnmetVolume
-	2,  // 26: cofab.supply.v1.Disruption.kind:type_name -> cofab.supply.v1.Disruption.Kind
-	3,  // 27: cofab.supply.v1.Disruption.state:type_name -> cofab.supply.v1.Disruption.State
-	64, // 28: cofab.supply.v1.Disruption.create_time:type_name -> google.protobuf.Timestamp
-	64, // 29: cofab.supply.v1.Disruption.resolve_time:type_name -> google.protobuf.Timestamp
-	53, // 30: cofab.supply.v1.ReportDisruptionRequest.disruption:type_name -> cofab.supply.v1.Disruption
-	53, // 31: cofab.supply.v1.ListDisruptionsResponse.disruptions:type_name -> cofab.supply.v1.Disruption
-	59, // 32: cofab.supply.v1.PlanDisruptionResourcingResponse.needs:type_name -> cofab.supply.v1.ResourcingNeed
-	4,  // 33: cofab.supply.v1.RecordDisruptionProgressRequest.kind:type_name -> cofab.supply.v1.RecordDisruptionProgressRequest.Kind
-	62, // 34: cofab.supply.v1.RecordDisruptionProgressRequest.summary:type_name -> cofab.supply.v1.DisruptionSummary
-	0,  // 35: cofab.supply.v1.ImportNetworkRequest.Header.format:type_name -> cofab.supply.v1.NetworkFormat
-	6,  // 36: cofab.supply.v1.SupplyService.CreateFacility:input_type -> cofab.supply.v1.CreateFacilityRequest
-	7,  // 37: cofab.supply.v1.SupplyService.GetFacility:input_type -> cofab.supply.v1.GetFacilityRequest
-	8,  // 38: cofab.supply.v1.SupplyService.ListFacilities:input_type -> cofab.supply.v1.ListFacilitiesRequest
-	11, // 39: cofab.supply.v1.SupplyService.CreateCapability:input_type -> cofab.supply.v1.CreateCapabilityRequest
-	12, // 40: cofab.supply.v1.SupplyService.GetCapability:input_type -> cofab.supply.v1.GetCapabilityRequest
-	13, // 41: cofab.supply.v1.SupplyService.ListCapabilities:input_type -> cofab.supply.v1.ListCapabilitiesRequest
-	15, // 42: cofab.supply.v1.SupplyService.DeleteCapability:input_type -> cofab.supply.v1.DeleteCapabilityRequest
-	18, // 43: cofab.supply.v1.SupplyService.CreateItem:input_type -> cofab.supply.v1.CreateItemRequest
-	19, // 44: cofab.supply.v1.SupplyService.GetItem:input_type -> cofab.supply.v1.GetItemRequest
-	21, // 45: cofab.supply.v1.SupplyService.ListItems:input_type -> cofab.supply.v1.ListItemsRequest
-	20, // 46: cofab.supply.v1.SupplyService.UpdateItem:input_type -> cofab.supply.v1.UpdateItemRequest
-	24, // 47: cofab.supply.v1.SupplyService.CreateSupplyEdge:input_type -> cofab.supply.v1.CreateSupplyEdgeRequest
-	25, // 48: cofab.supply.v1.SupplyService.GetSupplyEdge:input_type -> cofab.supply.v1.GetSupplyEdgeRequest
-	26, // 49: cofab.supply.v1.SupplyService.ListSupplyEdges:input_type -> cofab.supply.v1.ListSupplyEdgesRequest
-	28, // 50: cofab.supply.v1.SupplyService.DeleteSupplyEdge:input_type -> cofab.supply.v1.DeleteSupplyEdgeRequest
-	29, // 51: cofab.supply.v1.SupplyService.ImportNetwork:input_type -> cofab.supply.v1.ImportNetworkRequest
-	32, // 52: cofab.supply.v1.SupplyService.ExportNetwork:input_type -> cofab.supply.v1.ExportNetworkRequest
-	34, // 53: cofab.supply.v1.SupplyService.TraceSupplyChain:input_type -> cofab.supply.v1.TraceSupplyChainRequest
-	38, // 54: cofab.supply.v1.SupplyService.SearchCapableSuppliers:input_type -> cofab.supply.v1.SearchCapableSuppliersRequest
-	41, // 55: cofab.supply.v1.SupplyService.AnalyzeRisk:input_type -> cofab.supply.v1.AnalyzeRiskRequest
-	46, // 56: cofab.supply.v1.SupplyService.ComputeDisruptionImpact:input_type -> cofab.supply.v1.ComputeDisruptionImpactRequest
-	49, // 57: cofab.supply.v1.SupplyService.PlanAlternativeSourcing:input_type -> cofab.supply.v1.PlanAlternativeSourcingRequest
-	54, // 58: cofab.supply.v1.SupplyService.ReportDisruption:input_type -> cofab.supply.v1.ReportDisruptionRequest
-	55, // 59: cofab.supply.v1.SupplyService.ListDisruptions:input_type -> cofab.supply.v1.ListDisruptionsRequest
-	57, // 60: cofab.supply.v1.SupplyService.ResolveDisruption:input_type -> cofab.supply.v1.ResolveDisruptionRequest
-	58, // 61: cofab.supply.v1.SupplyService.PlanDisruptionResourcing:input_type -> cofab.supply.v1.PlanDisruptionResourcingRequest
-	61, // 62: cofab.supply.v1.SupplyService.RecordDisruptionProgress:input_type -> cofab.supply.v1.RecordDisruptionProgressRequest
-	5,  // 63: cofab.supply.v1.SupplyService.CreateFacility:output_type -> cofab.supply.v1.Facility
-	5,  // 64: cofab.supply.v1.SupplyService.GetFacility:output_type -> cofab.supply.v1.Facility
-	9,  // 65: cofab.supply.v1.SupplyService.ListFacilities:output_type -> cofab.supply.v1.ListFacilitiesResponse
-	10, // 66: cofab.supply.v1.SupplyService.CreateCapability:output_type -> cofab.supply.v1.Capability
-	10, // 67: cofab.supply.v1.SupplyService.GetCapability:output_type -> cofab.supply.v1.Capability
-	14, // 68: cofab.supply.v1.SupplyService.ListCapabilities:output_type -> cofab.supply.v1.ListCapabilitiesResponse
-	66, // 69: cofab.supply.v1.SupplyService.DeleteCapability:output_type -> google.protobuf.Empty
-	17, // 70: cofab.supply.v1.SupplyService.CreateItem:output_type -> cofab.supply.v1.Item
-	17, // 71: cofab.supply.v1.SupplyService.GetItem:output_type -> cofab.supply.v1.Item
-	22, // 72: cofab.supply.v1.SupplyService.ListItems:output_type -> cofab.supply.v1.ListItemsResponse
-	17, // 73: cofab.supply.v1.SupplyService.UpdateItem:output_type -> cofab.supply.v1.Item
-	23, // 74: cofab.supply.v1.SupplyService.CreateSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
-	23, // 75: cofab.supply.v1.SupplyService.GetSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
-	27, // 76: cofab.supply.v1.SupplyService.ListSupplyEdges:output_type -> cofab.supply.v1.ListSupplyEdgesResponse
-	66, // 77: cofab.supply.v1.SupplyService.DeleteSupplyEdge:output_type -> google.protobuf.Empty
-	31, // 78: cofab.supply.v1.SupplyService.ImportNetwork:output_type -> cofab.supply.v1.ImportNetworkResponse
-	33, // 79: cofab.supply.v1.SupplyService.ExportNetwork:output_type -> cofab.supply.v1.ExportNetworkResponse
-	37, // 80: cofab.supply.v1.SupplyService.TraceSupplyChain:output_type -> cofab.supply.v1.TraceSupplyChainResponse
-	40, // 81: cofab.supply.v1.SupplyService.SearchCapableSuppliers:output_type -> cofab.supply.v1.SearchCapableSuppliersResponse
-	45, // 82: cofab.supply.v1.SupplyService.AnalyzeRisk:output_type -> cofab.supply.v1.AnalyzeRiskResponse
-	48, // 83: cofab.supply.v1.SupplyService.ComputeDisruptionImpact:output_type -> cofab.supply.v1.ComputeDisruptionImpactResponse
-	52, // 84: cofab.supply.v1.SupplyService.PlanAlternativeSourcing:output_type -> cofab.supply.v1.PlanAlternativeSourcingResponse
-	53, // 85: cofab.supply.v1.SupplyService.ReportDisruption:output_type -> cofab.supply.v1.Disruption
-	56, // 86: cofab.supply.v1.SupplyService.ListDisruptions:output_type -> cofab.supply.v1.ListDisruptionsResponse
-	53, // 87: cofab.supply.v1.SupplyService.ResolveDisruption:output_type -> cofab.supply.v1.Disruption
-	60, // 88: cofab.supply.v1.SupplyService.PlanDisruptionResourcing:output_type -> cofab.supply.v1.PlanDisruptionResourcingResponse
-	53, // 89: cofab.supply.v1.SupplyService.RecordDisruptionProgress:output_type -> cofab.supply.v1.Disruption
-	63, // [63:90] is the sub-list for method output_type
-	36, // [36:63] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	68, // 0: cofab.supply.v1.Facility.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 1: cofab.supply.v1.CreateFacilityRequest.facility:type_name -> cofab.supply.v1.Facility
+	6,  // 2: cofab.supply.v1.ListFacilitiesResponse.facilities:type_name -> cofab.supply.v1.Facility
+	11, // 3: cofab.supply.v1.CreateCapabilityRequest.capability:type_name -> cofab.supply.v1.Capability
+	11, // 4: cofab.supply.v1.ListCapabilitiesResponse.capabilities:type_name -> cofab.supply.v1.Capability
+	17, // 5: cofab.supply.v1.Item.components:type_name -> cofab.supply.v1.BomLine
+	18, // 6: cofab.supply.v1.CreateItemRequest.item:type_name -> cofab.supply.v1.Item
+	18, // 7: cofab.supply.v1.UpdateItemRequest.item:type_name -> cofab.supply.v1.Item
+	69, // 8: cofab.supply.v1.UpdateItemRequest.update_mask:type_name -> google.protobuf.FieldMask
+	18, // 9: cofab.supply.v1.ListItemsResponse.items:type_name -> cofab.supply.v1.Item
+	2,  // 10: cofab.supply.v1.SupplyEdge.state:type_name -> cofab.supply.v1.SupplyEdge.State
+	24, // 11: cofab.supply.v1.CreateSupplyEdgeRequest.supply_edge:type_name -> cofab.supply.v1.SupplyEdge
+	2,  // 12: cofab.supply.v1.ListSupplyEdgesRequest.state:type_name -> cofab.supply.v1.SupplyEdge.State
+	24, // 13: cofab.supply.v1.ListSupplyEdgesResponse.supply_edges:type_name -> cofab.supply.v1.SupplyEdge
+	67, // 14: cofab.supply.v1.ImportNetworkRequest.header:type_name -> cofab.supply.v1.ImportNetworkRequest.Header
+	34, // 15: cofab.supply.v1.ImportNetworkResponse.counts:type_name -> cofab.supply.v1.ImportCounts
+	0,  // 16: cofab.supply.v1.ExportNetworkRequest.format:type_name -> cofab.supply.v1.NetworkFormat
+	1,  // 17: cofab.supply.v1.TraceSupplyChainRequest.direction:type_name -> cofab.supply.v1.TraceDirection
+	39, // 18: cofab.supply.v1.TraceSupplyChainResponse.entries:type_name -> cofab.supply.v1.TraceEntry
+	40, // 19: cofab.supply.v1.TraceSupplyChainResponse.hidden:type_name -> cofab.supply.v1.TierSummary
+	11, // 20: cofab.supply.v1.CapableSupplier.capability:type_name -> cofab.supply.v1.Capability
+	43, // 21: cofab.supply.v1.SearchCapableSuppliersResponse.suppliers:type_name -> cofab.supply.v1.CapableSupplier
+	46, // 22: cofab.supply.v1.AnalyzeRiskResponse.single_source_items:type_name -> cofab.supply.v1.SingleSourceItem
+	47, // 23: cofab.supply.v1.AnalyzeRiskResponse.critical_facilities:type_name -> cofab.supply.v1.CriticalFacility
+	48, // 24: cofab.supply.v1.AnalyzeRiskResponse.hidden_critical_facilities:type_name -> cofab.supply.v1.HiddenCount
+	51, // 25: cofab.supply.v1.ComputeDisruptionImpactResponse.items:type_name -> cofab.supply.v1.ItemImpact
+	54, // 26: cofab.supply.v1.PlanAlternativeSourcingResponse.assignments:type_name -> cofab.supply.v1.SourcingAssignment
+	55, // 27: cofab.supply.v1.PlanAlternativeSourcingResponse.unmet:type_name -> cofab.supply.v1.UnmetVolume
+	3,  // 28: cofab.supply.v1.Disruption.kind:type_name -> cofab.supply.v1.Disruption.Kind
+	4,  // 29: cofab.supply.v1.Disruption.state:type_name -> cofab.supply.v1.Disruption.State
+	68, // 30: cofab.supply.v1.Disruption.create_time:type_name -> google.protobuf.Timestamp
+	68, // 31: cofab.supply.v1.Disruption.resolve_time:type_name -> google.protobuf.Timestamp
+	57, // 32: cofab.supply.v1.ReportDisruptionRequest.disruption:type_name -> cofab.supply.v1.Disruption
+	57, // 33: cofab.supply.v1.ListDisruptionsResponse.disruptions:type_name -> cofab.supply.v1.Disruption
+	63, // 34: cofab.supply.v1.PlanDisruptionResourcingResponse.needs:type_name -> cofab.supply.v1.ResourcingNeed
+	5,  // 35: cofab.supply.v1.RecordDisruptionProgressRequest.kind:type_name -> cofab.supply.v1.RecordDisruptionProgressRequest.Kind
+	66, // 36: cofab.supply.v1.RecordDisruptionProgressRequest.summary:type_name -> cofab.supply.v1.DisruptionSummary
+	0,  // 37: cofab.supply.v1.ImportNetworkRequest.Header.format:type_name -> cofab.supply.v1.NetworkFormat
+	7,  // 38: cofab.supply.v1.SupplyService.CreateFacility:input_type -> cofab.supply.v1.CreateFacilityRequest
+	8,  // 39: cofab.supply.v1.SupplyService.GetFacility:input_type -> cofab.supply.v1.GetFacilityRequest
+	9,  // 40: cofab.supply.v1.SupplyService.ListFacilities:input_type -> cofab.supply.v1.ListFacilitiesRequest
+	12, // 41: cofab.supply.v1.SupplyService.CreateCapability:input_type -> cofab.supply.v1.CreateCapabilityRequest
+	13, // 42: cofab.supply.v1.SupplyService.GetCapability:input_type -> cofab.supply.v1.GetCapabilityRequest
+	14, // 43: cofab.supply.v1.SupplyService.ListCapabilities:input_type -> cofab.supply.v1.ListCapabilitiesRequest
+	16, // 44: cofab.supply.v1.SupplyService.DeleteCapability:input_type -> cofab.supply.v1.DeleteCapabilityRequest
+	19, // 45: cofab.supply.v1.SupplyService.CreateItem:input_type -> cofab.supply.v1.CreateItemRequest
+	20, // 46: cofab.supply.v1.SupplyService.GetItem:input_type -> cofab.supply.v1.GetItemRequest
+	22, // 47: cofab.supply.v1.SupplyService.ListItems:input_type -> cofab.supply.v1.ListItemsRequest
+	21, // 48: cofab.supply.v1.SupplyService.UpdateItem:input_type -> cofab.supply.v1.UpdateItemRequest
+	25, // 49: cofab.supply.v1.SupplyService.CreateSupplyEdge:input_type -> cofab.supply.v1.CreateSupplyEdgeRequest
+	26, // 50: cofab.supply.v1.SupplyService.GetSupplyEdge:input_type -> cofab.supply.v1.GetSupplyEdgeRequest
+	27, // 51: cofab.supply.v1.SupplyService.ListSupplyEdges:input_type -> cofab.supply.v1.ListSupplyEdgesRequest
+	29, // 52: cofab.supply.v1.SupplyService.DeleteSupplyEdge:input_type -> cofab.supply.v1.DeleteSupplyEdgeRequest
+	30, // 53: cofab.supply.v1.SupplyService.ConfirmSupplyEdge:input_type -> cofab.supply.v1.ConfirmSupplyEdgeRequest
+	31, // 54: cofab.supply.v1.SupplyService.DeclineSupplyEdge:input_type -> cofab.supply.v1.DeclineSupplyEdgeRequest
+	32, // 55: cofab.supply.v1.SupplyService.WithdrawSupplyEdge:input_type -> cofab.supply.v1.WithdrawSupplyEdgeRequest
+	33, // 56: cofab.supply.v1.SupplyService.ImportNetwork:input_type -> cofab.supply.v1.ImportNetworkRequest
+	36, // 57: cofab.supply.v1.SupplyService.ExportNetwork:input_type -> cofab.supply.v1.ExportNetworkRequest
+	38, // 58: cofab.supply.v1.SupplyService.TraceSupplyChain:input_type -> cofab.supply.v1.TraceSupplyChainRequest
+	42, // 59: cofab.supply.v1.SupplyService.SearchCapableSuppliers:input_type -> cofab.supply.v1.SearchCapableSuppliersRequest
+	45, // 60: cofab.supply.v1.SupplyService.AnalyzeRisk:input_type -> cofab.supply.v1.AnalyzeRiskRequest
+	50, // 61: cofab.supply.v1.SupplyService.ComputeDisruptionImpact:input_type -> cofab.supply.v1.ComputeDisruptionImpactRequest
+	53, // 62: cofab.supply.v1.SupplyService.PlanAlternativeSourcing:input_type -> cofab.supply.v1.PlanAlternativeSourcingRequest
+	58, // 63: cofab.supply.v1.SupplyService.ReportDisruption:input_type -> cofab.supply.v1.ReportDisruptionRequest
+	59, // 64: cofab.supply.v1.SupplyService.ListDisruptions:input_type -> cofab.supply.v1.ListDisruptionsRequest
+	61, // 65: cofab.supply.v1.SupplyService.ResolveDisruption:input_type -> cofab.supply.v1.ResolveDisruptionRequest
+	62, // 66: cofab.supply.v1.SupplyService.PlanDisruptionResourcing:input_type -> cofab.supply.v1.PlanDisruptionResourcingRequest
+	65, // 67: cofab.supply.v1.SupplyService.RecordDisruptionProgress:input_type -> cofab.supply.v1.RecordDisruptionProgressRequest
+	6,  // 68: cofab.supply.v1.SupplyService.CreateFacility:output_type -> cofab.supply.v1.Facility
+	6,  // 69: cofab.supply.v1.SupplyService.GetFacility:output_type -> cofab.supply.v1.Facility
+	10, // 70: cofab.supply.v1.SupplyService.ListFacilities:output_type -> cofab.supply.v1.ListFacilitiesResponse
+	11, // 71: cofab.supply.v1.SupplyService.CreateCapability:output_type -> cofab.supply.v1.Capability
+	11, // 72: cofab.supply.v1.SupplyService.GetCapability:output_type -> cofab.supply.v1.Capability
+	15, // 73: cofab.supply.v1.SupplyService.ListCapabilities:output_type -> cofab.supply.v1.ListCapabilitiesResponse
+	70, // 74: cofab.supply.v1.SupplyService.DeleteCapability:output_type -> google.protobuf.Empty
+	18, // 75: cofab.supply.v1.SupplyService.CreateItem:output_type -> cofab.supply.v1.Item
+	18, // 76: cofab.supply.v1.SupplyService.GetItem:output_type -> cofab.supply.v1.Item
+	23, // 77: cofab.supply.v1.SupplyService.ListItems:output_type -> cofab.supply.v1.ListItemsResponse
+	18, // 78: cofab.supply.v1.SupplyService.UpdateItem:output_type -> cofab.supply.v1.Item
+	24, // 79: cofab.supply.v1.SupplyService.CreateSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
+	24, // 80: cofab.supply.v1.SupplyService.GetSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
+	28, // 81: cofab.supply.v1.SupplyService.ListSupplyEdges:output_type -> cofab.supply.v1.ListSupplyEdgesResponse
+	70, // 82: cofab.supply.v1.SupplyService.DeleteSupplyEdge:output_type -> google.protobuf.Empty
+	24, // 83: cofab.supply.v1.SupplyService.ConfirmSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
+	24, // 84: cofab.supply.v1.SupplyService.DeclineSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
+	24, // 85: cofab.supply.v1.SupplyService.WithdrawSupplyEdge:output_type -> cofab.supply.v1.SupplyEdge
+	35, // 86: cofab.supply.v1.SupplyService.ImportNetwork:output_type -> cofab.supply.v1.ImportNetworkResponse
+	37, // 87: cofab.supply.v1.SupplyService.ExportNetwork:output_type -> cofab.supply.v1.ExportNetworkResponse
+	41, // 88: cofab.supply.v1.SupplyService.TraceSupplyChain:output_type -> cofab.supply.v1.TraceSupplyChainResponse
+	44, // 89: cofab.supply.v1.SupplyService.SearchCapableSuppliers:output_type -> cofab.supply.v1.SearchCapableSuppliersResponse
+	49, // 90: cofab.supply.v1.SupplyService.AnalyzeRisk:output_type -> cofab.supply.v1.AnalyzeRiskResponse
+	52, // 91: cofab.supply.v1.SupplyService.ComputeDisruptionImpact:output_type -> cofab.supply.v1.ComputeDisruptionImpactResponse
+	56, // 92: cofab.supply.v1.SupplyService.PlanAlternativeSourcing:output_type -> cofab.supply.v1.PlanAlternativeSourcingResponse
+	57, // 93: cofab.supply.v1.SupplyService.ReportDisruption:output_type -> cofab.supply.v1.Disruption
+	60, // 94: cofab.supply.v1.SupplyService.ListDisruptions:output_type -> cofab.supply.v1.ListDisruptionsResponse
+	57, // 95: cofab.supply.v1.SupplyService.ResolveDisruption:output_type -> cofab.supply.v1.Disruption
+	64, // 96: cofab.supply.v1.SupplyService.PlanDisruptionResourcing:output_type -> cofab.supply.v1.PlanDisruptionResourcingResponse
+	57, // 97: cofab.supply.v1.SupplyService.RecordDisruptionProgress:output_type -> cofab.supply.v1.Disruption
+	68, // [68:98] is the sub-list for method output_type
+	38, // [38:68] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_cofab_supply_v1_supply_proto_init() }
@@ -4753,7 +5026,7 @@ func file_cofab_supply_v1_supply_proto_init() {
 	if File_cofab_supply_v1_supply_proto != nil {
 		return
 	}
-	file_cofab_supply_v1_supply_proto_msgTypes[24].OneofWrappers = []any{
+	file_cofab_supply_v1_supply_proto_msgTypes[27].OneofWrappers = []any{
 		(*ImportNetworkRequest_Header_)(nil),
 		(*ImportNetworkRequest_Chunk)(nil),
 	}
@@ -4762,8 +5035,8 @@ func file_cofab_supply_v1_supply_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cofab_supply_v1_supply_proto_rawDesc), len(file_cofab_supply_v1_supply_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   59,
+			NumEnums:      6,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

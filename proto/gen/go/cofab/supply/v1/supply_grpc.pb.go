@@ -35,6 +35,9 @@ const (
 	SupplyService_GetSupplyEdge_FullMethodName            = "/cofab.supply.v1.SupplyService/GetSupplyEdge"
 	SupplyService_ListSupplyEdges_FullMethodName          = "/cofab.supply.v1.SupplyService/ListSupplyEdges"
 	SupplyService_DeleteSupplyEdge_FullMethodName         = "/cofab.supply.v1.SupplyService/DeleteSupplyEdge"
+	SupplyService_ConfirmSupplyEdge_FullMethodName        = "/cofab.supply.v1.SupplyService/ConfirmSupplyEdge"
+	SupplyService_DeclineSupplyEdge_FullMethodName        = "/cofab.supply.v1.SupplyService/DeclineSupplyEdge"
+	SupplyService_WithdrawSupplyEdge_FullMethodName       = "/cofab.supply.v1.SupplyService/WithdrawSupplyEdge"
 	SupplyService_ImportNetwork_FullMethodName            = "/cofab.supply.v1.SupplyService/ImportNetwork"
 	SupplyService_ExportNetwork_FullMethodName            = "/cofab.supply.v1.SupplyService/ExportNetwork"
 	SupplyService_TraceSupplyChain_FullMethodName         = "/cofab.supply.v1.SupplyService/TraceSupplyChain"
@@ -83,13 +86,32 @@ type SupplyServiceClient interface {
 	UpdateItem(ctx context.Context, in *UpdateItemRequest, opts ...grpc.CallOption) (*Item, error)
 	// Records that a facility supplies an item to a customer organization. The caller must be the
 	// supplier (it owns the facility) or the customer; the item belongs to one of the two.
+	// Consent: an edge within one organization is ACTIVE at once (`supply.edge.created`); an edge
+	// between two organizations is only a proposal (state PROPOSED, `supply.edge.proposed` to both)
+	// until the other party confirms it (ConfirmSupplyEdge). Until then nothing of either side
+	// reaches the other: the proposal is in no analytics, trace, risk or disruption of either, and
+	// the other party's facility and item named in it are checked only when that party confirms
+	// (so a proposal tells the proposer nothing about what the other organization has).
 	CreateSupplyEdge(ctx context.Context, in *CreateSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error)
 	// Gets a supply edge the caller is the supplier or the customer of.
 	GetSupplyEdge(ctx context.Context, in *GetSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error)
-	// Lists the supply edges where the caller is the supplier or the customer, whoever created them.
+	// Lists the ACTIVE supply edges where the caller is the supplier or the customer, whoever
+	// created them; with `state` PROPOSED (or DECLINED, WITHDRAWN) the proposals the caller made or
+	// that were made to it.
 	ListSupplyEdges(ctx context.Context, in *ListSupplyEdgesRequest, opts ...grpc.CallOption) (*ListSupplyEdgesResponse, error)
-	// Deletes a supply edge the caller created.
+	// Deletes an ACTIVE supply edge the caller is the supplier or the customer of (either party may
+	// end an edge); emits `supply.edge.deleted` to both. A proposal is withdrawn, not deleted.
 	DeleteSupplyEdge(ctx context.Context, in *DeleteSupplyEdgeRequest, opts ...grpc.CallOption) (*emptypb.Empty, error)
+	// The other party (not the proposer) agrees to a PROPOSED edge: it becomes ACTIVE and enters the
+	// network; emits `supply.edge.confirmed` to both. The facility or item of the confirming party
+	// that the proposal names must exist (else FAILED_PRECONDITION naming it). Anything but a
+	// PROPOSED edge is FAILED_PRECONDITION; the proposer confirming is PERMISSION_DENIED.
+	ConfirmSupplyEdge(ctx context.Context, in *ConfirmSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error)
+	// The other party refuses a PROPOSED edge (state DECLINED, final); emits `supply.edge.declined`.
+	DeclineSupplyEdge(ctx context.Context, in *DeclineSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error)
+	// The proposer takes back its PROPOSED edge (state WITHDRAWN, final); emits
+	// `supply.edge.withdrawn`.
+	WithdrawSupplyEdge(ctx context.Context, in *WithdrawSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error)
 	// Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
 	// Every row is validated before anything is written; any bad row rejects the whole import
 	// with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
@@ -298,6 +320,36 @@ func (c *supplyServiceClient) DeleteSupplyEdge(ctx context.Context, in *DeleteSu
 	return out, nil
 }
 
+func (c *supplyServiceClient) ConfirmSupplyEdge(ctx context.Context, in *ConfirmSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SupplyEdge)
+	err := c.cc.Invoke(ctx, SupplyService_ConfirmSupplyEdge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *supplyServiceClient) DeclineSupplyEdge(ctx context.Context, in *DeclineSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SupplyEdge)
+	err := c.cc.Invoke(ctx, SupplyService_DeclineSupplyEdge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *supplyServiceClient) WithdrawSupplyEdge(ctx context.Context, in *WithdrawSupplyEdgeRequest, opts ...grpc.CallOption) (*SupplyEdge, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SupplyEdge)
+	err := c.cc.Invoke(ctx, SupplyService_WithdrawSupplyEdge_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *supplyServiceClient) ImportNetwork(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportNetworkRequest, ImportNetworkResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &SupplyService_ServiceDesc.Streams[0], SupplyService_ImportNetwork_FullMethodName, cOpts...)
@@ -464,13 +516,32 @@ type SupplyServiceServer interface {
 	UpdateItem(context.Context, *UpdateItemRequest) (*Item, error)
 	// Records that a facility supplies an item to a customer organization. The caller must be the
 	// supplier (it owns the facility) or the customer; the item belongs to one of the two.
+	// Consent: an edge within one organization is ACTIVE at once (`supply.edge.created`); an edge
+	// between two organizations is only a proposal (state PROPOSED, `supply.edge.proposed` to both)
+	// until the other party confirms it (ConfirmSupplyEdge). Until then nothing of either side
+	// reaches the other: the proposal is in no analytics, trace, risk or disruption of either, and
+	// the other party's facility and item named in it are checked only when that party confirms
+	// (so a proposal tells the proposer nothing about what the other organization has).
 	CreateSupplyEdge(context.Context, *CreateSupplyEdgeRequest) (*SupplyEdge, error)
 	// Gets a supply edge the caller is the supplier or the customer of.
 	GetSupplyEdge(context.Context, *GetSupplyEdgeRequest) (*SupplyEdge, error)
-	// Lists the supply edges where the caller is the supplier or the customer, whoever created them.
+	// Lists the ACTIVE supply edges where the caller is the supplier or the customer, whoever
+	// created them; with `state` PROPOSED (or DECLINED, WITHDRAWN) the proposals the caller made or
+	// that were made to it.
 	ListSupplyEdges(context.Context, *ListSupplyEdgesRequest) (*ListSupplyEdgesResponse, error)
-	// Deletes a supply edge the caller created.
+	// Deletes an ACTIVE supply edge the caller is the supplier or the customer of (either party may
+	// end an edge); emits `supply.edge.deleted` to both. A proposal is withdrawn, not deleted.
 	DeleteSupplyEdge(context.Context, *DeleteSupplyEdgeRequest) (*emptypb.Empty, error)
+	// The other party (not the proposer) agrees to a PROPOSED edge: it becomes ACTIVE and enters the
+	// network; emits `supply.edge.confirmed` to both. The facility or item of the confirming party
+	// that the proposal names must exist (else FAILED_PRECONDITION naming it). Anything but a
+	// PROPOSED edge is FAILED_PRECONDITION; the proposer confirming is PERMISSION_DENIED.
+	ConfirmSupplyEdge(context.Context, *ConfirmSupplyEdgeRequest) (*SupplyEdge, error)
+	// The other party refuses a PROPOSED edge (state DECLINED, final); emits `supply.edge.declined`.
+	DeclineSupplyEdge(context.Context, *DeclineSupplyEdgeRequest) (*SupplyEdge, error)
+	// The proposer takes back its PROPOSED edge (state WITHDRAWN, final); emits
+	// `supply.edge.withdrawn`.
+	WithdrawSupplyEdge(context.Context, *WithdrawSupplyEdgeRequest) (*SupplyEdge, error)
 	// Bulk upsert of the caller's network data: a header, then chunks of CSV or JSON-lines rows.
 	// Every row is validated before anything is written; any bad row rejects the whole import
 	// with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
@@ -573,6 +644,15 @@ func (UnimplementedSupplyServiceServer) ListSupplyEdges(context.Context, *ListSu
 }
 func (UnimplementedSupplyServiceServer) DeleteSupplyEdge(context.Context, *DeleteSupplyEdgeRequest) (*emptypb.Empty, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSupplyEdge not implemented")
+}
+func (UnimplementedSupplyServiceServer) ConfirmSupplyEdge(context.Context, *ConfirmSupplyEdgeRequest) (*SupplyEdge, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmSupplyEdge not implemented")
+}
+func (UnimplementedSupplyServiceServer) DeclineSupplyEdge(context.Context, *DeclineSupplyEdgeRequest) (*SupplyEdge, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeclineSupplyEdge not implemented")
+}
+func (UnimplementedSupplyServiceServer) WithdrawSupplyEdge(context.Context, *WithdrawSupplyEdgeRequest) (*SupplyEdge, error) {
+	return nil, status.Error(codes.Unimplemented, "method WithdrawSupplyEdge not implemented")
 }
 func (UnimplementedSupplyServiceServer) ImportNetwork(grpc.ClientStreamingServer[ImportNetworkRequest, ImportNetworkResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportNetwork not implemented")
@@ -901,6 +981,60 @@ func _SupplyService_DeleteSupplyEdge_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SupplyService_ConfirmSupplyEdge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmSupplyEdgeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SupplyServiceServer).ConfirmSupplyEdge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SupplyService_ConfirmSupplyEdge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SupplyServiceServer).ConfirmSupplyEdge(ctx, req.(*ConfirmSupplyEdgeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SupplyService_DeclineSupplyEdge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeclineSupplyEdgeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SupplyServiceServer).DeclineSupplyEdge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SupplyService_DeclineSupplyEdge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SupplyServiceServer).DeclineSupplyEdge(ctx, req.(*DeclineSupplyEdgeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SupplyService_WithdrawSupplyEdge_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawSupplyEdgeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SupplyServiceServer).WithdrawSupplyEdge(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SupplyService_WithdrawSupplyEdge_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SupplyServiceServer).WithdrawSupplyEdge(ctx, req.(*WithdrawSupplyEdgeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _SupplyService_ImportNetwork_Handler(srv interface{}, stream grpc.ServerStream) error {
 	return srv.(SupplyServiceServer).ImportNetwork(&grpc.GenericServerStream[ImportNetworkRequest, ImportNetworkResponse]{ServerStream: stream})
 }
@@ -1165,6 +1299,18 @@ var SupplyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteSupplyEdge",
 			Handler:    _SupplyService_DeleteSupplyEdge_Handler,
+		},
+		{
+			MethodName: "ConfirmSupplyEdge",
+			Handler:    _SupplyService_ConfirmSupplyEdge_Handler,
+		},
+		{
+			MethodName: "DeclineSupplyEdge",
+			Handler:    _SupplyService_DeclineSupplyEdge_Handler,
+		},
+		{
+			MethodName: "WithdrawSupplyEdge",
+			Handler:    _SupplyService_WithdrawSupplyEdge_Handler,
 		},
 		{
 			MethodName: "TraceSupplyChain",

@@ -169,8 +169,9 @@ export const QuoteChangedSchema: GenMessage<QuoteChanged> = /*@__PURE__*/
   messageDesc(file_cofab_procurement_v1_events, 4);
 
 /**
- * Payload of `procurement.quote.received`, for the buyer (keyed by RFQ id): that quotes
- * changed, not what they say, while the RFQ is open.
+ * Payload of `procurement.quote.received`, for the buyer alone (keyed by RFQ id; audience and
+ * envelope `organization` the buyer, so neither the quoting supplier hears how many others
+ * quoted nor the buyer who quoted while bids are sealed): that quotes changed, not what they say.
  *
  * @generated from message cofab.procurement.v1.QuoteReceived
  */
@@ -205,7 +206,10 @@ export const QuoteReceivedSchema: GenMessage<QuoteReceived> = /*@__PURE__*/
   messageDesc(file_cofab_procurement_v1_events, 5);
 
 /**
- * Payload of `procurement.rfq.closed` (keyed by RFQ id; audience every invited supplier).
+ * Payload of `procurement.rfq.closed`: one event per organization, its audience that
+ * organization alone. The buyer's (keyed by RFQ id) carries `quote_count`; each invited
+ * supplier's (keyed by its organization id) only that bidding is over: quote_count 0, no word of
+ * who else was invited.
  *
  * @generated from message cofab.procurement.v1.RfqClosed
  */

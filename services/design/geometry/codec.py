@@ -1,4 +1,5 @@
-"""JSON shapes of the geometry engine's diff values, as the service stores them.
+"""JSON shapes of the geometry engine's values: as the service stores diffs and findings, and as
+the sandbox returns results to the service (plain JSON, never pickles, across that boundary).
 
 `diff_from_json(diff_to_json(d))` equals `d` except for `artifacts`: the service keeps those
 as blobs, not as paths. Findings use the same shape as a revision's stored findings.
@@ -8,20 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from services.design.geometry.types import (
     Conflict,
+    DiffInput,
     DiffResult,
     FaceChange,
     FaceSignature,
     Finding,
+    IngestResult,
     Location,
+    MergeResult,
     ParameterDelta,
     ParameterValue,
     Properties,
     Region,
     Severity,
+    SolidProperties,
 )
 
 Vec = tuple[float, float, float]
@@ -64,18 +70,37 @@ def finding_from_json(value: Mapping[str, Any]) -> Finding:
     )
 
 
+def _lists(value: Any) -> Any:
+    # JSON has lists only: tuples (vectors, per-solid entries) become lists all the way down.
+    if isinstance(value, (tuple, list)):
+        return [_lists(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    return value
+
+
 def properties_json(properties: Properties) -> dict[str, Any]:
-    return {
-        key: list(value) if isinstance(value, tuple) else value
-        for key, value in dataclasses.asdict(properties).items()
-    }
+    data: dict[str, Any] = _lists(dataclasses.asdict(properties))
+    return data
+
+
+def _solid_from_json(value: Mapping[str, Any]) -> SolidProperties:
+    known = {f.name for f in dataclasses.fields(SolidProperties)}
+    fields = {k: v for k, v in value.items() if k in known}
+    for key in ("bbox_min", "bbox_max", "center_of_mass"):
+        fields[key] = _vec(fields[key])
+    return SolidProperties(**fields)
 
 
 def properties_from_json(value: Mapping[str, Any]) -> Properties:
+    """Stored properties; those stored before a field existed get its default."""
     known = {f.name for f in dataclasses.fields(Properties)}
     fields = {k: v for k, v in value.items() if k in known}
     for key in ("bbox_min", "bbox_max", "center_of_mass"):
         fields[key] = _vec(fields[key])
+    fields["solid_properties"] = tuple(
+        _solid_from_json(s) for s in fields.get("solid_properties") or ()
+    )
     return Properties(**fields)
 
 
@@ -236,4 +261,88 @@ def conflict_from_json(value: Mapping[str, Any]) -> Conflict:
         faces_theirs=tuple(int(f) for f in value["faces_theirs"]),
         parameters=tuple(str(p) for p in value["parameters"]),
         reason=str(value["reason"]),
+    )
+
+
+def parameters_json(values: Mapping[str, ParameterValue]) -> dict[str, Any]:
+    """Script parameter values, tagged with their types (see _parameter_json)."""
+    return {name: _parameter_json(value) for name, value in values.items()}
+
+
+def parameters_from_json(value: Mapping[str, Any]) -> dict[str, ParameterValue]:
+    decoded = {str(name): _parameter(tagged) for name, tagged in value.items()}
+    return {name: v for name, v in decoded.items() if v is not None}
+
+
+def ingest_to_json(result: IngestResult) -> dict[str, Any]:
+    """An ingest result with its artifacts by name (the files travel separately)."""
+    return {
+        "properties": properties_json(result.properties),
+        "findings": [finding_json(f) for f in result.findings],
+        "artifacts": sorted(result.artifacts),
+        "parameters": parameters_json(result.parameters),
+    }
+
+
+def ingest_from_json(value: Mapping[str, Any], files: Mapping[str, Path]) -> IngestResult:
+    """The result, its artifact names resolved to `files` (a name without a file is an error)."""
+    return IngestResult(
+        properties=properties_from_json(value["properties"]),
+        findings=[finding_from_json(f) for f in value["findings"]],
+        artifacts={str(name): files[str(name)] for name in value["artifacts"]},
+        parameters=parameters_from_json(value["parameters"]),
+    )
+
+
+def diff_input_to_json(value: DiffInput) -> dict[str, Any]:
+    """A diff input without its file paths (the sandbox sees the files at fixed places)."""
+    return {
+        "has_step": value.step is not None,
+        "findings": [finding_json(f) for f in value.findings],
+        "properties": properties_json(value.properties),
+        "parameters": parameters_json(value.parameters),
+        "script": value.script,
+    }
+
+
+def diff_input_from_json(value: Mapping[str, Any], mesh: Path, step: Path) -> DiffInput:
+    return DiffInput(
+        mesh=mesh,
+        step=step if value["has_step"] else None,
+        findings=tuple(finding_from_json(f) for f in value["findings"]),
+        properties=properties_from_json(value["properties"]),
+        parameters=parameters_from_json(value["parameters"]),
+        script=None if value["script"] is None else str(value["script"]),
+    )
+
+
+def merge_to_json(result: MergeResult) -> dict[str, Any]:
+    """A merge result without paths; its files are named as in `merge_files`."""
+    return {
+        "ours": diff_to_json(result.ours),
+        "theirs": diff_to_json(result.theirs),
+        "conflict": None if result.conflict is None else conflict_to_json(result.conflict),
+        "merged": None if result.merged is None else result.merged.name,
+        "merged_format": result.merged_format,
+        "merged_parameters": parameters_json(result.merged_parameters),
+    }
+
+
+def merge_from_json(value: Mapping[str, Any], files: Mapping[str, Path]) -> MergeResult:
+    """The merge, its pictures and merged model resolved to `files` ("ours/diff.png", ...)."""
+
+    def side(name: str) -> DiffResult:
+        diff = diff_from_json(value[name])
+        prefix = f"{name}/"
+        pictures = {k.removeprefix(prefix): p for k, p in files.items() if k.startswith(prefix)}
+        return dataclasses.replace(diff, artifacts=pictures)
+
+    merged = value["merged"]
+    return MergeResult(
+        ours=side("ours"),
+        theirs=side("theirs"),
+        conflict=None if value["conflict"] is None else conflict_from_json(value["conflict"]),
+        merged=None if merged is None else files[str(merged)],
+        merged_format=None if value["merged_format"] is None else str(value["merged_format"]),
+        merged_parameters=parameters_from_json(value["merged_parameters"]),
     )
