@@ -10,8 +10,14 @@ PROTO_FILES := $(shell find proto/cofab -name '*.proto' | sort)
 .PHONY: install system-packages gen-protos check-protos lint typecheck test test-unit up demo bench clean
 
 NODE_EXAMPLE := clients/partner-node
+GO_EXAMPLE := clients/partner-go
+# google/api/field_behavior.proto and resource.proto, from the googleapis-common-protos wheel.
+GOOGLEAPIS := proto/third_party/googleapis
+# Go never fetches a toolchain of its own: the machine's Go builds everything.
+export GOTOOLCHAIN := local
 
-install: system-packages $(STAMP) $(KAFKA_LIBS)/.resolved $(NODE_EXAMPLE)/node_modules/.installed
+install: system-packages $(STAMP) $(KAFKA_LIBS)/.resolved $(NODE_EXAMPLE)/node_modules/.installed \
+  $(GOOGLEAPIS)/.copied $(VENV)/.go-installed proto/node_modules/.installed
 
 system-packages:
 	@bash deploy/local/install-system.sh
@@ -31,27 +37,56 @@ $(NODE_EXAMPLE)/node_modules/.installed: $(NODE_EXAMPLE)/package-lock.json
 	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --silent
 	@touch $@
 
-GEN_OUT ?= proto/gen
+$(GOOGLEAPIS)/.copied: $(STAMP)
+	mkdir -p $(GOOGLEAPIS)/google/api
+	src=$$($(PY) -c 'import google.api.field_behavior_pb2 as m, pathlib; print(pathlib.Path(m.__file__).parent)') \
+	  && cp "$$src/field_behavior.proto" "$$src/resource.proto" $(GOOGLEAPIS)/google/api/
+	@touch $@
 
-gen-protos: $(STAMP)
+# protoc-gen-go and protoc-gen-go-grpc are pinned as tools in proto/go.mod (the module of the
+# generated Go code); the Go example's modules are downloaded here so its build needs no network.
+$(VENV)/.go-installed: proto/go.mod proto/go.sum $(GO_EXAMPLE)/go.mod $(GO_EXAMPLE)/go.sum $(STAMP)
+	cd proto && go mod download && GOBIN=$(abspath $(VENV))/bin go install tool
+	cd $(GO_EXAMPLE) && go mod download
+	@touch $@
+
+# protoc-gen-es (TypeScript) and tsc, pinned by proto/package-lock.json.
+proto/node_modules/.installed: proto/package-lock.json
+	cd proto && npm ci --no-audit --no-fund --silent
+	@touch $@
+
+GEN_OUT ?= proto/gen
+CODEGEN_PATH := $(abspath $(VENV))/bin:$(abspath proto/node_modules/.bin):$$PATH
+
+# Python (grpcio-tools) into $(GEN_OUT)/cofab; Go and TypeScript (buf generate with
+# proto/buf.gen.yaml) into $(GEN_OUT)/go and $(GEN_OUT)/ts.
+gen-protos: $(STAMP) $(GOOGLEAPIS)/.copied $(VENV)/.go-installed proto/node_modules/.installed
 	rm -rf $(GEN_OUT) && mkdir -p $(GEN_OUT)
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I proto \
+	PATH=$(CODEGEN_PATH) $(PY) -m grpc_tools.protoc -I proto -I $(GOOGLEAPIS) \
 	  --python_out=$(GEN_OUT) --grpc_python_out=$(GEN_OUT) \
 	  --mypy_out=quiet:$(GEN_OUT) --mypy_grpc_out=quiet:$(GEN_OUT) $(PROTO_FILES)
 	find $(GEN_OUT)/cofab -type d -exec touch {}/__init__.py \;
 	touch $(GEN_OUT)/cofab/py.typed
+	PATH=$(CODEGEN_PATH) $(VENV)/bin/buf generate --template proto/buf.gen.yaml -o $(GEN_OUT)
 
-# CI: proto/gen must be exactly what gen-protos makes from proto/ (regenerated aside, compared).
-check-protos: $(STAMP)
+# CI: proto/gen must be exactly what gen-protos makes from proto/ (regenerated aside, compared),
+# and the Go and TypeScript code must compile.
+check-protos: $(STAMP) $(VENV)/.go-installed proto/node_modules/.installed
 	@$(MAKE) -s gen-protos GEN_OUT=.cache/gen-check >/dev/null
 	@diff -r -q -x __pycache__ .cache/gen-check proto/gen \
 	  || { echo "proto/gen is stale: run 'make gen-protos' and commit the result"; exit 1; }
+	cd proto && GOFLAGS=-mod=readonly GOPROXY=off go build ./gen/go/...
+	proto/node_modules/.bin/tsc -p proto/tsconfig.json
 
-# proto/v1-baseline.binpb is the v1 contract as first released: additions are fine, anything
-# that breaks a partner's client fails here (breaking changes go to a v2 package instead).
-lint: $(STAMP)
+# proto/v1-baseline.binpb is the v1 contract as released: additions are fine, anything that
+# breaks a partner's client fails here (breaking changes go to a v2 package instead). It was
+# re-recorded once, when every file got its go_package (proto/v1-baseline.md): the second check
+# proves it is the first release plus additions and that option only.
+lint: $(STAMP) $(GOOGLEAPIS)/.copied
 	$(VENV)/bin/buf lint proto
 	$(VENV)/bin/buf breaking proto --against proto/v1-baseline.binpb
+	$(VENV)/bin/buf breaking proto/v1-baseline.binpb --against proto/v1-baseline-initial.binpb \
+	  --config '{"version":"v2","breaking":{"use":["FILE"],"except":["FILE_SAME_GO_PACKAGE"]}}'
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 

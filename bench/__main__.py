@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from bench import (
+    cli_startup,
     design_upload,
     geometry,
     geometry_diff,
@@ -48,6 +49,7 @@ BENCHMARKS: list[Benchmark] = [
     rfq_fanout.BENCHMARK,
     rfq_quotes.BENCHMARK,
     reviews.BENCHMARK,
+    cli_startup.BENCHMARK,
 ]
 
 

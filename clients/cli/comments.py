@@ -10,6 +10,8 @@ from clients.cli.common import (
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     request_id,
@@ -86,7 +88,7 @@ def cmd_add(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    print_comment(comment)
+    emit(args, comment, lambda: print_comment(comment))
 
 
 def cmd_reply(args: argparse.Namespace, settings: Settings) -> None:
@@ -102,7 +104,7 @@ def cmd_reply(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    print_comment(reply)
+    emit(args, reply, lambda: print_comment(reply))
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -120,6 +122,9 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
                 "comments",
             )
         )
+    if args.json:
+        emit_list(args, "comments", found, print_comment)
+        return
     threads = [c for c in found if not c.thread]
     replies: dict[str, list[pb.Comment]] = {}
     for c in found:
@@ -137,7 +142,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        print_comment(cofab.comments.GetComment(pb.GetCommentRequest(name=args.comment)))
+        comment = cofab.comments.GetComment(pb.GetCommentRequest(name=args.comment))
+    emit(args, comment, lambda: print_comment(comment))
 
 
 def cmd_resolve(args: argparse.Namespace, settings: Settings) -> None:
@@ -145,7 +151,7 @@ def cmd_resolve(args: argparse.Namespace, settings: Settings) -> None:
         comment = cofab.comments.ResolveComment(
             pb.ResolveCommentRequest(name=args.comment, request_id=request_id())
         )
-    print_comment(comment)
+    emit(args, comment, lambda: print_comment(comment))
 
 
 def cmd_reopen(args: argparse.Namespace, settings: Settings) -> None:
@@ -153,7 +159,7 @@ def cmd_reopen(args: argparse.Namespace, settings: Settings) -> None:
         comment = cofab.comments.ReopenComment(
             pb.ReopenCommentRequest(name=args.comment, request_id=request_id())
         )
-    print_comment(comment)
+    emit(args, comment, lambda: print_comment(comment))
 
 
 def _view(text: str) -> tuple[design_pb2.Vector3, ...]:
@@ -167,7 +173,7 @@ def register(sub: Subcommands) -> None:
     """Adds `cofab comment ...` to the parser."""
     comment = sub.add_parser("comment", help="comments anchored to a revision's geometry")
     csub = comment.add_subparsers(dest="comment_command", required=True)
-    p = command(csub, "add", cmd_add, "comment on a point (and face) of a revision")
+    p = command(csub, "add", cmd_add, "comment on a point (and face) of a revision", True)
     p.add_argument("revision", help="projects/{project}/designs/{design}/revisions/{revision}")
     p.add_argument(
         "--point",
@@ -178,10 +184,10 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--face", type=int, default=None, help="B-rep face index")
     p.add_argument("--view", type=_view, default=None, help="camera EYE;TARGET;UP, each X,Y,Z")
     p.add_argument("--body", "-m", required=True)
-    p = command(csub, "list", cmd_list, "list the comment threads on a revision")
+    p = command(csub, "list", cmd_list, "list the comment threads on a revision", True)
     p.add_argument("revision")
     p.add_argument("--all", action="store_true", help="include resolved threads")
-    p = command(csub, "reply", cmd_reply, "reply to a comment's thread")
+    p = command(csub, "reply", cmd_reply, "reply to a comment's thread", True)
     p.add_argument("comment", help="projects/{project}/designs/{design}/comments/{comment}")
     p.add_argument("--body", "-m", required=True)
     p.add_argument(
@@ -192,4 +198,4 @@ def register(sub: Subcommands) -> None:
         ("resolve", cmd_resolve, "resolve a thread (its author's organization or an owner)"),
         ("reopen", cmd_reopen, "reopen a resolved thread"),
     ):
-        command(csub, name, fn, text).add_argument("comment")
+        command(csub, name, fn, text, prints=True).add_argument("comment")

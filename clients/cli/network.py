@@ -13,6 +13,8 @@ from clients.cli.common import (
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     request_id,
@@ -129,24 +131,25 @@ def cmd_item_create(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_item(item)
+    emit(args, item, lambda: _print_item(item))
 
 
 def cmd_item_list(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
-        for item in every_page(
+        pages = every_page(
             lambda token: cofab.supply.ListItems(
                 supply_pb2.ListItemsRequest(parent=parent, page_size=1000, page_token=token)
             ),
             "items",
-        ):
-            _print_item(item)
+        )
+        emit_list(args, "items", pages, _print_item)
 
 
 def cmd_item_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        _print_item(cofab.supply.GetItem(supply_pb2.GetItemRequest(name=args.item)))
+        item = cofab.supply.GetItem(supply_pb2.GetItemRequest(name=args.item))
+    emit(args, item, lambda: _print_item(item))
 
 
 def _print_edge(e: supply_pb2.SupplyEdge) -> None:
@@ -175,13 +178,13 @@ def cmd_edge_propose(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_edge(edge)
+    emit(args, edge, lambda: _print_edge(edge))
 
 
 def cmd_edge_list(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
-        for edge in every_page(
+        pages = every_page(
             lambda token: cofab.supply.ListSupplyEdges(
                 supply_pb2.ListSupplyEdgesRequest(
                     parent=parent,
@@ -191,8 +194,8 @@ def cmd_edge_list(args: argparse.Namespace, settings: Settings) -> None:
                 )
             ),
             "supply_edges",
-        ):
-            _print_edge(edge)
+        )
+        emit_list(args, "supplyEdges", pages, _print_edge)
 
 
 def cmd_edge_answer(args: argparse.Namespace, settings: Settings) -> None:
@@ -209,7 +212,7 @@ def cmd_edge_answer(args: argparse.Namespace, settings: Settings) -> None:
             edge = cofab.supply.WithdrawSupplyEdge(
                 supply_pb2.WithdrawSupplyEdgeRequest(name=args.name, request_id=request_id())
             )
-    _print_edge(edge)
+    emit(args, edge, lambda: _print_edge(edge))
 
 
 def cmd_supplier_search(args: argparse.Namespace, settings: Settings) -> None:
@@ -224,26 +227,35 @@ def cmd_supplier_search(args: argparse.Namespace, settings: Settings) -> None:
                 page_size=args.limit,
             )
         )
-    for s in found.suppliers:
-        c = s.capability
-        print(
-            f"{s.organization}  {s.facility}  {s.region} {s.country_code}  {c.process} "
-            f"{','.join(c.materials)}  {c.monthly_capacity:g}/month  {','.join(c.certifications)}"
-        )
+
+    def human() -> None:
+        for s in found.suppliers:
+            c = s.capability
+            print(
+                f"{s.organization}  {s.facility}  {s.region} {s.country_code}  {c.process} "
+                f"{','.join(c.materials)}  {c.monthly_capacity:g}/month  "
+                f"{','.join(c.certifications)}"
+            )
+
+    emit(args, found, human)
 
 
 def cmd_risk(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
         risk = cofab.supply.AnalyzeRisk(supply_pb2.AnalyzeRiskRequest(parent=parent))
-    print("single-source items:")
-    for s in risk.single_source_items:
-        print(f"  {s.item}  from {s.facility or '(a supplier beyond your direct partners)'}")
-    print("critical facilities:")
-    for c in risk.critical_facilities:
-        print(f"  {c.facility} ({c.region})  cuts off {', '.join(c.end_items)}")
-    for h in risk.hidden_critical_facilities:
-        print(f"  {h.count} deeper in your chain in {h.region}")
+
+    def human() -> None:
+        print("single-source items:")
+        for s in risk.single_source_items:
+            print(f"  {s.item}  from {s.facility or '(a supplier beyond your direct partners)'}")
+        print("critical facilities:")
+        for c in risk.critical_facilities:
+            print(f"  {c.facility} ({c.region})  cuts off {', '.join(c.end_items)}")
+        for h in risk.hidden_critical_facilities:
+            print(f"  {h.count} deeper in your chain in {h.region}")
+
+    emit(args, risk, human)
 
 
 def _print_disruption(d: supply_pb2.Disruption) -> None:
@@ -277,28 +289,27 @@ def cmd_disruption_report(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_disruption(disruption)
+    emit(args, disruption, lambda: _print_disruption(disruption))
 
 
 def cmd_disruption_list(args: argparse.Namespace, settings: Settings) -> None:
     parent = _me(settings)
     with client(settings) as cofab:
-        for d in every_page(
+        pages = every_page(
             lambda token: cofab.supply.ListDisruptions(
                 supply_pb2.ListDisruptionsRequest(parent=parent, page_size=1000, page_token=token)
             ),
             "disruptions",
-        ):
-            _print_disruption(d)
+        )
+        emit_list(args, "disruptions", pages, _print_disruption)
 
 
 def cmd_disruption_resolve(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        _print_disruption(
-            cofab.supply.ResolveDisruption(
-                supply_pb2.ResolveDisruptionRequest(name=args.name, request_id=request_id())
-            )
+        resolved = cofab.supply.ResolveDisruption(
+            supply_pb2.ResolveDisruptionRequest(name=args.name, request_id=request_id())
         )
+    emit(args, resolved, lambda: _print_disruption(resolved))
 
 
 def register(sub: Subcommands) -> None:
@@ -314,7 +325,7 @@ def register(sub: Subcommands) -> None:
 
     item = sub.add_parser("item", help="your items (parts, products) and their BOMs")
     item_sub = item.add_subparsers(dest="item_command", required=True)
-    p = command(item_sub, "create", cmd_item_create, "define an item")
+    p = command(item_sub, "create", cmd_item_create, "define an item", True)
     p.add_argument("id", help="item id: lower-case letters, digits, '-'")
     p.add_argument("display_name")
     p.add_argument("--part-number", default="")
@@ -329,15 +340,17 @@ def register(sub: Subcommands) -> None:
         default=[],
         help="organizations/{o}/items/{i}=QUANTITY (repeatable)",
     )
-    command(item_sub, "list", cmd_item_list, "list your items")
-    p = command(item_sub, "show", cmd_item_show, "show an item")
+    command(item_sub, "list", cmd_item_list, "list your items", True)
+    p = command(item_sub, "show", cmd_item_show, "show an item", True)
     p.add_argument("item", help="organizations/{o}/items/{i}")
 
     edge = sub.add_parser(
         "edge", help="supply edges: an edge with another company needs its consent"
     )
     edge_sub = edge.add_subparsers(dest="edge_command", required=True)
-    p = command(edge_sub, "propose", cmd_edge_propose, "propose (or, in-house, create) an edge")
+    p = command(
+        edge_sub, "propose", cmd_edge_propose, "propose (or, in-house, create) an edge", True
+    )
     p.add_argument("facility", help="organizations/{o}/facilities/{f}, the supplier's facility")
     p.add_argument("item", help="organizations/{o}/items/{i}, the supplier's or customer's")
     p.add_argument("customer", help="organizations/{o}, the buyer")
@@ -346,19 +359,19 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--unit-price", type=float, default=0.0)
     p.add_argument("--share", type=float, default=0.0, help="of the customer's volume, 0..1")
     p.add_argument("--monthly-volume", type=float, default=0.0)
-    p = command(edge_sub, "list", cmd_edge_list, "list your edges, or proposals by state")
+    p = command(edge_sub, "list", cmd_edge_list, "list your edges, or proposals by state", True)
     p.add_argument("--state", choices=sorted(EDGE_STATES), default="active")
     for verb, what in (
         ("confirm", "agree to an edge proposed to you"),
         ("decline", "refuse an edge proposed to you"),
         ("withdraw", "take back your proposal"),
     ):
-        p = command(edge_sub, verb, cmd_edge_answer, what)
+        p = command(edge_sub, verb, cmd_edge_answer, what, True)
         p.add_argument("name", help="organizations/{o}/supplyEdges/{e}")
 
     supplier = sub.add_parser("supplier", help="find capable suppliers")
     supplier_sub = supplier.add_subparsers(dest="supplier_command", required=True)
-    p = command(supplier_sub, "search", cmd_supplier_search, "search published capabilities")
+    p = command(supplier_sub, "search", cmd_supplier_search, "search published capabilities", True)
     p.add_argument("--process", required=True)
     p.add_argument("--material", default="")
     p.add_argument("--region", default="")
@@ -366,11 +379,13 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--certification", default="")
     p.add_argument("--limit", type=int, default=50)
 
-    command(sub, "risk", cmd_risk, "single-source items and critical facilities of your network")
+    command(
+        sub, "risk", cmd_risk, "single-source items and critical facilities of your network", True
+    )
 
     disruption = sub.add_parser("disruption", help="report and follow facility disruptions")
     disruption_sub = disruption.add_subparsers(dest="disruption_command", required=True)
-    p = command(disruption_sub, "report", cmd_disruption_report, "report a disruption")
+    p = command(disruption_sub, "report", cmd_disruption_report, "report a disruption", True)
     p.add_argument("facility", help="facility id or organizations/{o}/facilities/{f}")
     p.add_argument("--kind", choices=sorted(KINDS), default="outage")
     p.add_argument("--days", type=float, required=True, help="expected duration in days")
@@ -378,6 +393,6 @@ def register(sub: Subcommands) -> None:
         "--capacity-factor", type=float, default=0.0, help="remaining capacity for a drop"
     )
     p.add_argument("--description", default="")
-    command(disruption_sub, "list", cmd_disruption_list, "list your disruptions")
-    p = command(disruption_sub, "resolve", cmd_disruption_resolve, "mark a disruption over")
+    command(disruption_sub, "list", cmd_disruption_list, "list your disruptions", True)
+    p = command(disruption_sub, "resolve", cmd_disruption_resolve, "mark a disruption over", True)
     p.add_argument("name", help="organizations/{o}/disruptions/{d}")

@@ -11,6 +11,8 @@ from clients.cli.common import (
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     organization_name,
@@ -149,19 +151,19 @@ def cmd_rfq_create(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_open(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         rfq = cofab.procurement.OpenRfq(pb.OpenRfqRequest(name=args.rfq, request_id=request_id()))
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_close(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         rfq = cofab.procurement.CloseRfq(pb.CloseRfqRequest(name=args.rfq, request_id=request_id()))
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_cancel(args: argparse.Namespace, settings: Settings) -> None:
@@ -169,7 +171,7 @@ def cmd_rfq_cancel(args: argparse.Namespace, settings: Settings) -> None:
         rfq = cofab.procurement.CancelRfq(
             pb.CancelRfqRequest(name=args.rfq, reason=args.reason, request_id=request_id())
         )
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -185,14 +187,13 @@ def cmd_rfq_list(args: argparse.Namespace, settings: Settings) -> None:
             ),
             "rfqs",
         )
-        for rfq in pages:
-            _print_rfq(rfq)
+        emit_list(args, "rfqs", pages, _print_rfq)
 
 
 def cmd_rfq_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         rfq = cofab.procurement.GetRfq(pb.GetRfqRequest(name=args.rfq))
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_evaluate(args: argparse.Namespace, settings: Settings) -> None:
@@ -200,17 +201,21 @@ def cmd_rfq_evaluate(args: argparse.Namespace, settings: Settings) -> None:
         result = cofab.procurement.EvaluateRfq(
             pb.EvaluateRfqRequest(name=args.rfq, weights=args.weights)
         )
-    w = result.weights
-    print(
-        f"weights: price {w.price:.2f}, lead time {w.lead_time:.2f}, "
-        f"supplier risk {w.supplier_risk:.2f}, capacity fit {w.capacity_fit:.2f}"
-    )
-    for s in result.scores:
+
+    def human() -> None:
+        w = result.weights
         print(
-            f"{s.rank:>3}. {s.supplier}  total {s.total:.3f}  (price {s.price:.3f}, "
-            f"lead time {s.lead_time:.3f}, risk {s.supplier_risk:.3f}, "
-            f"capacity {s.capacity_fit:.3f})  {s.quote}"
+            f"weights: price {w.price:.2f}, lead time {w.lead_time:.2f}, "
+            f"supplier risk {w.supplier_risk:.2f}, capacity fit {w.capacity_fit:.2f}"
         )
+        for s in result.scores:
+            print(
+                f"{s.rank:>3}. {s.supplier}  total {s.total:.3f}  (price {s.price:.3f}, "
+                f"lead time {s.lead_time:.3f}, risk {s.supplier_risk:.3f}, "
+                f"capacity {s.capacity_fit:.3f})  {s.quote}"
+            )
+
+    emit(args, result, human)
 
 
 def cmd_rfq_award(args: argparse.Namespace, settings: Settings) -> None:
@@ -218,7 +223,7 @@ def cmd_rfq_award(args: argparse.Namespace, settings: Settings) -> None:
         rfq = cofab.procurement.AwardRfq(
             pb.AwardRfqRequest(name=args.rfq, allocations=args.allocation, request_id=request_id())
         )
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_approve(args: argparse.Namespace, settings: Settings) -> None:
@@ -226,7 +231,7 @@ def cmd_rfq_approve(args: argparse.Namespace, settings: Settings) -> None:
         rfq = cofab.procurement.ApproveAward(
             pb.ApproveAwardRequest(name=args.rfq, request_id=request_id())
         )
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_rfq_revise(args: argparse.Namespace, settings: Settings) -> None:
@@ -239,7 +244,7 @@ def cmd_rfq_revise(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_rfq(rfq)
+    emit(args, rfq, lambda: _print_rfq(rfq))
 
 
 def cmd_quote_submit(args: argparse.Namespace, settings: Settings) -> None:
@@ -258,7 +263,7 @@ def cmd_quote_submit(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    _print_quote(quote)
+    emit(args, quote, lambda: _print_quote(quote))
 
 
 def cmd_quote_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -269,8 +274,26 @@ def cmd_quote_list(args: argparse.Namespace, settings: Settings) -> None:
             ),
             "quotes",
         )
-        for quote in pages:
-            _print_quote(quote)
+        emit_list(args, "quotes", pages, _print_quote)
+
+
+def cmd_quote_update(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        current = cofab.procurement.GetQuote(pb.GetQuoteRequest(name=args.quote))
+        revised = pb.Quote(
+            name=current.name,
+            unit_price=current.unit_price if args.price is None else args.price,
+            lead_time_days=current.lead_time_days if args.lead_days is None else args.lead_days,
+            capacity=current.capacity if args.capacity is None else args.capacity,
+            valid_until=current.valid_until if args.valid_until is None else _ts(args.valid_until),
+            notes=current.notes if args.notes is None else args.notes,
+            attachments=current.attachments,
+        )
+        # The etag of the quote read: a change made meanwhile is refused, not overwritten.
+        quote = cofab.procurement.UpdateQuote(
+            pb.UpdateQuoteRequest(quote=revised, etag=current.etag, request_id=request_id())
+        )
+    emit(args, quote, lambda: _print_quote(quote))
 
 
 def cmd_quote_withdraw(args: argparse.Namespace, settings: Settings) -> None:
@@ -278,14 +301,14 @@ def cmd_quote_withdraw(args: argparse.Namespace, settings: Settings) -> None:
         quote = cofab.procurement.WithdrawQuote(
             pb.WithdrawQuoteRequest(name=args.quote, request_id=request_id())
         )
-    _print_quote(quote)
+    emit(args, quote, lambda: _print_quote(quote))
 
 
 def register(sub: Subcommands) -> None:
     """Adds `cofab rfq ...` and `cofab quote ...` to the parser."""
     rfq = sub.add_parser("rfq", help="requests for quotation (as buyer or invited supplier)")
     rfq_sub = rfq.add_subparsers(dest="rfq_command", required=True)
-    p = command(rfq_sub, "create", cmd_rfq_create, "create a draft RFQ for an item")
+    p = command(rfq_sub, "create", cmd_rfq_create, "create a draft RFQ for an item", prints=True)
     p.add_argument("item", help="organizations/{organization}/items/{item}")
     p.add_argument("--quantity", type=int, required=True)
     p.add_argument("--due", type=when, required=True, help="delivery date or duration, e.g. 30d")
@@ -317,27 +340,37 @@ def register(sub: Subcommands) -> None:
         ("show", cmd_rfq_show, "show one RFQ"),
         ("approve", cmd_rfq_approve, "approve the award the platform proposed"),
     ):
-        command(rfq_sub, name, fn, text).add_argument("rfq")
-    p = command(rfq_sub, "cancel", cmd_rfq_cancel, "cancel an RFQ that is not awarded")
+        command(rfq_sub, name, fn, text, prints=True).add_argument("rfq")
+    p = command(rfq_sub, "cancel", cmd_rfq_cancel, "cancel an RFQ that is not awarded", prints=True)
     p.add_argument("rfq")
     p.add_argument("--reason", default="")
-    p = command(rfq_sub, "list", cmd_rfq_list, "list your RFQs, or those you are invited to")
+    p = command(
+        rfq_sub, "list", cmd_rfq_list, "list your RFQs, or those you are invited to", prints=True
+    )
     p.add_argument("--invited", action="store_true", help="RFQs your organization may quote on")
-    p = command(rfq_sub, "evaluate", cmd_rfq_evaluate, "rank the quotes of a closed RFQ")
+    p = command(rfq_sub, "evaluate", cmd_rfq_evaluate, "rank the quotes of a closed RFQ", True)
     p.add_argument("rfq")
     p.add_argument("--weights", type=weights, default=None, help="override, e.g. price=1")
-    p = command(rfq_sub, "award", cmd_rfq_award, "award a closed RFQ (split awards allowed)")
+    p = command(
+        rfq_sub, "award", cmd_rfq_award, "award a closed RFQ (split awards allowed)", prints=True
+    )
     p.add_argument("rfq")
     p.add_argument("allocation", type=allocation, nargs="+", help="SUPPLIER=QUANTITY")
 
-    p = command(rfq_sub, "revise", cmd_rfq_revise, "move an open RFQ to a newer released revision")
+    p = command(
+        rfq_sub,
+        "revise",
+        cmd_rfq_revise,
+        "move an open RFQ to a newer released revision",
+        prints=True,
+    )
     p.add_argument("rfq")
     p.add_argument("revision", help="projects/{project}/designs/{design}/revisions/{revision}")
     p.add_argument("--reason", default="")
 
     quote = sub.add_parser("quote", help="your quotes on RFQs you are invited to")
     quote_sub = quote.add_subparsers(dest="quote_command", required=True)
-    p = command(quote_sub, "submit", cmd_quote_submit, "quote on an open RFQ")
+    p = command(quote_sub, "submit", cmd_quote_submit, "quote on an open RFQ", prints=True)
     p.add_argument("rfq")
     p.add_argument("--price", type=float, required=True, help="per unit, in the RFQ's currency")
     p.add_argument("--lead-days", type=int, required=True)
@@ -347,7 +380,16 @@ def register(sub: Subcommands) -> None:
     p.add_argument(
         "--attach", type=attachment, action="append", default=[], help="FILE:SHA256:SIZE:TYPE"
     )
-    p = command(quote_sub, "list", cmd_quote_list, "list quotes of an RFQ you may see")
+    p = command(quote_sub, "list", cmd_quote_list, "list quotes of an RFQ you may see", prints=True)
     p.add_argument("rfq")
-    p = command(quote_sub, "withdraw", cmd_quote_withdraw, "withdraw your quote")
+    p = command(
+        quote_sub, "update", cmd_quote_update, "revise your quote while the RFQ is open", True
+    )
+    p.add_argument("quote", help="organizations/{buyer}/rfqs/{rfq}/quotes/{quote}")
+    p.add_argument("--price", type=float, help="per unit, in the RFQ's currency")
+    p.add_argument("--lead-days", type=int)
+    p.add_argument("--capacity", type=int)
+    p.add_argument("--valid-until", type=when)
+    p.add_argument("--notes")
+    p = command(quote_sub, "withdraw", cmd_quote_withdraw, "withdraw your quote", prints=True)
     p.add_argument("quote")

@@ -17,6 +17,8 @@ from clients.cli.common import (
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     organization_name,
@@ -153,7 +155,7 @@ def cmd_review_request(args: argparse.Namespace, settings: Settings) -> None:
                 parent=_design_of(args.revision), review=review, request_id=request_id()
             )
         )
-    print_review(created)
+    emit(args, created, lambda: print_review(created))
 
 
 def cmd_review_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -164,14 +166,13 @@ def cmd_review_list(args: argparse.Namespace, settings: Settings) -> None:
             ),
             "reviews",
         )
-        for review in pages:
-            print(_summary_line(review))
+        emit_list(args, "reviews", pages, lambda r: print(_summary_line(r)))
 
 
 def cmd_review_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         review = cofab.reviews.GetReview(pb.GetReviewRequest(name=args.review))
-    print_review(review)
+    emit(args, review, lambda: print_review(review))
 
 
 def cmd_review_decide(args: argparse.Namespace, settings: Settings) -> None:
@@ -184,8 +185,12 @@ def cmd_review_decide(args: argparse.Namespace, settings: Settings) -> None:
                 request_id=request_id(),
             )
         )
-    print(f"decision {args.outcome} sent; it counts once the review workflow accepts it")
-    print_review(review)
+
+    def human() -> None:
+        print(f"decision {args.outcome} sent; it counts once the review workflow accepts it")
+        print_review(review)
+
+    emit(args, review, human)
 
 
 def cmd_review_extend(args: argparse.Namespace, settings: Settings) -> None:
@@ -195,7 +200,7 @@ def cmd_review_extend(args: argparse.Namespace, settings: Settings) -> None:
                 name=args.review, deadline=_ts(args.deadline), request_id=request_id()
             )
         )
-    print_review(review)
+    emit(args, review, lambda: print_review(review))
 
 
 def cmd_review_cancel(args: argparse.Namespace, settings: Settings) -> None:
@@ -203,7 +208,7 @@ def cmd_review_cancel(args: argparse.Namespace, settings: Settings) -> None:
         review = cofab.reviews.CancelReview(
             pb.CancelReviewRequest(name=args.review, request_id=request_id())
         )
-    print_review(review)
+    emit(args, review, lambda: print_review(review))
 
 
 def register(sub: Subcommands) -> None:
@@ -211,7 +216,7 @@ def register(sub: Subcommands) -> None:
     review = sub.add_parser("review", help="multi-company design reviews")
     review_sub = review.add_subparsers(dest="review_command", required=True)
     p = command(
-        review_sub, "request", cmd_review_request, "ask organizations to approve a revision"
+        review_sub, "request", cmd_review_request, "ask organizations to approve a revision", True
     )
     p.add_argument("revision", help="projects/{project}/designs/{design}/revisions/{revision}")
     p.add_argument(
@@ -241,16 +246,20 @@ def register(sub: Subcommands) -> None:
     )
     p.add_argument("--on-new-revision", choices=sorted(ON_NEW_REVISION), default="restart")
     p.add_argument("--message", default="")
-    p = command(review_sub, "list", cmd_review_list, "list a design's reviews, newest first")
+    p = command(review_sub, "list", cmd_review_list, "list a design's reviews, newest first", True)
     p.add_argument("design", help="projects/{project}/designs/{design}")
-    p = command(review_sub, "show", cmd_review_show, "show a review and each decision")
+    p = command(review_sub, "show", cmd_review_show, "show a review and each decision", True)
     p.add_argument("review", help="projects/{project}/designs/{design}/reviews/{review}")
-    p = command(review_sub, "decide", cmd_review_decide, "record your organization's decision")
+    p = command(
+        review_sub, "decide", cmd_review_decide, "record your organization's decision", True
+    )
     p.add_argument("review")
     p.add_argument("outcome", choices=list(OUTCOMES))
     p.add_argument("--comment", default="")
-    p = command(review_sub, "extend", cmd_review_extend, "move the deadline later (requester)")
+    p = command(
+        review_sub, "extend", cmd_review_extend, "move the deadline later (requester)", True
+    )
     p.add_argument("review")
     p.add_argument("--deadline", type=when, required=True, help="a date or duration, e.g. 7d")
-    p = command(review_sub, "cancel", cmd_review_cancel, "cancel an open review (requester)")
+    p = command(review_sub, "cancel", cmd_review_cancel, "cancel an open review (requester)", True)
     p.add_argument("review")

@@ -5,19 +5,27 @@ rule sets."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
 from clients.cli.common import (
     CliError,
+    ProgressBar,
     Subcommands,
     client,
     command,
+    emit,
+    emit_list,
     every_page,
     format_time,
     request_id,
+    to_json,
 )
+from clients.cli.names import resolve_design, resolve_revision
 from clients.sdk.revisions import (
     FINISHED,
     download,
@@ -29,6 +37,9 @@ from clients.sdk.revisions import (
 )
 from cofab.design.v1 import design_pb2 as pb
 from services.shared.config import Settings
+
+if TYPE_CHECKING:
+    pass
 
 STATES = {
     pb.Revision.STATE_PENDING: "pending",
@@ -123,55 +134,85 @@ def cmd_push(args: argparse.Namespace, settings: Settings) -> None:
     fmt = args.format or format_of(path)
     if not fmt:
         raise CliError(f"cannot tell the format of {path.name}: pass --format")
+    bar = ProgressBar(f"push {path.name}")
     with client(settings) as cofab:
-        revision = push_revision(
-            cofab,
-            args.design,
-            path,
-            base_revision=args.base,
-            branch=args.branch,
-            message=args.message,
-            format=fmt,
-            units=args.units,
-            parameters=dict(args.param),
-            request_id=request_id(),
-        )
-        print_revision(revision)
+        args.design = resolve_design(cofab, args.design)
+        try:
+            revision = push_revision(
+                cofab,
+                args.design,
+                path,
+                base_revision=resolve_revision(cofab, args.design, args.base) if args.base else "",
+                branch=args.branch,
+                message=args.message,
+                format=fmt,
+                units=args.units,
+                parameters=dict(args.param),
+                request_id=request_id(),
+                progress=bar,
+            )
+        finally:
+            bar.close()
+        if not args.json:
+            print_revision(revision)
         if args.wait:
-            for latest in cofab.designs.WatchRevision(pb.WatchRevisionRequest(name=revision.name)):
-                if latest.state in FINISHED:
-                    print_revision(latest, details=True)
+            waiting = ProgressBar(revision.name.rsplit("/", 1)[-1][:12])
+            try:
+                name = revision.name
+                for revision in cofab.designs.WatchRevision(pb.WatchRevisionRequest(name=name)):
+                    waiting.status(STATES.get(revision.state, "?") + "...")
+                    if revision.state in FINISHED:
+                        break
+            finally:
+                waiting.close()
+            if not args.json:
+                print_revision(revision, details=True)
+    if args.json:
+        emit(args, revision, lambda: None)
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        for r in every_page(
+        args.design = resolve_design(cofab, args.design)
+        pages = every_page(
             lambda token: cofab.designs.ListRevisions(
                 pb.ListRevisionsRequest(parent=args.design, branch=args.branch, page_token=token)
             ),
             "revisions",
-        ):
-            print(_summary_line(r))
+        )
+        emit_list(args, "revisions", pages, lambda r: print(_summary_line(r)))
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        print_revision(
-            cofab.designs.GetRevision(pb.GetRevisionRequest(name=args.revision)), details=True
-        )
+        revision = cofab.designs.GetRevision(pb.GetRevisionRequest(name=args.revision))
+    emit(args, revision, lambda: print_revision(revision, details=True))
 
 
 def cmd_download(args: argparse.Namespace, settings: Settings) -> None:
-    out = Path(args.output)
     with client(settings) as cofab:
-        first = download(cofab, args.revision, out, artifact=args.artifact)
+        if args.output:
+            out = Path(args.output)
+        elif args.artifact:
+            out = Path(args.artifact)
+        else:
+            revision = cofab.designs.GetRevision(pb.GetRevisionRequest(name=args.revision))
+            out = Path(f"{revision.name.rsplit('/', 1)[-1]}.{revision.format or 'bin'}")
+        bar = ProgressBar(f"download {out.name}")
+        try:
+            first = download(cofab, args.revision, out, artifact=args.artifact, progress=bar)
+        finally:
+            bar.close()
     print(f"wrote {out} ({first.size_bytes} bytes, {first.media_type})")
 
 
 def cmd_watch(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         for revision in cofab.designs.WatchRevision(pb.WatchRevisionRequest(name=args.revision)):
-            print_revision(revision, details=revision.state in FINISHED)
+            if args.json:
+                print(json.dumps(to_json(revision)))
+            else:
+                print_revision(revision, details=revision.state in FINISHED)
 
 
 def cmd_release(args: argparse.Namespace, settings: Settings) -> None:
@@ -179,7 +220,7 @@ def cmd_release(args: argparse.Namespace, settings: Settings) -> None:
         revision = cofab.designs.ReleaseRevision(
             pb.ReleaseRevisionRequest(name=args.revision, request_id=request_id())
         )
-    print_revision(revision)
+    emit(args, revision, lambda: print_revision(revision))
 
 
 DIFF_STATES = {
@@ -202,11 +243,6 @@ CHANGES = {
     pb.FaceChange.CHANGE_REMOVED: "removed",
     pb.FaceChange.CHANGE_MODIFIED: "modified",
 }
-
-
-def _revision_name(design: str, value: str) -> str:
-    """A revision id is taken as one of DESIGN; a full name as it is."""
-    return value if "/" in value else f"{design}/revisions/{value}"
 
 
 def _point(v: pb.Vector3) -> str:
@@ -307,43 +343,69 @@ def print_merge(m: pb.RevisionMerge) -> None:
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
+        args.design = resolve_design(cofab, args.design)
         diff = cofab.designs.DiffRevisions(
             pb.DiffRevisionsRequest(
                 design=args.design,
-                revision_a=_revision_name(args.design, args.a),
-                revision_b=_revision_name(args.design, args.b),
+                revision_a=resolve_revision(cofab, args.design, args.a),
+                revision_b=resolve_revision(cofab, args.design, args.b),
             )
         )
         if args.wait or args.png or args.glb:
-            diff = wait_for_diff(cofab, diff.name)
-        print_diff(diff)
+            waiting = ProgressBar("diff")
+            try:
+                diff = wait_for_diff(
+                    cofab,
+                    diff.name,
+                    on_state=lambda state: waiting.status(
+                        pb.RevisionDiff.State.Name(state).removeprefix("STATE_").lower() + "..."
+                    ),
+                )
+            finally:
+                waiting.close()
+        emit(args, diff, lambda: print_diff(diff))
         for artifact, out in (("diff.png", args.png), ("diff.glb", args.glb)):
             if out:
                 if diff.state != pb.RevisionDiff.STATE_SUCCEEDED:
                     raise CliError(f"{diff.name} did not succeed: no {artifact} to download")
                 first = download_diff(cofab, diff.name, Path(out), artifact)
-                print(f"wrote {out} ({first.size_bytes} bytes, {first.media_type})")
+                wrote = f"wrote {out} ({first.size_bytes} bytes, {first.media_type})"
+                print(wrote, file=sys.stderr if args.json else sys.stdout)
 
 
 def cmd_merge(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
+        args.design = resolve_design(cofab, args.design)
         merge = cofab.designs.MergeRevisions(
             pb.MergeRevisionsRequest(
                 design=args.design,
                 target_branch=args.into,
-                source_revision=_revision_name(args.design, args.source),
-                expected_head=_revision_name(args.design, args.expect) if args.expect else "",
+                source_revision=resolve_revision(cofab, args.design, args.source),
+                expected_head=resolve_revision(cofab, args.design, args.expect)
+                if args.expect
+                else "",
                 request_id=request_id(),
             )
         )
         if args.wait:
-            merge = wait_for_merge(cofab, merge.name)
-        print_merge(merge)
+            waiting = ProgressBar("merge")
+            try:
+                merge = wait_for_merge(
+                    cofab,
+                    merge.name,
+                    on_state=lambda state: waiting.status(
+                        pb.RevisionMerge.State.Name(state).removeprefix("STATE_").lower() + "..."
+                    ),
+                )
+            finally:
+                waiting.close()
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_merge_show(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        print_merge(cofab.designs.GetRevisionMerge(pb.GetRevisionMergeRequest(name=args.merge)))
+        merge = cofab.designs.GetRevisionMerge(pb.GetRevisionMergeRequest(name=args.merge))
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_merge_accept(args: argparse.Namespace, settings: Settings) -> None:
@@ -351,7 +413,7 @@ def cmd_merge_accept(args: argparse.Namespace, settings: Settings) -> None:
         merge = cofab.designs.AcceptMerge(
             pb.AcceptMergeRequest(name=args.merge, request_id=request_id())
         )
-    print_merge(merge)
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_merge_decline(args: argparse.Namespace, settings: Settings) -> None:
@@ -359,26 +421,42 @@ def cmd_merge_decline(args: argparse.Namespace, settings: Settings) -> None:
         merge = cofab.designs.DeclineMerge(
             pb.DeclineMergeRequest(name=args.merge, request_id=request_id())
         )
-    print_merge(merge)
+    emit(args, merge, lambda: print_merge(merge))
 
 
 def cmd_ruleset_list(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
-        for r in every_page(
+        pages = every_page(
             lambda token: cofab.designs.ListRuleSets(pb.ListRuleSetsRequest(page_token=token)),
             "rule_sets",
-        ):
-            print(f"{r.id}  {r.display_name!r}  process {r.process}: {r.description}")
+        )
+        emit_list(
+            args,
+            "ruleSets",
+            pages,
+            lambda r: print(f"{r.id}  {r.display_name!r}  process {r.process}: {r.description}"),
+        )
+
+
+DESIGN_HELP = (
+    "projects/{project}/designs/{design}, or an id prefix, display name or part number of a "
+    "design of the default project (cofab use project)"
+)
 
 
 def register(sub: Subcommands) -> None:
     """Adds `cofab revision ...` and `cofab ruleset ...` to the parser."""
     revision = sub.add_parser("revision", help="design revisions: push, inspect, download")
     rsub = revision.add_subparsers(dest="revision_command", required=True)
-    p = command(rsub, "push", cmd_push, "push a CAD file as a new revision of a design")
-    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p = command(rsub, "push", cmd_push, "push a CAD file as a new revision of a design", True)
+    p.add_argument("design", help=DESIGN_HELP)
     p.add_argument("file", help="STEP, STL, OBJ, 3MF, glTF/GLB or a CadQuery script (.py)")
-    p.add_argument("--base", default="", help="the revision you started from (the branch head)")
+    p.add_argument(
+        "--base",
+        default="",
+        help="the revision you started from (the branch head): a name, a branch (main) or an "
+        "id prefix",
+    )
     p.add_argument("--branch", default="", help="branch (default main)")
     p.add_argument("--message", "-m", default="")
     p.add_argument("--format", default="", help="override the format the suffix suggests")
@@ -392,7 +470,7 @@ def register(sub: Subcommands) -> None:
         "--param", type=_parameter, action="append", default=[], help="script NAME=VALUE"
     )
     p.add_argument("--wait", action="store_true", help="wait until processed and show results")
-    p = command(rsub, "list", cmd_list, "list a design's revisions")
+    p = command(rsub, "list", cmd_list, "list a design's revisions", True)
     p.add_argument("design")
     p.add_argument("--branch", default="")
     for name, fn, text in (
@@ -400,27 +478,41 @@ def register(sub: Subcommands) -> None:
         ("watch", cmd_watch, "follow a revision until it is processed"),
         ("release", cmd_release, "release a processed revision (project owners)"),
     ):
-        command(rsub, name, fn, text).add_argument("revision")
+        command(rsub, name, fn, text, prints=True).add_argument("revision")
     p = command(rsub, "download", cmd_download, "download a revision or one of its artifacts")
     p.add_argument("revision")
-    p.add_argument("output", help="file to write")
+    p.add_argument(
+        "output",
+        nargs="?",
+        default="",
+        help="file to write (default: the artifact's name, or <revision id>.<format>)",
+    )
     p.add_argument(
         "--artifact",
         default="",
         choices=["", "mesh.glb", "thumbnail.png", "report.json", "model.step"],
         help="an artifact instead of the original file",
     )
-    p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM")
-    p.add_argument("design", help="projects/{project}/designs/{design}")
-    p.add_argument("a", help="the revision before (a name, or an id of DESIGN)")
+    p = command(rsub, "diff", cmd_diff, "compare two revisions: volumes, faces, deltas, DFM", True)
+    p.add_argument("design", help=DESIGN_HELP)
+    p.add_argument(
+        "a", help="the revision before: a name, a branch (main, main~1) or an id prefix of DESIGN"
+    )
     p.add_argument("b", help="the revision after")
     p.add_argument("--wait", action="store_true", help="wait until computed and show it")
     p.add_argument("--png", default="", help="write the picture of the diff to this file")
     p.add_argument("--glb", default="", help="write the coloured model of the diff here")
-    p = command(rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on")
-    p.add_argument("design", help="projects/{project}/designs/{design}")
+    p = command(
+        rsub, "merge", cmd_merge, "merge a revision into a branch whose head moved on", True
+    )
+    p.add_argument("design", help=DESIGN_HELP)
     p.add_argument("--into", default="", help="the target branch (default main)")
-    p.add_argument("--from", dest="source", required=True, help="the revision to merge")
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="the revision to merge: a name, a branch (e.g. feature) or an id prefix",
+    )
     p.add_argument("--expect", default="", help="the head you expect the branch to have")
     p.add_argument("--wait", action="store_true", help="wait until proposed or conflicted")
     merges = rsub.add_parser("merges", help="show, accept or decline a proposed merge")
@@ -430,10 +522,10 @@ def register(sub: Subcommands) -> None:
         ("accept", cmd_merge_accept, "move the branch head to the merged revision"),
         ("decline", cmd_merge_decline, "decline a proposed or conflicted merge"),
     ):
-        command(msub, name, fn, text).add_argument(
+        command(msub, name, fn, text, prints=True).add_argument(
             "merge", help="projects/{project}/designs/{design}/merges/{merge}"
         )
 
     ruleset = sub.add_parser("ruleset", help="validation rule sets")
     rs_sub = ruleset.add_subparsers(dest="ruleset_command", required=True)
-    command(rs_sub, "list", cmd_ruleset_list, "list the rule sets designs can use")
+    command(rs_sub, "list", cmd_ruleset_list, "list the rule sets designs can use", True)

@@ -12,10 +12,13 @@ const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
 const PROTO_ROOT = path.join(__dirname, "..", "..", "proto");
+// The contract's field annotations import google/api/field_behavior.proto and resource.proto
+// from googleapis; `make install` puts copies here (a partner can use any copy of them).
+const GOOGLEAPIS_ROOT = path.join(PROTO_ROOT, "third_party", "googleapis");
 
 function loadIdentityPackage() {
   const definition = protoLoader.loadSync("cofab/identity/v1/identity.proto", {
-    includeDirs: [PROTO_ROOT],
+    includeDirs: [PROTO_ROOT, GOOGLEAPIS_ROOT],
     keepCase: false,
     longs: String,
     enums: String,

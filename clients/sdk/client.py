@@ -5,18 +5,20 @@ from __future__ import annotations
 import collections
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from cofab.design.v1 import comment_pb2_grpc, design_pb2_grpc, review_pb2_grpc
-from cofab.events.v1 import feed_pb2_grpc
-from cofab.identity.v1 import identity_pb2_grpc
-from cofab.procurement.v1 import procurement_pb2_grpc
-from cofab.supply.v1 import supply_pb2_grpc
+if TYPE_CHECKING:
+    from cofab.design.v1 import comment_pb2_grpc, design_pb2_grpc, review_pb2_grpc
+    from cofab.events.v1 import feed_pb2_grpc
+    from cofab.identity.v1 import identity_pb2_grpc
+    from cofab.procurement.v1 import procurement_pb2_grpc
+    from cofab.supply.v1 import supply_pb2_grpc
 
 
 class _CallDetails(
@@ -108,29 +110,60 @@ def open_channel(address: str, token: str | None, ca_file: Path | None = None) -
 
 @dataclass
 class Cofab:
-    """Stubs for every cofab API, over one channel per service."""
+    """Stubs for every cofab API, over one channel per service. Each stub (and its generated
+    module) is loaded on first use, so a command that calls one service starts fast."""
 
     design_channel: grpc.Channel
     supply_channel: grpc.Channel
-    identity: identity_pb2_grpc.IdentityServiceStub = field(init=False)
-    projects: identity_pb2_grpc.ProjectServiceStub = field(init=False)
-    designs: design_pb2_grpc.DesignServiceStub = field(init=False)
-    reviews: review_pb2_grpc.ReviewServiceStub = field(init=False)
-    comments: comment_pb2_grpc.CommentServiceStub = field(init=False)
-    # The partner event feed (served by both services; this client reads it from design's).
-    events: feed_pb2_grpc.EventFeedServiceStub = field(init=False)
-    supply: supply_pb2_grpc.SupplyServiceStub = field(init=False)
-    procurement: procurement_pb2_grpc.ProcurementServiceStub = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.identity = identity_pb2_grpc.IdentityServiceStub(self.design_channel)
-        self.projects = identity_pb2_grpc.ProjectServiceStub(self.design_channel)
-        self.designs = design_pb2_grpc.DesignServiceStub(self.design_channel)
-        self.reviews = review_pb2_grpc.ReviewServiceStub(self.design_channel)
-        self.comments = comment_pb2_grpc.CommentServiceStub(self.design_channel)
-        self.events = feed_pb2_grpc.EventFeedServiceStub(self.design_channel)
-        self.supply = supply_pb2_grpc.SupplyServiceStub(self.supply_channel)
-        self.procurement = procurement_pb2_grpc.ProcurementServiceStub(self.supply_channel)
+    @cached_property
+    def identity(self) -> identity_pb2_grpc.IdentityServiceStub:
+        from cofab.identity.v1 import identity_pb2_grpc
+
+        return identity_pb2_grpc.IdentityServiceStub(self.design_channel)
+
+    @cached_property
+    def projects(self) -> identity_pb2_grpc.ProjectServiceStub:
+        from cofab.identity.v1 import identity_pb2_grpc
+
+        return identity_pb2_grpc.ProjectServiceStub(self.design_channel)
+
+    @cached_property
+    def designs(self) -> design_pb2_grpc.DesignServiceStub:
+        from cofab.design.v1 import design_pb2_grpc
+
+        return design_pb2_grpc.DesignServiceStub(self.design_channel)
+
+    @cached_property
+    def reviews(self) -> review_pb2_grpc.ReviewServiceStub:
+        from cofab.design.v1 import review_pb2_grpc
+
+        return review_pb2_grpc.ReviewServiceStub(self.design_channel)
+
+    @cached_property
+    def comments(self) -> comment_pb2_grpc.CommentServiceStub:
+        from cofab.design.v1 import comment_pb2_grpc
+
+        return comment_pb2_grpc.CommentServiceStub(self.design_channel)
+
+    @cached_property
+    def events(self) -> feed_pb2_grpc.EventFeedServiceStub:
+        """The partner event feed (served by both services; read here from design's)."""
+        from cofab.events.v1 import feed_pb2_grpc
+
+        return feed_pb2_grpc.EventFeedServiceStub(self.design_channel)
+
+    @cached_property
+    def supply(self) -> supply_pb2_grpc.SupplyServiceStub:
+        from cofab.supply.v1 import supply_pb2_grpc
+
+        return supply_pb2_grpc.SupplyServiceStub(self.supply_channel)
+
+    @cached_property
+    def procurement(self) -> procurement_pb2_grpc.ProcurementServiceStub:
+        from cofab.procurement.v1 import procurement_pb2_grpc
+
+        return procurement_pb2_grpc.ProcurementServiceStub(self.supply_channel)
 
     def close(self) -> None:
         self.design_channel.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from clients.sdk.client import Cofab
@@ -24,6 +24,8 @@ FORMATS_BY_SUFFIX = {
     ".py": "cadquery",
 }
 FINISHED = (design_pb2.Revision.STATE_SUCCEEDED, design_pb2.Revision.STATE_FAILED)
+# Told (bytes so far, bytes in all) after each chunk of an upload or a download.
+Progress = Callable[[int, int], None]
 
 
 def format_of(path: Path) -> str:
@@ -50,13 +52,20 @@ def parameter(value: float | int | str | bool) -> design_pb2.ParameterValue:
 
 
 def push_requests(
-    header: design_pb2.PushRevisionHeader, path: Path, chunk_bytes: int = CHUNK_BYTES
+    header: design_pb2.PushRevisionHeader,
+    path: Path,
+    chunk_bytes: int = CHUNK_BYTES,
+    progress: Progress | None = None,
 ) -> Iterator[design_pb2.PushRevisionRequest]:
     """The header, then the file in chunks."""
     yield design_pb2.PushRevisionRequest(header=header)
+    sent = 0
     with path.open("rb") as source:
         while chunk := source.read(chunk_bytes):
             yield design_pb2.PushRevisionRequest(chunk=chunk)
+            sent += len(chunk)
+            if progress is not None:
+                progress(sent, header.size_bytes)
 
 
 def push_revision(
@@ -73,6 +82,7 @@ def push_revision(
     request_id: str = "",
     chunk_bytes: int = CHUNK_BYTES,
     timeout: float | None = None,
+    progress: Progress | None = None,
 ) -> design_pb2.Revision:
     """Pushes a file as a new revision of `design` (projects/{p}/designs/{d}); returns it
     PENDING. The format defaults to the one the file's suffix names."""
@@ -90,13 +100,18 @@ def push_revision(
         request_id=request_id,
     )
     revision: design_pb2.Revision = cofab.designs.PushRevision(
-        push_requests(header, path, chunk_bytes), timeout=timeout
+        push_requests(header, path, chunk_bytes, progress), timeout=timeout
     )
     return revision
 
 
 def download(
-    cofab: Cofab, revision: str, destination: Path, artifact: str = "", timeout: float | None = None
+    cofab: Cofab,
+    revision: str,
+    destination: Path,
+    artifact: str = "",
+    timeout: float | None = None,
+    progress: Progress | None = None,
 ) -> design_pb2.DownloadRevisionResponse:
     """Writes a revision's content (or a named artifact) to `destination`, checking its sha256;
     returns the first response (media type, size, sha256). Nothing is left on a failure."""
@@ -106,6 +121,7 @@ def download(
         ),
         Path(destination),
         f"{revision} {artifact}",
+        progress,
     )
 
 
@@ -124,7 +140,10 @@ def download_diff(
 
 
 def _write(
-    responses: Iterable[design_pb2.DownloadRevisionResponse], destination: Path, what: str
+    responses: Iterable[design_pb2.DownloadRevisionResponse],
+    destination: Path,
+    what: str,
+    progress: Progress | None = None,
 ) -> design_pb2.DownloadRevisionResponse:
     partial = destination.with_name(destination.name + ".part")
     first: design_pb2.DownloadRevisionResponse | None = None
@@ -136,6 +155,8 @@ def _write(
                     first = response
                 sink.write(response.chunk)
                 digest.update(response.chunk)
+                if progress is not None:
+                    progress(sink.tell(), first.size_bytes)
         if first is None or digest.hexdigest() != first.sha256:
             raise OSError(f"the download of {what} was incomplete or corrupted")
         partial.replace(destination)
@@ -161,12 +182,20 @@ DIFF_FINISHED = (design_pb2.RevisionDiff.STATE_SUCCEEDED, design_pb2.RevisionDif
 MERGE_WORKING = (design_pb2.RevisionMerge.STATE_PENDING, design_pb2.RevisionMerge.STATE_RUNNING)
 
 
-def wait_for_diff(cofab: Cofab, diff: str, timeout: float | None = None) -> design_pb2.RevisionDiff:
-    """Watches a diff until it SUCCEEDED or FAILED; returns it then."""
+def wait_for_diff(
+    cofab: Cofab,
+    diff: str,
+    timeout: float | None = None,
+    on_state: Callable[[design_pb2.RevisionDiff.State.ValueType], None] | None = None,
+) -> design_pb2.RevisionDiff:
+    """Watches a diff until it SUCCEEDED or FAILED; returns it then. `on_state` is told each
+    state the diff is seen in."""
     last = None
     for last in cofab.designs.WatchRevisionDiff(
         design_pb2.WatchRevisionDiffRequest(name=diff), timeout=timeout
     ):
+        if on_state is not None:
+            on_state(last.state)
         if last.state in DIFF_FINISHED:
             return last
     if last is None:
@@ -175,13 +204,18 @@ def wait_for_diff(cofab: Cofab, diff: str, timeout: float | None = None) -> desi
 
 
 def wait_for_merge(
-    cofab: Cofab, merge: str, timeout: float | None = None
+    cofab: Cofab,
+    merge: str,
+    timeout: float | None = None,
+    on_state: Callable[[design_pb2.RevisionMerge.State.ValueType], None] | None = None,
 ) -> design_pb2.RevisionMerge:
     """Watches a merge until the engine is done with it (PROPOSED, CONFLICTED or FAILED)."""
     last = None
     for last in cofab.designs.WatchRevisionMerge(
         design_pb2.WatchRevisionMergeRequest(name=merge), timeout=timeout
     ):
+        if on_state is not None:
+            on_state(last.state)
         if last.state not in MERGE_WORKING:
             return last
     if last is None:

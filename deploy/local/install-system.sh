@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages cofab's local stack and tests need, from Debian's archive, when
 # they are missing: Java 17+ and Maven (Kafka broker), PostgreSQL (integration tests), openssl
-# (TLS tests), Node.js with npm (the partner example) and bubblewrap (the script sandbox).
+# (TLS tests), Node.js with npm (the Node partner example, the TypeScript generator), Go (the Go
+# partner example and the Go generators) and bubblewrap (the script sandbox).
 # Idempotent; quiet when all is present.
 set -euo pipefail
 
@@ -17,6 +18,9 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# Go builds the Go partner example and the code generators (go.mod needs Go 1.26; the machine's Go
+# is used as it is, GOTOOLCHAIN=local).
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
 # bubblewrap sandboxes user-supplied CadQuery scripts (no network, read-only root).
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 

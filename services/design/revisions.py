@@ -265,8 +265,9 @@ class RevisionApplication:
             )
             raise Conflict(
                 f"branch {header.branch!r} of {design.name} has head {head or '(none)'}, "
-                f"not {expected}: pull {head or 'again'} and push on it, or push to another "
-                f"branch and merge that into {header.branch!r} (cofab revision merge)",
+                f"not {expected}: if your file builds on that head, push it with base_revision "
+                f"{head or '(empty)'} (cofab revision push --base), or push to another branch and "
+                f"merge that into {header.branch!r} (cofab revision merge)",
                 current=head,
             )
 

@@ -68,7 +68,8 @@ class LocalStack:
         self.output.append(rest)
         return self.process.returncode
 
-    def cofab(self, *args: str, token: str = "", ok: bool = True) -> str:
+    def cofab(self, *args: str, token: str = "", code: int = 0) -> str:
+        """Runs `cofab`; `code` is the exit code expected (clients/cli/exits.py)."""
         done = subprocess.run(
             [COFAB, *args],
             env={**self.env, "COFAB_TOKEN": token},
@@ -76,10 +77,7 @@ class LocalStack:
             text=True,
             timeout=60,
         )
-        if ok:
-            assert done.returncode == 0, done.stderr
-        else:
-            assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.returncode == code and "Traceback" not in done.stderr, done.stderr
         return done.stdout + done.stderr
 
 
@@ -118,13 +116,13 @@ def test_make_up_story_and_restart(local_stack: LocalStack, tmp_path: Path) -> N
     cofab(
         "project", "invite", project, "globex", "--role", "viewer", "--expires-in", "3s", token=acme
     )
-    assert "NOT_FOUND" in cofab("design", "list", project, token=globex, ok=False)
+    assert "NOT_FOUND" in cofab("design", "list", project, token=globex, code=3)
     # The relay, Kafka, the bridge, Temporal and the worker expire the invitation.
     deadline = time.monotonic() + 90
     while "expired" not in (members := cofab("project", "members", project, token=acme)):
         assert time.monotonic() < deadline, members
         time.sleep(1)
-    assert "UNAUTHENTICATED" in cofab("whoami", token="cofab_nope", ok=False)
+    assert "UNAUTHENTICATED" in cofab("whoami", token="cofab_nope", code=4)
 
     # A revision is uploaded, converted and validated by the design service's workers.
     step = tmp_path / "bracket.step"

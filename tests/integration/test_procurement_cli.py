@@ -58,7 +58,7 @@ def test_buyer_and_supplier_run_an_rfq_from_the_command_line(
     awarded = cofab(p, acme, monkeypatch, capsys, "rfq", "award", rfq, "globex=100")
     assert " awarded " in awarded and "awarded 100 to organizations/globex" in awarded
 
-    # A bad award is reported with the field at fault, and the CLI exits non-zero.
+    # A bad award is reported with the field at fault, and the CLI exits 6 (precondition).
     monkeypatch.setenv("COFAB_TOKEN", acme.token)
-    assert main(["rfq", "award", rfq, "globex=5"]) == 1
+    assert main(["rfq", "award", rfq, "globex=5"]) == 6
     assert "FAILED_PRECONDITION" in capsys.readouterr().err

@@ -404,6 +404,27 @@ async def test_all_answered_closes_early_and_awards_once(
 
 
 @on_sqlite
+async def test_with_policy_buyer_all_answered_closes_early_and_leaves_the_award_to_the_buyer(
+    stack: Stack, umbrella: Account, local: Outbox
+) -> None:
+    # The contract (CloseRfq, Rfq.AwardPolicy): every policy closes once all invited suppliers
+    # quoted; BUYER only means the workflow awards nothing.
+    rfq = open_rfq(stack, pb.Rfq.AWARD_POLICY_BUYER)
+    await local.dispatch()
+    for account, price in ((stack.globex, 4.0), (stack.initech, 5.0), (umbrella, 3.0)):
+        submit(stack, account, rfq.name, price=price, capacity=100)
+    await local.dispatch()
+    status = await local.settled(rfq.name, lambda s: s.state == "AWAITING_AWARD")
+    assert status.closed_early
+    with stack.client(stack.acme) as acme:
+        closed = acme.procurement.GetRfq(pb.GetRfqRequest(name=rfq.name))
+    assert (closed.state, list(closed.allocations)) == (pb.Rfq.STATE_CLOSED, [])
+    assert closed.close_time.ToDatetime() < closed.quote_deadline.ToDatetime()
+    assert events_of(stack, "procurement.purchase_order.issued", rfq.name) == []
+    await local.handle(rfq.name).cancel()
+
+
+@on_sqlite
 async def test_the_buyer_approves_the_proposed_award(
     stack: Stack, umbrella: Account, service: Cofab, local: Outbox
 ) -> None:

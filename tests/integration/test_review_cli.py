@@ -87,12 +87,13 @@ def test_two_of_three_organizations_approve_from_the_command_line(
     assert revision.released
     assert len(events_of(setup, "design.revision.released")) == 1
 
-    # Refusals come back as the service's status, or as a usage error before any call.
+    # Refusals come back as the service's status (exit code by status: clients/cli/exits.py),
+    # or as a usage error before any call.
     late = cofab(
-        setup, setup.umbrella, monkeypatch, capsys, "review", "decide", review, "reject", code=1
+        setup, setup.umbrella, monkeypatch, capsys, "review", "decide", review, "reject", code=6
     )
     assert late.startswith("error: FAILED_PRECONDITION")
-    assert "PERMISSION_DENIED" in cofab(*run, "review", "decide", review, "approve", code=1)
+    assert "PERMISSION_DENIED" in cofab(*run, "review", "decide", review, "approve", code=5)
     no_k = cofab(
         *run, "review", "request", setup.revision, "--reviewer", "globex", "--quorum", "k-of-n",
         code=1,
@@ -100,7 +101,7 @@ def test_two_of_three_organizations_approve_from_the_command_line(
     assert "--quorum k-of-n needs --k N" in no_k
     too_many = cofab(
         *run, "review", "request", setup.revision, "--reviewer", "globex", "--quorum", "k-of-n",
-        "--k", "2", code=1,
+        "--k", "2", code=2,
     )  # fmt: skip
     assert too_many.startswith("error: INVALID_ARGUMENT") and "review.policy.k" in too_many
     not_a_revision = cofab(*run, "review", "request", setup.design, "--reviewer", "globex", code=1)

@@ -64,7 +64,7 @@ def test_import_export_search_and_disruption_from_the_command_line(
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"kind": "capability", "id": "x", "facility": "nowhere"}) + "\n")
-    assert main(["network", "import", str(bad)]) == 1
+    assert main(["network", "import", str(bad)]) == 2  # usage: the request is invalid
     err = capsys.readouterr().err
     assert "INVALID_ARGUMENT" in err
     assert "rows[1].facility" in err

@@ -727,7 +727,7 @@ class ProcurementApplication:
             if existing is not None:
                 raise FailedPrecondition(
                     f"{existing.name} is your current quote on {rfq.name}: revise it with "
-                    "UpdateQuote or withdraw it first",
+                    "UpdateQuote (cofab quote update) or withdraw it first",
                     [PreconditionViolation("QUOTE", existing.name, "a current quote exists")],
                 )
             quote = Quote(

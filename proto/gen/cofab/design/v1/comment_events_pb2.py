@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from cofab.design.v1 import comment_pb2 as cofab_dot_design_dot_v1_dot_comment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cofab/design/v1/comment_events.proto\x12\x0f\x63ofab.design.v1\x1a\x1d\x63ofab/design/v1/comment.proto\"9\n\x0c\x43ommentAdded\x12)\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.Commentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$cofab/design/v1/comment_events.proto\x12\x0f\x63ofab.design.v1\x1a\x1d\x63ofab/design/v1/comment.proto\"9\n\x0c\x43ommentAdded\x12)\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.CommentB/Z-cofab.dev/api/gen/go/cofab/design/v1;designv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.design.v1.comment_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/design/v1;designv1'
   _globals['_COMMENTADDED']._serialized_start=88
   _globals['_COMMENTADDED']._serialized_end=145
 # @@protoc_insertion_point(module_scope)

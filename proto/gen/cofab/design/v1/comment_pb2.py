@@ -23,36 +23,73 @@ _sym_db = _symbol_database.Default()
 
 
 from cofab.design.v1 import design_pb2 as cofab_dot_design_dot_v1_dot_design__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ofab/design/v1/comment.proto\x12\x0f\x63ofab.design.v1\x1a\x1c\x63ofab/design/v1/design.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\nCameraView\x12%\n\x03\x65ye\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12$\n\x02up\x18\x03 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\"\x85\x01\n\rCommentAnchor\x12\'\n\x05point\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12\x14\n\x07\x66\x61\x63\x65_id\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12)\n\x04view\x18\x03 \x01(\x0b\x32\x1b.cofab.design.v1.CameraViewB\n\n\x08_face_id\"\x9a\x03\n\x07\x43omment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x0e\n\x06thread\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12.\n\x06\x61nchor\x18\x05 \x01(\x0b\x32\x1e.cofab.design.v1.CommentAnchor\x12\x17\n\x0f\x61nchor_revision\x18\x06 \x01(\t\x12\x10\n\x08outdated\x18\x07 \x01(\x08\x12\x0e\n\x06\x61uthor\x18\x08 \x01(\t\x12-\n\x05state\x18\t \x01(\x0e\x32\x1e.cofab.design.v1.Comment.State\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0cresolve_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08resolver\x18\x0c \x01(\t\"B\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x12\n\x0eSTATE_RESOLVED\x10\x02\"e\n\x14\x43reateCommentRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12)\n\x07\x63omment\x18\x02 \x01(\x0b\x32\x18.cofab.design.v1.Comment\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"!\n\x11GetCommentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"c\n\x13ListCommentsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x15\n\rshow_resolved\x18\x04 \x01(\x08\"[\n\x14ListCommentsResponse\x12*\n\x08\x63omments\x18\x01 \x03(\x0b\x32\x18.cofab.design.v1.Comment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\x15ResolveCommentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x14ReopenCommentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\xb1\x03\n\x0e\x43ommentService\x12P\n\rCreateComment\x12%.cofab.design.v1.CreateCommentRequest\x1a\x18.cofab.design.v1.Comment\x12J\n\nGetComment\x12\".cofab.design.v1.GetCommentRequest\x1a\x18.cofab.design.v1.Comment\x12[\n\x0cListComments\x12$.cofab.design.v1.ListCommentsRequest\x1a%.cofab.design.v1.ListCommentsResponse\x12R\n\x0eResolveComment\x12&.cofab.design.v1.ResolveCommentRequest\x1a\x18.cofab.design.v1.Comment\x12P\n\rReopenComment\x12%.cofab.design.v1.ReopenCommentRequest\x1a\x18.cofab.design.v1.Commentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ofab/design/v1/comment.proto\x12\x0f\x63ofab.design.v1\x1a\x1c\x63ofab/design/v1/design.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n\nCameraView\x12%\n\x03\x65ye\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12(\n\x06target\x18\x02 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12$\n\x02up\x18\x03 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\"\x85\x01\n\rCommentAnchor\x12\'\n\x05point\x18\x01 \x01(\x0b\x32\x18.cofab.design.v1.Vector3\x12\x14\n\x07\x66\x61\x63\x65_id\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12)\n\x04view\x18\x03 \x01(\x0b\x32\x1b.cofab.design.v1.CameraViewB\n\n\x08_face_id\"\xa6\x04\n\x07\x43omment\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08revision\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x0e\n\x06thread\x18\x03 \x01(\t\x12\x12\n\x04\x62ody\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x06\x61nchor\x18\x05 \x01(\x0b\x32\x1e.cofab.design.v1.CommentAnchor\x12\x1d\n\x0f\x61nchor_revision\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08outdated\x18\x07 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x14\n\x06\x61uthor\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\x05state\x18\t \x01(\x0e\x32\x1e.cofab.design.v1.Comment.StateB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x36\n\x0cresolve_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x16\n\x08resolver\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\"B\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x12\n\x0eSTATE_RESOLVED\x10\x02:N\xea\x41K\n\x11\x63ofab.dev/Comment\x12\x36projects/{project}/designs/{design}/comments/{comment}\"q\n\x14\x43reateCommentRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12/\n\x07\x63omment\x18\x02 \x01(\x0b\x32\x18.cofab.design.v1.CommentB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\'\n\x11GetCommentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"i\n\x13ListCommentsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x15\n\rshow_resolved\x18\x04 \x01(\x08\"[\n\x14ListCommentsResponse\x12*\n\x08\x63omments\x18\x01 \x03(\x0b\x32\x18.cofab.design.v1.Comment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x15ResolveCommentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\">\n\x14ReopenCommentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t2\xb1\x03\n\x0e\x43ommentService\x12P\n\rCreateComment\x12%.cofab.design.v1.CreateCommentRequest\x1a\x18.cofab.design.v1.Comment\x12J\n\nGetComment\x12\".cofab.design.v1.GetCommentRequest\x1a\x18.cofab.design.v1.Comment\x12[\n\x0cListComments\x12$.cofab.design.v1.ListCommentsRequest\x1a%.cofab.design.v1.ListCommentsResponse\x12R\n\x0eResolveComment\x12&.cofab.design.v1.ResolveCommentRequest\x1a\x18.cofab.design.v1.Comment\x12P\n\rReopenComment\x12%.cofab.design.v1.ReopenCommentRequest\x1a\x18.cofab.design.v1.CommentB/Z-cofab.dev/api/gen/go/cofab/design/v1;designv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.design.v1.comment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_CAMERAVIEW']._serialized_start=114
-  _globals['_CAMERAVIEW']._serialized_end=245
-  _globals['_COMMENTANCHOR']._serialized_start=248
-  _globals['_COMMENTANCHOR']._serialized_end=381
-  _globals['_COMMENT']._serialized_start=384
-  _globals['_COMMENT']._serialized_end=794
-  _globals['_COMMENT_STATE']._serialized_start=728
-  _globals['_COMMENT_STATE']._serialized_end=794
-  _globals['_CREATECOMMENTREQUEST']._serialized_start=796
-  _globals['_CREATECOMMENTREQUEST']._serialized_end=897
-  _globals['_GETCOMMENTREQUEST']._serialized_start=899
-  _globals['_GETCOMMENTREQUEST']._serialized_end=932
-  _globals['_LISTCOMMENTSREQUEST']._serialized_start=934
-  _globals['_LISTCOMMENTSREQUEST']._serialized_end=1033
-  _globals['_LISTCOMMENTSRESPONSE']._serialized_start=1035
-  _globals['_LISTCOMMENTSRESPONSE']._serialized_end=1126
-  _globals['_RESOLVECOMMENTREQUEST']._serialized_start=1128
-  _globals['_RESOLVECOMMENTREQUEST']._serialized_end=1185
-  _globals['_REOPENCOMMENTREQUEST']._serialized_start=1187
-  _globals['_REOPENCOMMENTREQUEST']._serialized_end=1243
-  _globals['_COMMENTSERVICE']._serialized_start=1246
-  _globals['_COMMENTSERVICE']._serialized_end=1679
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/design/v1;designv1'
+  _globals['_COMMENT'].fields_by_name['name']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_COMMENT'].fields_by_name['revision']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['revision']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['body']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['body']._serialized_options = b'\342A\001\002'
+  _globals['_COMMENT'].fields_by_name['anchor_revision']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['anchor_revision']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['outdated']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['outdated']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['author']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['author']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['state']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['resolve_time']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['resolve_time']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['resolver']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['resolver']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT']._loaded_options = None
+  _globals['_COMMENT']._serialized_options = b'\352AK\n\021cofab.dev/Comment\0226projects/{project}/designs/{design}/comments/{comment}'
+  _globals['_CREATECOMMENTREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATECOMMENTREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECOMMENTREQUEST'].fields_by_name['comment']._loaded_options = None
+  _globals['_CREATECOMMENTREQUEST'].fields_by_name['comment']._serialized_options = b'\342A\001\002'
+  _globals['_GETCOMMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETCOMMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTCOMMENTSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTCOMMENTSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_RESOLVECOMMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RESOLVECOMMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REOPENCOMMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REOPENCOMMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CAMERAVIEW']._serialized_start=174
+  _globals['_CAMERAVIEW']._serialized_end=305
+  _globals['_COMMENTANCHOR']._serialized_start=308
+  _globals['_COMMENTANCHOR']._serialized_end=441
+  _globals['_COMMENT']._serialized_start=444
+  _globals['_COMMENT']._serialized_end=994
+  _globals['_COMMENT_STATE']._serialized_start=848
+  _globals['_COMMENT_STATE']._serialized_end=914
+  _globals['_CREATECOMMENTREQUEST']._serialized_start=996
+  _globals['_CREATECOMMENTREQUEST']._serialized_end=1109
+  _globals['_GETCOMMENTREQUEST']._serialized_start=1111
+  _globals['_GETCOMMENTREQUEST']._serialized_end=1150
+  _globals['_LISTCOMMENTSREQUEST']._serialized_start=1152
+  _globals['_LISTCOMMENTSREQUEST']._serialized_end=1257
+  _globals['_LISTCOMMENTSRESPONSE']._serialized_start=1259
+  _globals['_LISTCOMMENTSRESPONSE']._serialized_end=1350
+  _globals['_RESOLVECOMMENTREQUEST']._serialized_start=1352
+  _globals['_RESOLVECOMMENTREQUEST']._serialized_end=1415
+  _globals['_REOPENCOMMENTREQUEST']._serialized_start=1417
+  _globals['_REOPENCOMMENTREQUEST']._serialized_end=1479
+  _globals['_COMMENTSERVICE']._serialized_start=1482
+  _globals['_COMMENTSERVICE']._serialized_end=1915
 # @@protoc_insertion_point(module_scope)

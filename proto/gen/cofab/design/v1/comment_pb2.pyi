@@ -127,7 +127,7 @@ class Comment(_message.Message):
     has the anchor of its thread.
     """
     body: _builtins.str
-    """Up to 10,000 characters."""
+    """1 to 10,000 characters, not only spaces."""
     anchor_revision: _builtins.str
     """The revision `anchor` refers to: `revision` (GetComment) or the listed revision
     (ListComments), where the thread may have been carried forward to.
@@ -143,7 +143,9 @@ class Comment(_message.Message):
     resolver: _builtins.str
     """organizations/{organization}/users/{user} who resolved the thread."""
     @_builtins.property
-    def anchor(self) -> Global___CommentAnchor: ...
+    def anchor(self) -> Global___CommentAnchor:
+        """Required for the first comment of a thread (its point at least); ignored for a reply."""
+
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -304,6 +306,7 @@ class ReopenCommentRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """The thread's first comment: projects/{project}/designs/{design}/comments/{comment}"""
     request_id: _builtins.str
     def __init__(
         self,

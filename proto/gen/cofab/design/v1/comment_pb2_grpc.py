@@ -31,7 +31,9 @@ class CommentServiceStub:
     the first comment and share its anchor. When a later revision is diffed against one the
     thread is anchored on, the thread is carried forward: to the same face when that face
     survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-    a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+    a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+    the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService).
     """
 
     def __init__(self, channel):
@@ -73,7 +75,9 @@ class CommentServiceServicer:
     the first comment and share its anchor. When a later revision is diffed against one the
     thread is anchored on, the thread is carried forward: to the same face when that face
     survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-    a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+    a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+    the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService).
     """
 
     def CreateComment(self, request, context):
@@ -156,7 +160,9 @@ class CommentService:
     the first comment and share its anchor. When a later revision is diffed against one the
     thread is anchored on, the thread is carried forward: to the same face when that face
     survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-    a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+    a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+    the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService).
     """
 
     @staticmethod

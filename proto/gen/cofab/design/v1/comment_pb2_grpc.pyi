@@ -32,7 +32,9 @@ class CommentServiceStub:
     the first comment and share its anchor. When a later revision is diffed against one the
     thread is anchored on, the thread is carried forward: to the same face when that face
     survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-    a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+    a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+    the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService).
     """
 
     @_typing.overload
@@ -62,7 +64,9 @@ class CommentServiceAsyncStub(CommentServiceStub):
     the first comment and share its anchor. When a later revision is diffed against one the
     thread is anchored on, the thread is carried forward: to the same face when that face
     survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-    a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+    a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+    the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -88,7 +92,9 @@ class CommentServiceServicer(metaclass=_abc_1.ABCMeta):
     the first comment and share its anchor. When a later revision is diffed against one the
     thread is anchored on, the thread is carried forward: to the same face when that face
     survived unchanged, otherwise marked outdated (still listed, flagged). Meshes have no faces:
-    a thread is outdated when its point lies in (or within 1 mm of) a changed region.
+    a thread is outdated when its point lies in (or within 1 mm of) a changed region. Served by
+    the design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService).
     """
 
     @_abc_1.abstractmethod

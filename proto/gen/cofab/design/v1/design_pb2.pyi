@@ -74,22 +74,35 @@ class Design(_message.Message):
     MATERIAL_FIELD_NUMBER: _builtins.int
     RULE_OVERRIDES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """projects/{project}/designs/{design}"""
+    """projects/{project}/designs/{design}; the id is chosen by the server."""
     display_name: _builtins.str
+    """1 to 200 characters."""
     description: _builtins.str
+    """At most 10,000 characters."""
     part_number: _builtins.str
-    """The company's own part number, unique within the project when set."""
+    """The company's own part number, unique within the project when set: 1 to 100 letters,
+    digits or . _ / -, starting with a letter or digit.
+    """
     creator: _builtins.str
     """organizations/{organization}/users/{user}"""
     rule_set: _builtins.str
-    """Validation rule set id (ListRuleSets); "cnc-milling" when not set at creation."""
+    """Validation rule set id (ListRuleSets): cnc-milling, fdm-printing, sla-printing or
+    injection-moulding; "cnc-milling" when not set at creation.
+    """
     material: _builtins.str
-    """Key of the material density table; empty: the rule set's default material."""
+    """Key of the material density table: aluminium-6061, steel-1018, stainless-304, brass-360,
+    titanium-6al4v, pla, petg, abs, nylon-pa12, polycarbonate, polypropylene or sla-resin (at
+    most 63 characters; another key fails the revision's processing). Empty: the rule set's
+    default material (aluminium-6061, pla, sla-resin, abs).
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def rule_overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """Per-design limits overriding the rule set's, by rule id."""
+        """Per-design limits overriding the rule set's, by rule id: closed-solid, manifold,
+        self-intersection, envelope-x, envelope-y, envelope-z, max-mass, min-wall, min-hole,
+        min-feature, max-overhang, min-draft (those of the design's rule set); finite numbers.
+        """
 
     def __init__(
         self,
@@ -123,7 +136,9 @@ class CreateDesignRequest(_message.Message):
     """projects/{project}"""
     request_id: _builtins.str
     @_builtins.property
-    def design(self) -> Global___Design: ...
+    def design(self) -> Global___Design:
+        """display_name (required), description, part_number, rule_set, material, rule_overrides."""
+
     def __init__(
         self,
         *,
@@ -153,7 +168,7 @@ class UpdateDesignRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Paths among display_name, description, rule_set, material, rule_overrides."""
+        """Paths among display_name, description, rule_set, material, rule_overrides; not empty."""
 
     def __init__(
         self,
@@ -607,7 +622,7 @@ Global___FindingsSummary: _TypeAlias = FindingsSummary  # noqa: Y015
 
 @_typing.final
 class Revision(_message.Message):
-    """An immutable revision of a design."""
+    """An immutable revision of a design. Every field is set by the server."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -708,7 +723,11 @@ class Revision(_message.Message):
     @_builtins.property
     def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]: ...
     @_builtins.property
-    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Artifact]: ...
+    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Artifact]:
+        """"mesh.glb", "thumbnail.png", "report.json" and, for a cadquery script, "model.step" (the
+        B-rep it built).
+        """
+
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -787,19 +806,26 @@ class PushRevisionHeader(_message.Message):
     parent: _builtins.str
     """projects/{project}/designs/{design}"""
     branch: _builtins.str
-    """"main" when empty."""
+    """"main" when empty; 1 to 63 lower-case letters, digits or '-'."""
     base_revision: _builtins.str
     """The revision the author started from: the branch head it expects. Empty only for the
-    first revision of a branch.
+    first revision of a branch. Pushing on a stale base is ABORTED and names the current head:
+    push to another branch and MergeRevisions, or push again on that head.
     """
     message: _builtins.str
+    """At most 10,000 characters."""
     format: _builtins.str
+    """One of step, stl, obj, 3mf, gltf, glb, ply, off or cadquery (a Python script defining
+    `def build(...)`, at most 1 MiB).
+    """
     units: _builtins.str
     """mm, cm, m or in: what the file's numbers mean, over any unit the file declares. Empty: the
     unit the file declares (STEP, 3MF), mm for formats without one.
     """
     sha256: _builtins.str
-    """sha256 (hex) of the whole file and its size in bytes."""
+    """sha256 (64 lower-case hex digits) of the whole file and its size in bytes (> 0, at most
+    the server's upload limit); both are checked against the chunks received.
+    """
     size_bytes: _builtins.int
     request_id: _builtins.str
     @_builtins.property
@@ -1015,7 +1041,9 @@ class DownloadRevisionRequest(_message.Message):
     name: _builtins.str
     """projects/{project}/designs/{design}/revisions/{revision}"""
     artifact: _builtins.str
-    """An artifact name ("mesh.glb", ...); empty: the original content."""
+    """One of the revision's `artifacts` ("mesh.glb", "thumbnail.png", "report.json",
+    "model.step" of a script); empty: the original content.
+    """
     def __init__(
         self,
         *,
@@ -1540,7 +1568,7 @@ class DiffRevisionsRequest(_message.Message):
     design: _builtins.str
     """projects/{project}/designs/{design}"""
     revision_a: _builtins.str
-    """Revision names of that design: A (before) and B (after)."""
+    """Revision names of that design: A (before) and B (after), both SUCCEEDED."""
     revision_b: _builtins.str
     def __init__(
         self,
@@ -1583,6 +1611,7 @@ class WatchRevisionDiffRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}"""
     def __init__(
         self,
         *,
@@ -1603,6 +1632,7 @@ class DownloadRevisionDiffRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ARTIFACT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/revisions/{revision_b}/diffs/{revision_a}"""
     artifact: _builtins.str
     """"diff.png" or "diff.glb"."""
     def __init__(
@@ -1842,6 +1872,7 @@ class WatchRevisionMergeRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/merges/{merge}"""
     def __init__(
         self,
         *,
@@ -1862,6 +1893,7 @@ class AcceptMergeRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/merges/{merge}"""
     request_id: _builtins.str
     def __init__(
         self,
@@ -1884,6 +1916,7 @@ class DeclineMergeRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/merges/{merge}"""
     request_id: _builtins.str
     def __init__(
         self,

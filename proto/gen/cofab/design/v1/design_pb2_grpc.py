@@ -26,7 +26,16 @@ if _version_not_supported:
 
 
 class DesignServiceStub:
-    """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge.
+    """Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService). A design or revision of a project the caller's organization is
+    not an active member of is NOT_FOUND, whether it exists or not.
+
+    Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+    of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+    a good size); downloads arrive in chunks of at most 1 MiB. A whole
+    file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+    `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
     """
 
     def __init__(self, channel):
@@ -143,7 +152,16 @@ class DesignServiceStub:
 
 
 class DesignServiceServicer:
-    """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge.
+    """Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService). A design or revision of a project the caller's organization is
+    not an active member of is NOT_FOUND, whether it exists or not.
+
+    Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+    of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+    a good size); downloads arrive in chunks of at most 1 MiB. A whole
+    file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+    `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
     """
 
     def CreateDesign(self, request, context):
@@ -418,7 +436,16 @@ def add_DesignServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DesignService:
-    """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge.
+    """Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService). A design or revision of a project the caller's organization is
+    not an active member of is NOT_FOUND, whether it exists or not.
+
+    Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+    of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+    a good size); downloads arrive in chunks of at most 1 MiB. A whole
+    file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+    `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
     """
 
     @staticmethod

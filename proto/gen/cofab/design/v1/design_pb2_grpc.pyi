@@ -27,7 +27,17 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class DesignServiceStub:
-    """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge."""
+    """Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService). A design or revision of a project the caller's organization is
+    not an active member of is NOT_FOUND, whether it exists or not.
+
+    Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+    of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+    a good size); downloads arrive in chunks of at most 1 MiB. A whole
+    file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+    `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -91,7 +101,17 @@ class DesignServiceStub:
 
 @_typing.type_check_only
 class DesignServiceAsyncStub(DesignServiceStub):
-    """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge."""
+    """Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService). A design or revision of a project the caller's organization is
+    not an active member of is NOT_FOUND, whether it exists or not.
+
+    Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+    of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+    a good size); downloads arrive in chunks of at most 1 MiB. A whole
+    file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+    `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateDesign: _aio.UnaryUnaryMultiCallable[_design_pb2.CreateDesignRequest, _design_pb2.Design]  # type: ignore[assignment]
@@ -151,7 +171,17 @@ class DesignServiceAsyncStub(DesignServiceStub):
     """Declines a PROPOSED or CONFLICTED merge (its author or a project owner)."""
 
 class DesignServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Designs (parts) inside shared projects. Later versions add revisions, validation, diff and merge."""
+    """Designs (parts) inside shared projects: revisions, validation, diff and merge. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>` (see IdentityService). A design or revision of a project the caller's organization is
+    not an active member of is NOT_FOUND, whether it exists or not.
+
+    Limits: the server takes gRPC messages of at most 8 MiB, so a push sends the file in chunks
+    of less than 8 MiB each (a larger message fails the stream with RESOURCE_EXHAUSTED; 1 MiB is
+    a good size); downloads arrive in chunks of at most 1 MiB. A whole
+    file is at most the server's COFAB_MAX_UPLOAD_BYTES (512 MiB by default): a larger
+    `size_bytes` is RESOURCE_EXHAUSTED before any chunk is read.
+    """
 
     @_abc_1.abstractmethod
     def CreateDesign(

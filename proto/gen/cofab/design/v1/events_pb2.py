@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from cofab.design.v1 import design_pb2 as cofab_dot_design_dot_v1_dot_design__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/design/v1/events.proto\x12\x0f\x63ofab.design.v1\x1a\x1c\x63ofab/design/v1/design.proto\"8\n\rDesignCreated\x12\'\n\x06\x64\x65sign\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Design\"|\n\x11RevisionValidated\x12+\n\x08revision\x18\x01 \x01(\x0b\x32\x19.cofab.design.v1.Revision\x12:\n\x10\x66indings_summary\x18\x02 \x01(\x0b\x32 .cofab.design.v1.FindingsSummary\"?\n\x10RevisionReleased\x12+\n\x08revision\x18\x01 \x01(\x0b\x32\x19.cofab.design.v1.Revision\"=\n\x0eRevisionPushed\x12+\n\x08revision\x18\x01 \x01(\x0b\x32\x19.cofab.design.v1.Revision\"G\n\rDesignUpdated\x12\'\n\x06\x64\x65sign\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Design\x12\r\n\x05paths\x18\x02 \x03(\t\"=\n\x0eRevisionDiffed\x12+\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x1d.cofab.design.v1.RevisionDiff\"@\n\x0fMergeConflicted\x12-\n\x05merge\x18\x01 \x01(\x0b\x32\x1e.cofab.design.v1.RevisionMerge\"d\n\x06Merged\x12-\n\x05merge\x18\x01 \x01(\x0b\x32\x1e.cofab.design.v1.RevisionMerge\x12+\n\x08revision\x18\x02 \x01(\x0b\x32\x19.cofab.design.v1.Revisionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/design/v1/events.proto\x12\x0f\x63ofab.design.v1\x1a\x1c\x63ofab/design/v1/design.proto\"8\n\rDesignCreated\x12\'\n\x06\x64\x65sign\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Design\"|\n\x11RevisionValidated\x12+\n\x08revision\x18\x01 \x01(\x0b\x32\x19.cofab.design.v1.Revision\x12:\n\x10\x66indings_summary\x18\x02 \x01(\x0b\x32 .cofab.design.v1.FindingsSummary\"?\n\x10RevisionReleased\x12+\n\x08revision\x18\x01 \x01(\x0b\x32\x19.cofab.design.v1.Revision\"=\n\x0eRevisionPushed\x12+\n\x08revision\x18\x01 \x01(\x0b\x32\x19.cofab.design.v1.Revision\"G\n\rDesignUpdated\x12\'\n\x06\x64\x65sign\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Design\x12\r\n\x05paths\x18\x02 \x03(\t\"=\n\x0eRevisionDiffed\x12+\n\x04\x64iff\x18\x01 \x01(\x0b\x32\x1d.cofab.design.v1.RevisionDiff\"@\n\x0fMergeConflicted\x12-\n\x05merge\x18\x01 \x01(\x0b\x32\x1e.cofab.design.v1.RevisionMerge\"d\n\x06Merged\x12-\n\x05merge\x18\x01 \x01(\x0b\x32\x1e.cofab.design.v1.RevisionMerge\x12+\n\x08revision\x18\x02 \x01(\x0b\x32\x19.cofab.design.v1.RevisionB/Z-cofab.dev/api/gen/go/cofab/design/v1;designv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.design.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/design/v1;designv1'
   _globals['_DESIGNCREATED']._serialized_start=79
   _globals['_DESIGNCREATED']._serialized_end=135
   _globals['_REVISIONVALIDATED']._serialized_start=137

@@ -26,13 +26,14 @@ from cofab.design.v1 import review_pb2 as cofab_dot_design_dot_v1_dot_review__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cofab/design/v1/review_events.proto\x12\x0f\x63ofab.design.v1\x1a\x1c\x63ofab/design/v1/review.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x0fReviewRequested\x12\'\n\x06review\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Review\"\\\n\x17ReviewDecisionSubmitted\x12\x0e\n\x06review\x18\x01 \x01(\t\x12\x31\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1f.cofab.design.v1.ReviewDecision\"N\n\x0eReviewExtended\x12\x0e\n\x06review\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x15ReviewCancelRequested\x12\x0e\n\x06review\x18\x01 \x01(\t\"4\n\x10ReviewSuperseded\x12\x0e\n\x06review\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\"R\n\x10ReviewProgressed\x12\'\n\x06review\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Review\x12\x15\n\rorganizations\x18\x02 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#cofab/design/v1/review_events.proto\x12\x0f\x63ofab.design.v1\x1a\x1c\x63ofab/design/v1/review.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x0fReviewRequested\x12\'\n\x06review\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Review\"\\\n\x17ReviewDecisionSubmitted\x12\x0e\n\x06review\x18\x01 \x01(\t\x12\x31\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x1f.cofab.design.v1.ReviewDecision\"N\n\x0eReviewExtended\x12\x0e\n\x06review\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x15ReviewCancelRequested\x12\x0e\n\x06review\x18\x01 \x01(\t\"4\n\x10ReviewSuperseded\x12\x0e\n\x06review\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\"R\n\x10ReviewProgressed\x12\'\n\x06review\x18\x01 \x01(\x0b\x32\x17.cofab.design.v1.Review\x12\x15\n\rorganizations\x18\x02 \x03(\tB/Z-cofab.dev/api/gen/go/cofab/design/v1;designv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.design.v1.review_events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/design/v1;designv1'
   _globals['_REVIEWREQUESTED']._serialized_start=119
   _globals['_REVIEWREQUESTED']._serialized_end=177
   _globals['_REVIEWDECISIONSUBMITTED']._serialized_start=179

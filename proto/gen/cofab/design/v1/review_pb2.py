@@ -22,49 +22,98 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/design/v1/review.proto\x12\x0f\x63ofab.design.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0cQuorumPolicy\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".cofab.design.v1.QuorumPolicy.Kind\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x1e\n\x16required_organizations\x18\x03 \x03(\t\";\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08KIND_ALL\x10\x01\x12\x0f\n\x0bKIND_K_OF_N\x10\x02\"\xc8\x01\n\x0eReviewDecision\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.cofab.design.v1.ReviewOutcome\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x05\x12/\n\x0b\x64\x65\x63ide_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa1\x06\n\x06Review\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x11\n\trequester\x18\x03 \x01(\t\x12\x16\n\x0erequester_user\x18\x04 \x01(\t\x12\x11\n\treviewers\x18\x05 \x03(\t\x12-\n\x06policy\x18\x06 \x01(\x0b\x32\x1d.cofab.design.v1.QuorumPolicy\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\rremind_before\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12>\n\x0fon_new_revision\x18\t \x01(\x0e\x32%.cofab.design.v1.Review.OnNewRevision\x12,\n\x05state\x18\n \x01(\x0e\x32\x1d.cofab.design.v1.Review.State\x12\x11\n\tescalated\x18\x0b \x01(\x08\x12\x32\n\tdecisions\x18\x0c \x03(\x0b\x32\x1f.cofab.design.v1.ReviewDecision\x12\r\n\x05round\x18\r \x01(\x05\x12\x0f\n\x07message\x18\x0e \x01(\t\x12/\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x88\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x12\n\x0eSTATE_APPROVED\x10\x02\x12\x1b\n\x17STATE_CHANGES_REQUESTED\x10\x03\x12\x12\n\x0eSTATE_REJECTED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"i\n\rOnNewRevision\x12\x1f\n\x1bON_NEW_REVISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17ON_NEW_REVISION_RESTART\x10\x01\x12\x1a\n\x16ON_NEW_REVISION_CANCEL\x10\x02\"b\n\x13\x43reateReviewRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\'\n\x06review\x18\x02 \x01(\x0b\x32\x17.cofab.design.v1.Review\x12\x12\n\nrequest_id\x18\x03 \x01(\t\" \n\x10GetReviewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"K\n\x12ListReviewsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListReviewsResponse\x12(\n\x07reviews\x18\x01 \x03(\x0b\x32\x17.cofab.design.v1.Review\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"y\n\x13\x44\x65\x63ideReviewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.cofab.design.v1.ReviewOutcome\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"e\n\x13\x45xtendReviewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"7\n\x13\x43\x61ncelReviewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xc3\x03\n\x1bRecordReviewProgressRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12?\n\x04kind\x18\x02 \x01(\x0e\x32\x31.cofab.design.v1.RecordReviewProgressRequest.Kind\x12\x31\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x1f.cofab.design.v1.ReviewDecision\x12\x15\n\rorganizations\x18\x04 \x03(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x05\x12,\n\x05state\x18\x07 \x01(\x0e\x32\x1d.cofab.design.v1.Review.State\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_DECIDED\x10\x01\x12\x11\n\rKIND_REMINDED\x10\x02\x12\x12\n\x0eKIND_ESCALATED\x10\x03\x12\x12\n\x0eKIND_RESTARTED\x10\x04\x12\x0f\n\x0bKIND_CLOSED\x10\x05*\x8a\x01\n\rReviewOutcome\x12\x1e\n\x1aREVIEW_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REVIEW_OUTCOME_APPROVE\x10\x01\x12\"\n\x1eREVIEW_OUTCOME_REQUEST_CHANGES\x10\x02\x12\x19\n\x15REVIEW_OUTCOME_REJECT\x10\x03\x32\xcd\x04\n\rReviewService\x12M\n\x0c\x43reateReview\x12$.cofab.design.v1.CreateReviewRequest\x1a\x17.cofab.design.v1.Review\x12G\n\tGetReview\x12!.cofab.design.v1.GetReviewRequest\x1a\x17.cofab.design.v1.Review\x12X\n\x0bListReviews\x12#.cofab.design.v1.ListReviewsRequest\x1a$.cofab.design.v1.ListReviewsResponse\x12M\n\x0c\x44\x65\x63ideReview\x12$.cofab.design.v1.DecideReviewRequest\x1a\x17.cofab.design.v1.Review\x12M\n\x0c\x45xtendReview\x12$.cofab.design.v1.ExtendReviewRequest\x1a\x17.cofab.design.v1.Review\x12M\n\x0c\x43\x61ncelReview\x12$.cofab.design.v1.CancelReviewRequest\x1a\x17.cofab.design.v1.Review\x12]\n\x14RecordReviewProgress\x12,.cofab.design.v1.RecordReviewProgressRequest\x1a\x17.cofab.design.v1.Reviewb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63ofab/design/v1/review.proto\x12\x0f\x63ofab.design.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0cQuorumPolicy\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".cofab.design.v1.QuorumPolicy.Kind\x12\t\n\x01k\x18\x02 \x01(\x05\x12\x1e\n\x16required_organizations\x18\x03 \x03(\t\";\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0c\n\x08KIND_ALL\x10\x01\x12\x0f\n\x0bKIND_K_OF_N\x10\x02\"\xc8\x01\n\x0eReviewDecision\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.cofab.design.v1.ReviewOutcome\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x05\x12/\n\x0b\x64\x65\x63ide_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb6\x07\n\x06Review\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x16\n\x08revision\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x17\n\trequester\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0erequester_user\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\treviewers\x18\x05 \x03(\tB\x04\xe2\x41\x01\x02\x12-\n\x06policy\x18\x06 \x01(\x0b\x32\x1d.cofab.design.v1.QuorumPolicy\x12\x32\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x30\n\rremind_before\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12>\n\x0fon_new_revision\x18\t \x01(\x0e\x32%.cofab.design.v1.Review.OnNewRevision\x12\x32\n\x05state\x18\n \x01(\x0e\x32\x1d.cofab.design.v1.Review.StateB\x04\xe2\x41\x01\x03\x12\x17\n\tescalated\x18\x0b \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x38\n\tdecisions\x18\x0c \x03(\x0b\x32\x1f.cofab.design.v1.ReviewDecisionB\x04\xe2\x41\x01\x03\x12\x13\n\x05round\x18\r \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x0f\n\x07message\x18\x0e \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nclose_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x88\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nSTATE_OPEN\x10\x01\x12\x12\n\x0eSTATE_APPROVED\x10\x02\x12\x1b\n\x17STATE_CHANGES_REQUESTED\x10\x03\x12\x12\n\x0eSTATE_REJECTED\x10\x04\x12\x13\n\x0fSTATE_CANCELLED\x10\x05\"i\n\rOnNewRevision\x12\x1f\n\x1bON_NEW_REVISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17ON_NEW_REVISION_RESTART\x10\x01\x12\x1a\n\x16ON_NEW_REVISION_CANCEL\x10\x02:K\xea\x41H\n\x10\x63ofab.dev/Review\x12\x34projects/{project}/designs/{design}/reviews/{review}\"n\n\x13\x43reateReviewRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12-\n\x06review\x18\x02 \x01(\x0b\x32\x17.cofab.design.v1.ReviewB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"&\n\x10GetReviewRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"Q\n\x12ListReviewsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x13ListReviewsResponse\x12(\n\x07reviews\x18\x01 \x03(\x0b\x32\x17.cofab.design.v1.Review\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x85\x01\n\x13\x44\x65\x63ideReviewRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x35\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.cofab.design.v1.ReviewOutcomeB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63omment\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"q\n\x13\x45xtendReviewRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"=\n\x13\x43\x61ncelReviewRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xc9\x03\n\x1bRecordReviewProgressRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x04kind\x18\x02 \x01(\x0e\x32\x31.cofab.design.v1.RecordReviewProgressRequest.Kind\x12\x31\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x1f.cofab.design.v1.ReviewDecision\x12\x15\n\rorganizations\x18\x04 \x03(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\r\n\x05round\x18\x06 \x01(\x05\x12,\n\x05state\x18\x07 \x01(\x0e\x32\x1d.cofab.design.v1.Review.State\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_DECIDED\x10\x01\x12\x11\n\rKIND_REMINDED\x10\x02\x12\x12\n\x0eKIND_ESCALATED\x10\x03\x12\x12\n\x0eKIND_RESTARTED\x10\x04\x12\x0f\n\x0bKIND_CLOSED\x10\x05*\x8a\x01\n\rReviewOutcome\x12\x1e\n\x1aREVIEW_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16REVIEW_OUTCOME_APPROVE\x10\x01\x12\"\n\x1eREVIEW_OUTCOME_REQUEST_CHANGES\x10\x02\x12\x19\n\x15REVIEW_OUTCOME_REJECT\x10\x03\x32\xcd\x04\n\rReviewService\x12M\n\x0c\x43reateReview\x12$.cofab.design.v1.CreateReviewRequest\x1a\x17.cofab.design.v1.Review\x12G\n\tGetReview\x12!.cofab.design.v1.GetReviewRequest\x1a\x17.cofab.design.v1.Review\x12X\n\x0bListReviews\x12#.cofab.design.v1.ListReviewsRequest\x1a$.cofab.design.v1.ListReviewsResponse\x12M\n\x0c\x44\x65\x63ideReview\x12$.cofab.design.v1.DecideReviewRequest\x1a\x17.cofab.design.v1.Review\x12M\n\x0c\x45xtendReview\x12$.cofab.design.v1.ExtendReviewRequest\x1a\x17.cofab.design.v1.Review\x12M\n\x0c\x43\x61ncelReview\x12$.cofab.design.v1.CancelReviewRequest\x1a\x17.cofab.design.v1.Review\x12]\n\x14RecordReviewProgress\x12,.cofab.design.v1.RecordReviewProgressRequest\x1a\x17.cofab.design.v1.ReviewB/Z-cofab.dev/api/gen/go/cofab/design/v1;designv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.design.v1.review_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_REVIEWOUTCOME']._serialized_start=2331
-  _globals['_REVIEWOUTCOME']._serialized_end=2469
-  _globals['_QUORUMPOLICY']._serialized_start=115
-  _globals['_QUORUMPOLICY']._serialized_end=283
-  _globals['_QUORUMPOLICY_KIND']._serialized_start=224
-  _globals['_QUORUMPOLICY_KIND']._serialized_end=283
-  _globals['_REVIEWDECISION']._serialized_start=286
-  _globals['_REVIEWDECISION']._serialized_end=486
-  _globals['_REVIEW']._serialized_start=489
-  _globals['_REVIEW']._serialized_end=1290
-  _globals['_REVIEW_STATE']._serialized_start=1047
-  _globals['_REVIEW_STATE']._serialized_end=1183
-  _globals['_REVIEW_ONNEWREVISION']._serialized_start=1185
-  _globals['_REVIEW_ONNEWREVISION']._serialized_end=1290
-  _globals['_CREATEREVIEWREQUEST']._serialized_start=1292
-  _globals['_CREATEREVIEWREQUEST']._serialized_end=1390
-  _globals['_GETREVIEWREQUEST']._serialized_start=1392
-  _globals['_GETREVIEWREQUEST']._serialized_end=1424
-  _globals['_LISTREVIEWSREQUEST']._serialized_start=1426
-  _globals['_LISTREVIEWSREQUEST']._serialized_end=1501
-  _globals['_LISTREVIEWSRESPONSE']._serialized_start=1503
-  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1591
-  _globals['_DECIDEREVIEWREQUEST']._serialized_start=1593
-  _globals['_DECIDEREVIEWREQUEST']._serialized_end=1714
-  _globals['_EXTENDREVIEWREQUEST']._serialized_start=1716
-  _globals['_EXTENDREVIEWREQUEST']._serialized_end=1817
-  _globals['_CANCELREVIEWREQUEST']._serialized_start=1819
-  _globals['_CANCELREVIEWREQUEST']._serialized_end=1874
-  _globals['_RECORDREVIEWPROGRESSREQUEST']._serialized_start=1877
-  _globals['_RECORDREVIEWPROGRESSREQUEST']._serialized_end=2328
-  _globals['_RECORDREVIEWPROGRESSREQUEST_KIND']._serialized_start=2206
-  _globals['_RECORDREVIEWPROGRESSREQUEST_KIND']._serialized_end=2328
-  _globals['_REVIEWSERVICE']._serialized_start=2472
-  _globals['_REVIEWSERVICE']._serialized_end=3061
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/design/v1;designv1'
+  _globals['_REVIEW'].fields_by_name['name']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['name']._serialized_options = b'\342A\001\010'
+  _globals['_REVIEW'].fields_by_name['revision']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['revision']._serialized_options = b'\342A\001\002'
+  _globals['_REVIEW'].fields_by_name['requester']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['requester']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['requester_user']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['requester_user']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['reviewers']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['reviewers']._serialized_options = b'\342A\001\002'
+  _globals['_REVIEW'].fields_by_name['deadline']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['deadline']._serialized_options = b'\342A\001\002'
+  _globals['_REVIEW'].fields_by_name['state']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['state']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['escalated']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['escalated']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['decisions']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['decisions']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['round']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['round']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['create_time']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW'].fields_by_name['close_time']._loaded_options = None
+  _globals['_REVIEW'].fields_by_name['close_time']._serialized_options = b'\342A\001\003'
+  _globals['_REVIEW']._loaded_options = None
+  _globals['_REVIEW']._serialized_options = b'\352AH\n\020cofab.dev/Review\0224projects/{project}/designs/{design}/reviews/{review}'
+  _globals['_CREATEREVIEWREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_CREATEREVIEWREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEREVIEWREQUEST'].fields_by_name['review']._loaded_options = None
+  _globals['_CREATEREVIEWREQUEST'].fields_by_name['review']._serialized_options = b'\342A\001\002'
+  _globals['_GETREVIEWREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETREVIEWREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_LISTREVIEWSREQUEST'].fields_by_name['parent']._loaded_options = None
+  _globals['_LISTREVIEWSREQUEST'].fields_by_name['parent']._serialized_options = b'\342A\001\002'
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['outcome']._loaded_options = None
+  _globals['_DECIDEREVIEWREQUEST'].fields_by_name['outcome']._serialized_options = b'\342A\001\002'
+  _globals['_EXTENDREVIEWREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_EXTENDREVIEWREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_EXTENDREVIEWREQUEST'].fields_by_name['deadline']._loaded_options = None
+  _globals['_EXTENDREVIEWREQUEST'].fields_by_name['deadline']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELREVIEWREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CANCELREVIEWREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_RECORDREVIEWPROGRESSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_RECORDREVIEWPROGRESSREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REVIEWOUTCOME']._serialized_start=2601
+  _globals['_REVIEWOUTCOME']._serialized_end=2739
+  _globals['_QUORUMPOLICY']._serialized_start=175
+  _globals['_QUORUMPOLICY']._serialized_end=343
+  _globals['_QUORUMPOLICY_KIND']._serialized_start=284
+  _globals['_QUORUMPOLICY_KIND']._serialized_end=343
+  _globals['_REVIEWDECISION']._serialized_start=346
+  _globals['_REVIEWDECISION']._serialized_end=546
+  _globals['_REVIEW']._serialized_start=549
+  _globals['_REVIEW']._serialized_end=1499
+  _globals['_REVIEW_STATE']._serialized_start=1179
+  _globals['_REVIEW_STATE']._serialized_end=1315
+  _globals['_REVIEW_ONNEWREVISION']._serialized_start=1317
+  _globals['_REVIEW_ONNEWREVISION']._serialized_end=1422
+  _globals['_CREATEREVIEWREQUEST']._serialized_start=1501
+  _globals['_CREATEREVIEWREQUEST']._serialized_end=1611
+  _globals['_GETREVIEWREQUEST']._serialized_start=1613
+  _globals['_GETREVIEWREQUEST']._serialized_end=1651
+  _globals['_LISTREVIEWSREQUEST']._serialized_start=1653
+  _globals['_LISTREVIEWSREQUEST']._serialized_end=1734
+  _globals['_LISTREVIEWSRESPONSE']._serialized_start=1736
+  _globals['_LISTREVIEWSRESPONSE']._serialized_end=1824
+  _globals['_DECIDEREVIEWREQUEST']._serialized_start=1827
+  _globals['_DECIDEREVIEWREQUEST']._serialized_end=1960
+  _globals['_EXTENDREVIEWREQUEST']._serialized_start=1962
+  _globals['_EXTENDREVIEWREQUEST']._serialized_end=2075
+  _globals['_CANCELREVIEWREQUEST']._serialized_start=2077
+  _globals['_CANCELREVIEWREQUEST']._serialized_end=2138
+  _globals['_RECORDREVIEWPROGRESSREQUEST']._serialized_start=2141
+  _globals['_RECORDREVIEWPROGRESSREQUEST']._serialized_end=2598
+  _globals['_RECORDREVIEWPROGRESSREQUEST_KIND']._serialized_start=2476
+  _globals['_RECORDREVIEWPROGRESSREQUEST_KIND']._serialized_end=2598
+  _globals['_REVIEWSERVICE']._serialized_start=2742
+  _globals['_REVIEWSERVICE']._serialized_end=3331
 # @@protoc_insertion_point(module_scope)

@@ -69,10 +69,12 @@ class QuorumPolicy(_message.Message):
     K_FIELD_NUMBER: _builtins.int
     REQUIRED_ORGANIZATIONS_FIELD_NUMBER: _builtins.int
     kind: Global___QuorumPolicy.Kind.ValueType
+    """KIND_ALL when unspecified."""
     k: _builtins.int
+    """For KIND_K_OF_N: between 1 and the number of reviewers."""
     @_builtins.property
     def required_organizations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """organizations/{organization}: these must approve in any case."""
+        """organizations/{organization}: these must approve in any case; each is also a reviewer."""
 
     def __init__(
         self,
@@ -193,28 +195,38 @@ class Review(_message.Message):
     name: _builtins.str
     """projects/{project}/designs/{design}/reviews/{review}"""
     revision: _builtins.str
-    """The revision under review now: projects/{project}/designs/{design}/revisions/{revision}"""
+    """The revision under review now: projects/{project}/designs/{design}/revisions/{revision}
+    (a SUCCEEDED revision of the design).
+    """
     requester: _builtins.str
     """organizations/{organization} that asked, and its user."""
     requester_user: _builtins.str
     on_new_revision: Global___Review.OnNewRevision.ValueType
+    """ON_NEW_REVISION_RESTART when unspecified."""
     state: Global___Review.State.ValueType
     escalated: _builtins.bool
     """The deadline passed without an outcome; the requester was told."""
     round: _builtins.int
     """1, then +1 per restart on a newer revision."""
     message: _builtins.str
+    """At most 10,000 characters."""
     @_builtins.property
     def reviewers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """organizations/{organization}"""
+        """organizations/{organization}: 1 to 50, each once, members with at least the reviewer role."""
 
     @_builtins.property
-    def policy(self) -> Global___QuorumPolicy: ...
+    def policy(self) -> Global___QuorumPolicy:
+        """KIND_ALL when unset."""
+
     @_builtins.property
-    def deadline(self) -> _timestamp_pb2.Timestamp: ...
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """In the future, at most 365 days ahead."""
+
     @_builtins.property
     def remind_before(self) -> _duration_pb2.Duration:
-        """Reminders go to organizations that have not decided this long before the deadline."""
+        """Reminders go to organizations that have not decided this long before the deadline; not
+        negative; one day when unset.
+        """
 
     @_builtins.property
     def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReviewDecision]:
@@ -264,7 +276,7 @@ class CreateReviewRequest(_message.Message):
     request_id: _builtins.str
     @_builtins.property
     def review(self) -> Global___Review:
-        """revision, reviewers, policy, deadline, remind_before, on_new_revision, message."""
+        """revision, reviewers and deadline (required), policy, remind_before, on_new_revision, message."""
 
     def __init__(
         self,
@@ -361,7 +373,9 @@ class DecideReviewRequest(_message.Message):
     name: _builtins.str
     """projects/{project}/designs/{design}/reviews/{review}"""
     outcome: Global___ReviewOutcome.ValueType
+    """Any outcome but REVIEW_OUTCOME_UNSPECIFIED."""
     comment: _builtins.str
+    """At most 10,000 characters."""
     request_id: _builtins.str
     def __init__(
         self,
@@ -387,9 +401,12 @@ class ExtendReviewRequest(_message.Message):
     DEADLINE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/reviews/{review}"""
     request_id: _builtins.str
     @_builtins.property
-    def deadline(self) -> _timestamp_pb2.Timestamp: ...
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """Later than the current deadline, at most 365 days after the review was requested."""
+
     def __init__(
         self,
         *,
@@ -412,6 +429,7 @@ class CancelReviewRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """projects/{project}/designs/{design}/reviews/{review}"""
     request_id: _builtins.str
     def __init__(
         self,

@@ -30,7 +30,9 @@ class ReviewServiceStub:
     revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
     runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
     approval, releases the revision. This service records requests and mirrors the workflow's
-    progress; decisions reach the workflow as events through Kafka.
+    progress; decisions reach the workflow as events through Kafka. Served by the design service
+    (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+    IdentityService).
     """
 
     def __init__(self, channel):
@@ -81,7 +83,9 @@ class ReviewServiceServicer:
     revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
     runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
     approval, releases the revision. This service records requests and mirrors the workflow's
-    progress; decisions reach the workflow as events through Kafka.
+    progress; decisions reach the workflow as events through Kafka. Served by the design service
+    (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+    IdentityService).
     """
 
     def CreateReview(self, request, context):
@@ -187,7 +191,9 @@ class ReviewService:
     revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
     runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
     approval, releases the revision. This service records requests and mirrors the workflow's
-    progress; decisions reach the workflow as events through Kafka.
+    progress; decisions reach the workflow as events through Kafka. Served by the design service
+    (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+    IdentityService).
     """
 
     @staticmethod

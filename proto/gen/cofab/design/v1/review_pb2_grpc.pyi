@@ -31,7 +31,9 @@ class ReviewServiceStub:
     revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
     runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
     approval, releases the revision. This service records requests and mirrors the workflow's
-    progress; decisions reach the workflow as events through Kafka.
+    progress; decisions reach the workflow as events through Kafka. Served by the design service
+    (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+    IdentityService).
     """
 
     @_typing.overload
@@ -64,7 +66,9 @@ class ReviewServiceAsyncStub(ReviewServiceStub):
     revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
     runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
     approval, releases the revision. This service records requests and mirrors the workflow's
-    progress; decisions reach the workflow as events through Kafka.
+    progress; decisions reach the workflow as events through Kafka. Served by the design service
+    (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+    IdentityService).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -93,7 +97,9 @@ class ReviewServiceServicer(metaclass=_abc_1.ABCMeta):
     revision under a quorum policy, with a deadline. A Temporal workflow (DesignReviewWorkflow)
     runs each review: it counts decisions, sends reminders, escalates at the deadline and, on
     approval, releases the revision. This service records requests and mirrors the workflow's
-    progress; decisions reach the workflow as events through Kafka.
+    progress; decisions reach the workflow as events through Kafka. Served by the design service
+    (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer <token>` (see
+    IdentityService).
     """
 
     @_abc_1.abstractmethod

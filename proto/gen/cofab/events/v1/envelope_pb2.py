@@ -26,13 +26,14 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ofab/events/v1/envelope.proto\x12\x0f\x63ofab.events.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n\rEventEnvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0corganization\x18\x06 \x01(\t\x12\x14\n\x0cspec_version\x18\x07 \x01(\t\x12\x10\n\x08\x61udience\x18\x08 \x03(\t\x12\"\n\x04\x64\x61ta\x18\t \x01(\x0b\x32\x14.google.protobuf.Anyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ofab/events/v1/envelope.proto\x12\x0f\x63ofab.events.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\x01\n\rEventEnvelope\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0corganization\x18\x06 \x01(\t\x12\x14\n\x0cspec_version\x18\x07 \x01(\t\x12\x10\n\x08\x61udience\x18\x08 \x03(\t\x12\"\n\x04\x64\x61ta\x18\t \x01(\x0b\x32\x14.google.protobuf.AnyB/Z-cofab.dev/api/gen/go/cofab/events/v1;eventsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.events.v1.envelope_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/events/v1;eventsv1'
   _globals['_EVENTENVELOPE']._serialized_start=112
   _globals['_EVENTENVELOPE']._serialized_end=326
 # @@protoc_insertion_point(module_scope)

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from cofab.events.v1 import envelope_pb2 as cofab_dot_events_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ofab/events/v1/feed.proto\x12\x0f\x63ofab.events.v1\x1a\x1e\x63ofab/events/v1/envelope.proto\"L\n\x13StreamEventsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x15\n\rtype_prefixes\x18\x02 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"U\n\x14StreamEventsResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1e.cofab.events.v1.EventEnvelope\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t2q\n\x10\x45ventFeedService\x12]\n\x0cStreamEvents\x12$.cofab.events.v1.StreamEventsRequest\x1a%.cofab.events.v1.StreamEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63ofab/events/v1/feed.proto\x12\x0f\x63ofab.events.v1\x1a\x1e\x63ofab/events/v1/envelope.proto\"L\n\x13StreamEventsRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x15\n\rtype_prefixes\x18\x02 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"U\n\x14StreamEventsResponse\x12-\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1e.cofab.events.v1.EventEnvelope\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t2q\n\x10\x45ventFeedService\x12]\n\x0cStreamEvents\x12$.cofab.events.v1.StreamEventsRequest\x1a%.cofab.events.v1.StreamEventsResponse0\x01\x42/Z-cofab.dev/api/gen/go/cofab/events/v1;eventsv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.events.v1.feed_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z-cofab.dev/api/gen/go/cofab/events/v1;eventsv1'
   _globals['_STREAMEVENTSREQUEST']._serialized_start=79
   _globals['_STREAMEVENTSREQUEST']._serialized_end=155
   _globals['_STREAMEVENTSRESPONSE']._serialized_start=157

@@ -28,7 +28,9 @@ if _version_not_supported:
 class EventFeedServiceStub:
     """The partner event feed: the events an organization may see (those it caused and those whose
     audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-    service; the caller's organization is the one of its token.
+    service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+    127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+    the caller's organization is the one of its token.
     """
 
     def __init__(self, channel):
@@ -47,7 +49,9 @@ class EventFeedServiceStub:
 class EventFeedServiceServicer:
     """The partner event feed: the events an organization may see (those it caused and those whose
     audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-    service; the caller's organization is the one of its token.
+    service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+    127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+    the caller's organization is the one of its token.
     """
 
     def StreamEvents(self, request, context):
@@ -82,7 +86,9 @@ def add_EventFeedServiceServicer_to_server(servicer, server):
 class EventFeedService:
     """The partner event feed: the events an organization may see (those it caused and those whose
     audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-    service; the caller's organization is the one of its token.
+    service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+    127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+    the caller's organization is the one of its token.
     """
 
     @staticmethod

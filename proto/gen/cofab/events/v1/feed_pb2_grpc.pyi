@@ -29,7 +29,9 @@ GRPC_VERSION: str
 class EventFeedServiceStub:
     """The partner event feed: the events an organization may see (those it caused and those whose
     audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-    service; the caller's organization is the one of its token.
+    service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+    127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+    the caller's organization is the one of its token.
     """
 
     @_typing.overload
@@ -50,7 +52,9 @@ class EventFeedServiceStub:
 class EventFeedServiceAsyncStub(EventFeedServiceStub):
     """The partner event feed: the events an organization may see (those it caused and those whose
     audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-    service; the caller's organization is the one of its token.
+    service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+    127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+    the caller's organization is the one of its token.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -67,7 +71,9 @@ class EventFeedServiceAsyncStub(EventFeedServiceStub):
 class EventFeedServiceServicer(metaclass=_abc_1.ABCMeta):
     """The partner event feed: the events an organization may see (those it caused and those whose
     audience names it), over gRPC, so partners need no Kafka credentials. Served by every cofab
-    service; the caller's organization is the one of its token.
+    service (local stack: the design service at 127.0.0.1:50051 and the supply service at
+    127.0.0.1:50052 serve the same feed); every call carries `authorization: Bearer <token>`, and
+    the caller's organization is the one of its token.
     """
 
     @_abc_1.abstractmethod

@@ -25,13 +25,14 @@ _sym_db = _symbol_database.Default()
 from cofab.identity.v1 import identity_pb2 as cofab_dot_identity_dot_v1_dot_identity__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ofab/identity/v1/events.proto\x12\x11\x63ofab.identity.v1\x1a cofab/identity/v1/identity.proto\"F\n\x11MembershipInvited\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipAccepted\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipDeclined\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"F\n\x11MembershipExpired\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membershipb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ofab/identity/v1/events.proto\x12\x11\x63ofab.identity.v1\x1a cofab/identity/v1/identity.proto\"F\n\x11MembershipInvited\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipAccepted\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipDeclined\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"F\n\x11MembershipExpired\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.MembershipB3Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.identity.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1'
   _globals['_MEMBERSHIPINVITED']._serialized_start=87
   _globals['_MEMBERSHIPINVITED']._serialized_end=157
   _globals['_MEMBERSHIPACCEPTED']._serialized_start=159

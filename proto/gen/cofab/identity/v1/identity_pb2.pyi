@@ -114,9 +114,11 @@ class Project(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CALLER_ROLE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """projects/{project}"""
+    """projects/{project}; the id is chosen by the server."""
     display_name: _builtins.str
+    """1 to 200 characters (surrounding spaces are dropped)."""
     description: _builtins.str
+    """At most 10,000 characters."""
     owner_organization: _builtins.str
     """organizations/{organization} that created the project."""
     caller_role: Global___Role.ValueType
@@ -177,8 +179,9 @@ class Membership(_message.Message):
     name: _builtins.str
     """projects/{project}/memberships/{organization}"""
     organization: _builtins.str
-    """organizations/{organization}"""
+    """organizations/{organization}: the invited organization."""
     role: Global___Role.ValueType
+    """Any role but ROLE_UNSPECIFIED."""
     state: Global___Membership.State.ValueType
     invited_by: _builtins.str
     """organizations/{organization}/users/{user} who invited."""
@@ -221,7 +224,9 @@ class CreateProjectRequest(_message.Message):
     request_id: _builtins.str
     """Idempotency key (AIP-155): a retried request with the same id has no second effect."""
     @_builtins.property
-    def project(self) -> Global___Project: ...
+    def project(self) -> Global___Project:
+        """display_name (required) and description; the rest is set by the server."""
+
     def __init__(
         self,
         *,
@@ -263,6 +268,7 @@ class ListProjectsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
+    """Default 50; larger values are lowered to 1000 (as on every List)."""
     page_token: _builtins.str
     def __init__(
         self,

@@ -26,7 +26,11 @@ if _version_not_supported:
 
 
 class IdentityServiceStub:
-    """Who the caller is, as resolved from its bearer token. Served by every cofab service.
+    """Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+    design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+    Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+    token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+    an unknown, expired or revoked token, a call is UNAUTHENTICATED.
     """
 
     def __init__(self, channel):
@@ -43,7 +47,11 @@ class IdentityServiceStub:
 
 
 class IdentityServiceServicer:
-    """Who the caller is, as resolved from its bearer token. Served by every cofab service.
+    """Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+    design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+    Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+    token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+    an unknown, expired or revoked token, a call is UNAUTHENTICATED.
     """
 
     def GetCallerIdentity(self, request, context):
@@ -70,7 +78,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class IdentityService:
-    """Who the caller is, as resolved from its bearer token. Served by every cofab service.
+    """Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+    design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+    Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+    token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+    an unknown, expired or revoked token, a call is UNAUTHENTICATED.
     """
 
     @staticmethod
@@ -102,7 +114,10 @@ class IdentityService:
 
 
 class ProjectServiceStub:
-    """Projects are workspaces shared by member organizations, each with a role.
+    """Projects are workspaces shared by member organizations, each with a role. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+    whether it exists or not.
     """
 
     def __init__(self, channel):
@@ -154,7 +169,10 @@ class ProjectServiceStub:
 
 
 class ProjectServiceServicer:
-    """Projects are workspaces shared by member organizations, each with a role.
+    """Projects are workspaces shared by member organizations, each with a role. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+    whether it exists or not.
     """
 
     def CreateProject(self, request, context):
@@ -266,7 +284,10 @@ def add_ProjectServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ProjectService:
-    """Projects are workspaces shared by member organizations, each with a role.
+    """Projects are workspaces shared by member organizations, each with a role. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+    whether it exists or not.
     """
 
     @staticmethod

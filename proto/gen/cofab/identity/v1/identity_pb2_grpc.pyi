@@ -27,7 +27,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class IdentityServiceStub:
-    """Who the caller is, as resolved from its bearer token. Served by every cofab service."""
+    """Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+    design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+    Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+    token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+    an unknown, expired or revoked token, a call is UNAUTHENTICATED.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -38,14 +43,24 @@ class IdentityServiceStub:
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
-    """Who the caller is, as resolved from its bearer token. Served by every cofab service."""
+    """Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+    design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+    Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+    token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+    an unknown, expired or revoked token, a call is UNAUTHENTICATED.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCallerIdentity: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetCallerIdentityRequest, _identity_pb2.CallerIdentity]  # type: ignore[assignment]
     """Returns the organization and user behind the caller's token."""
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Who the caller is, as resolved from its bearer token. Served by every cofab service."""
+    """Who the caller is, as resolved from its bearer token. Served by every cofab service: the
+    design service (local stack: 127.0.0.1:50051) and the supply service (127.0.0.1:50052).
+    Every call of every cofab service carries the metadata `authorization: Bearer <token>`, an API
+    token of a user of the caller's organization (`cofab admin create-token`); without it, or with
+    an unknown, expired or revoked token, a call is UNAUTHENTICATED.
+    """
 
     @_abc_1.abstractmethod
     def GetCallerIdentity(
@@ -58,7 +73,11 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class ProjectServiceStub:
-    """Projects are workspaces shared by member organizations, each with a role."""
+    """Projects are workspaces shared by member organizations, each with a role. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+    whether it exists or not.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -85,7 +104,11 @@ class ProjectServiceStub:
 
 @_typing.type_check_only
 class ProjectServiceAsyncStub(ProjectServiceStub):
-    """Projects are workspaces shared by member organizations, each with a role."""
+    """Projects are workspaces shared by member organizations, each with a role. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+    whether it exists or not.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateProject: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateProjectRequest, _identity_pb2.Project]  # type: ignore[assignment]
@@ -108,7 +131,11 @@ class ProjectServiceAsyncStub(ProjectServiceStub):
     """
 
 class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Projects are workspaces shared by member organizations, each with a role."""
+    """Projects are workspaces shared by member organizations, each with a role. Served by the
+    design service (local stack: 127.0.0.1:50051); every call carries `authorization: Bearer
+    <token>`. A project the caller's organization is not an active member of is NOT_FOUND,
+    whether it exists or not.
+    """
 
     @_abc_1.abstractmethod
     def CreateProject(

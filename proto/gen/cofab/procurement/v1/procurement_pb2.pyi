@@ -163,8 +163,8 @@ class Rfq(_message.Message):
         """
 
     class AwardPolicy(_AwardPolicy, metaclass=_AwardPolicyEnumTypeWrapper):
-        """Who awards once the RFQ is closed (by the procurement workflow at the quote deadline, or
-        earlier when every invited supplier has quoted).
+        """Who awards once the RFQ is closed. Every policy closes the same way (see CloseRfq): at the
+        quote deadline, by the buyer, or as soon as every invited supplier has a current quote.
         """
 
     AWARD_POLICY_UNSPECIFIED: Rfq.AwardPolicy.ValueType  # 0
@@ -205,16 +205,17 @@ class Rfq(_message.Message):
     name: _builtins.str
     """organizations/{buyer}/rfqs/{rfq}"""
     display_name: _builtins.str
+    """At most 200 characters."""
     item: _builtins.str
     """organizations/{organization}/items/{item}"""
     quantity: _builtins.int
-    """Units wanted."""
+    """Units wanted, > 0."""
     design_revision: _builtins.str
     """For a designed part: the released revision quoted on,
     projects/{project}/designs/{design}/revisions/{revision}. Empty for other items.
     """
     currency_code: _builtins.str
-    """ISO 4217 code of quoted prices, e.g. EUR."""
+    """ISO 4217 code of quoted prices, e.g. EUR: three upper-case letters."""
     state: Global___Rfq.State.ValueType
     buyer: _builtins.str
     """organizations/{buyer}"""
@@ -226,15 +227,19 @@ class Rfq(_message.Message):
     award_policy: Global___Rfq.AwardPolicy.ValueType
     @_builtins.property
     def due_time(self) -> _timestamp_pb2.Timestamp:
-        """When the units must be delivered."""
+        """When the units must be delivered; in the future, after quote_deadline."""
 
     @_builtins.property
     def invited_suppliers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """organizations/{organization} of each invited supplier. A supplier sees only itself here."""
+        """organizations/{organization} of each invited supplier (at least one, with the suppliers a
+        supplier_search finds; at most 5000; never the buyer). A supplier sees only itself here.
+        """
 
     @_builtins.property
     def quote_deadline(self) -> _timestamp_pb2.Timestamp:
-        """Quotes are accepted until then; the RFQ is closed at that time."""
+        """Quotes are accepted until then, in the future; the RFQ is closed at that time if it did
+        not close earlier (by the buyer, or once every invited supplier quoted: see CloseRfq).
+        """
 
     @_builtins.property
     def weights(self) -> Global___EvaluationWeights: ...
@@ -359,21 +364,25 @@ class Quote(_message.Message):
     supplier: _builtins.str
     """organizations/{supplier}"""
     unit_price: _builtins.float
-    """Price of one unit, in the RFQ's currency."""
+    """Price of one unit, in the RFQ's currency: positive and finite."""
     lead_time_days: _builtins.int
+    """Days from award to delivery, >= 0."""
     capacity: _builtins.int
-    """Units the supplier can deliver for this RFQ."""
+    """Units the supplier can deliver for this RFQ, > 0."""
     notes: _builtins.str
+    """At most 10,000 characters."""
     state: Global___Quote.State.ValueType
     revision: _builtins.int
     """1 on submission, +1 on each revision."""
     etag: _builtins.str
     @_builtins.property
     def valid_until(self) -> _timestamp_pb2.Timestamp:
-        """The offer holds until then."""
+        """The offer holds until then; in the future."""
 
     @_builtins.property
-    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]: ...
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]:
+        """At most 20."""
+
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -417,7 +426,8 @@ class CreateRfqRequest(_message.Message):
     @_builtins.property
     def rfq(self) -> Global___Rfq:
         """display_name, item, quantity, due_time, design_revision (for designed parts; defaults to the
-        item's pinned revision), invited_suppliers, quote_deadline, weights, currency_code.
+        item's pinned revision), invited_suppliers, quote_deadline, weights, currency_code,
+        award_policy. The RFQ starts as a draft: OpenRfq tells the suppliers.
         """
 
     @_builtins.property
@@ -519,6 +529,7 @@ class OpenRfqRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
     etag: _builtins.str
     """When set, must equal the RFQ's current etag."""
     request_id: _builtins.str
@@ -545,6 +556,7 @@ class CloseRfqRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
     etag: _builtins.str
     request_id: _builtins.str
     def __init__(
@@ -571,6 +583,7 @@ class CancelRfqRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
     etag: _builtins.str
     request_id: _builtins.str
     reason: _builtins.str
@@ -597,6 +610,7 @@ class EvaluateRfqRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
     @_builtins.property
     def weights(self) -> Global___EvaluationWeights:
         """Evaluate with these weights instead of the RFQ's own, when set."""
@@ -695,6 +709,7 @@ class AwardRfqRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}"""
     etag: _builtins.str
     request_id: _builtins.str
     @_builtins.property
@@ -854,7 +869,11 @@ class SubmitQuoteRequest(_message.Message):
     """organizations/{buyer}/rfqs/{rfq}"""
     request_id: _builtins.str
     @_builtins.property
-    def quote(self) -> Global___Quote: ...
+    def quote(self) -> Global___Quote:
+        """unit_price, capacity and valid_until (required), lead_time_days, notes, attachments. A
+        supplier has one current quote per RFQ: a second is FAILED_PRECONDITION (UpdateQuote it).
+        """
+
     def __init__(
         self,
         *,
@@ -909,6 +928,7 @@ class WithdrawQuoteRequest(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}/quotes/{quote}"""
     etag: _builtins.str
     request_id: _builtins.str
     def __init__(
@@ -932,6 +952,7 @@ class GetQuoteRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{buyer}/rfqs/{rfq}/quotes/{quote}"""
     def __init__(
         self,
         *,

@@ -27,7 +27,12 @@ if _version_not_supported:
 
 class ProcurementServiceStub:
     """Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-    suppliers, their evaluation and (split) awards. Served by the supply service.
+    suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+    127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+
+    An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+    soon as every invited supplier has a current quote (the procurement workflow closes it then,
+    whatever the award policy). Then it is awarded as its award_policy says.
 
     Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
     closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -129,7 +134,12 @@ class ProcurementServiceStub:
 
 class ProcurementServiceServicer:
     """Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-    suppliers, their evaluation and (split) awards. Served by the supply service.
+    suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+    127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+
+    An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+    soon as every invited supplier has a current quote (the procurement workflow closes it then,
+    whatever the award policy). Then it is awarded as its award_policy says.
 
     Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
     closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -166,7 +176,10 @@ class ProcurementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CloseRfq(self, request, context):
-        """Open -> closed (the buyer, or the platform's service account at the quote deadline).
+        """Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+        account) at the quote deadline or as soon as every invited supplier has a current quote,
+        whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+        revised or withdrawn.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -361,7 +374,12 @@ def add_ProcurementServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ProcurementService:
     """Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-    suppliers, their evaluation and (split) awards. Served by the supply service.
+    suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+    127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+
+    An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+    soon as every invited supplier has a current quote (the procurement workflow closes it then,
+    whatever the award policy). Then it is awarded as its award_policy says.
 
     Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
     closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.

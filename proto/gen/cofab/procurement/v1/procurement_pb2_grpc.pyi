@@ -28,7 +28,12 @@ GRPC_VERSION: str
 
 class ProcurementServiceStub:
     """Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-    suppliers, their evaluation and (split) awards. Served by the supply service.
+    suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+    127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+
+    An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+    soon as every invited supplier has a current quote (the procurement workflow closes it then,
+    whatever the award policy). Then it is awarded as its award_policy says.
 
     Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
     closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -50,7 +55,11 @@ class ProcurementServiceStub:
     OpenRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.OpenRfqRequest, _procurement_pb2.Rfq]
     """Draft -> open: invited suppliers are told, one event each."""
     CloseRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.CloseRfqRequest, _procurement_pb2.Rfq]
-    """Open -> closed (the buyer, or the platform's service account at the quote deadline)."""
+    """Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+    account) at the quote deadline or as soon as every invited supplier has a current quote,
+    whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+    revised or withdrawn.
+    """
     CancelRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.CancelRfqRequest, _procurement_pb2.Rfq]
     """Draft, open or closed -> cancelled."""
     EvaluateRfq: _grpc.UnaryUnaryMultiCallable[_procurement_pb2.EvaluateRfqRequest, _procurement_pb2.EvaluateRfqResponse]
@@ -91,7 +100,12 @@ class ProcurementServiceStub:
 @_typing.type_check_only
 class ProcurementServiceAsyncStub(ProcurementServiceStub):
     """Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-    suppliers, their evaluation and (split) awards. Served by the supply service.
+    suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+    127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+
+    An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+    soon as every invited supplier has a current quote (the procurement workflow closes it then,
+    whatever the award policy). Then it is awarded as its award_policy says.
 
     Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
     closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -110,7 +124,11 @@ class ProcurementServiceAsyncStub(ProcurementServiceStub):
     OpenRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.OpenRfqRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
     """Draft -> open: invited suppliers are told, one event each."""
     CloseRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.CloseRfqRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
-    """Open -> closed (the buyer, or the platform's service account at the quote deadline)."""
+    """Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+    account) at the quote deadline or as soon as every invited supplier has a current quote,
+    whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+    revised or withdrawn.
+    """
     CancelRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.CancelRfqRequest, _procurement_pb2.Rfq]  # type: ignore[assignment]
     """Draft, open or closed -> cancelled."""
     EvaluateRfq: _aio.UnaryUnaryMultiCallable[_procurement_pb2.EvaluateRfqRequest, _procurement_pb2.EvaluateRfqResponse]  # type: ignore[assignment]
@@ -150,7 +168,12 @@ class ProcurementServiceAsyncStub(ProcurementServiceStub):
 
 class ProcurementServiceServicer(metaclass=_abc_1.ABCMeta):
     """Requests for quotation (RFQs) for items of the supplier network, sealed quotes from invited
-    suppliers, their evaluation and (split) awards. Served by the supply service.
+    suppliers, their evaluation and (split) awards. Served by the supply service (local stack:
+    127.0.0.1:50052); every call carries `authorization: Bearer <token>` (see IdentityService).
+
+    An open RFQ closes at its quote deadline, or earlier: when the buyer calls CloseRfq, or as
+    soon as every invited supplier has a current quote (the procurement workflow closes it then,
+    whatever the award policy). Then it is awarded as its award_policy says.
 
     Visibility: the buyer sees its RFQs in every state and the quotes of an RFQ only once it is
     closed; an invited supplier sees an RFQ from the moment it opens and only its own quotes.
@@ -197,7 +220,11 @@ class ProcurementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _procurement_pb2.CloseRfqRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_procurement_pb2.Rfq, _abc.Awaitable[_procurement_pb2.Rfq]]:
-        """Open -> closed (the buyer, or the platform's service account at the quote deadline)."""
+        """Open -> closed: the buyer at any time, or the procurement workflow (the platform's service
+        account) at the quote deadline or as soon as every invited supplier has a current quote,
+        whatever the award policy. Quotes are sealed until then; afterwards none can be submitted,
+        revised or withdrawn.
+        """
 
     @_abc_1.abstractmethod
     def CancelRfq(

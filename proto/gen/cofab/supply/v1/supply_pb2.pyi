@@ -81,11 +81,15 @@ class Facility(_message.Message):
     name: _builtins.str
     """organizations/{organization}/facilities/{facility}"""
     display_name: _builtins.str
+    """1 to 200 characters."""
     region: _builtins.str
-    """Free-form region used for risk grouping, e.g. "eu-central", "jp-kanto"."""
+    """Free-form region used for risk grouping, e.g. "eu-central", "jp-kanto": 1 to 100 lower-case
+    letters, digits or '-', starting with a letter or digit.
+    """
     country_code: _builtins.str
-    """ISO 3166-1 alpha-2."""
+    """ISO 3166-1 alpha-2, upper case, e.g. "DE"."""
     latitude: _builtins.float
+    """Degrees, within [-90, 90] and [-180, 180]."""
     longitude: _builtins.float
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
@@ -216,11 +220,18 @@ class Capability(_message.Message):
     name: _builtins.str
     """organizations/{organization}/facilities/{facility}/capabilities/{capability}"""
     process: _builtins.str
-    """e.g. "cnc-milling", "injection-moulding": lower-case letters, digits, '-'."""
+    """1 to 100 lower-case letters, digits or '-', matched exactly by searches. Use the rule set
+    ids where they apply: cnc-milling, fdm-printing, sla-printing, injection-moulding.
+    """
     monthly_capacity: _builtins.float
     """Units per month, >= 0."""
     @_builtins.property
-    def materials(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def materials(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Same form as process; use the design material keys where they apply (aluminium-6061,
+        steel-1018, stainless-304, brass-360, titanium-6al4v, pla, petg, abs, nylon-pa12,
+        polycarbonate, polypropylene, sla-resin).
+        """
+
     @_builtins.property
     def certifications(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """e.g. "ISO9001", "IATF16949"."""
@@ -279,6 +290,7 @@ class GetCapabilityRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{organization}/facilities/{facility}/capabilities/{capability}"""
     def __init__(
         self,
         *,
@@ -348,6 +360,7 @@ class DeleteCapabilityRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{organization}/facilities/{facility}/capabilities/{capability}"""
     request_id: _builtins.str
     def __init__(
         self,
@@ -408,7 +421,9 @@ class Item(_message.Message):
     name: _builtins.str
     """organizations/{organization}/items/{item}"""
     display_name: _builtins.str
+    """1 to 200 characters."""
     part_number: _builtins.str
+    """At most 100 characters."""
     end_item: _builtins.bool
     """A product sold to the market: disruption impact reports on end items."""
     unit_revenue: _builtins.float
@@ -489,6 +504,7 @@ class GetItemRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{organization}/items/{item}"""
     def __init__(
         self,
         *,
@@ -701,6 +717,7 @@ class GetSupplyEdgeRequest(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{organization}/supplyEdges/{edge}"""
     def __init__(
         self,
         *,
@@ -776,6 +793,7 @@ class DeleteSupplyEdgeRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{organization}/supplyEdges/{edge}"""
     request_id: _builtins.str
     def __init__(
         self,
@@ -1622,10 +1640,13 @@ class Disruption(_message.Message):
     facility: _builtins.str
     """organizations/{organization}/facilities/{facility}, of the same organization."""
     kind: Global___Disruption.Kind.ValueType
+    """KIND_OUTAGE or KIND_CAPACITY_DROP."""
     capacity_factor: _builtins.float
-    """For a capacity drop: the remaining fraction of capacity, in (0, 1)."""
+    """For a capacity drop: the remaining fraction of capacity, in (0, 1); 0 or unset for an outage."""
     expected_duration_days: _builtins.float
+    """> 0."""
     description: _builtins.str
+    """At most 2000 characters."""
     state: Global___Disruption.State.ValueType
     other_affected_customers: _builtins.int
     """How many further customer organizations, deeper downstream, are hit; not named."""
@@ -1635,9 +1656,7 @@ class Disruption(_message.Message):
     def resolve_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def affected_customers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Customer organizations whose items are hit (filled by the service).
-        Direct customers of the facility whose items are hit (filled by the service).
-        """
+        """Direct customers of the facility whose items are hit (filled by the service)."""
 
     def __init__(
         self,
@@ -1744,6 +1763,7 @@ class ResolveDisruptionRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    """organizations/{organization}/disruptions/{disruption}"""
     request_id: _builtins.str
     def __init__(
         self,

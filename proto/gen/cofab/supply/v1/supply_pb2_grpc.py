@@ -27,7 +27,10 @@ if _version_not_supported:
 
 
 class SupplyServiceStub:
-    """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions.
+    """The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+    analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+    call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+    organization the caller may not see is NOT_FOUND, whether it exists or not.
     """
 
     def __init__(self, channel):
@@ -189,7 +192,10 @@ class SupplyServiceStub:
 
 
 class SupplyServiceServicer:
-    """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions.
+    """The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+    analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+    call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+    organization the caller may not see is NOT_FOUND, whether it exists or not.
     """
 
     def CreateFacility(self, request, context):
@@ -338,7 +344,8 @@ class SupplyServiceServicer:
         Every row is validated before anything is written; any bad row rejects the whole import
         with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
         the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
-        keyed by their ids, so re-importing the same rows changes nothing.
+        keyed by their ids, so re-importing the same rows changes nothing. Limits: each message
+        under 8 MiB (1 MiB chunks are a good size), at most 256 MiB and 1,000,000 rows in all.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -602,7 +609,10 @@ def add_SupplyServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SupplyService:
-    """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions.
+    """The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+    analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+    call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+    organization the caller may not see is NOT_FOUND, whether it exists or not.
     """
 
     @staticmethod

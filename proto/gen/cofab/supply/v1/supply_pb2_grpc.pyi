@@ -28,7 +28,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class SupplyServiceStub:
-    """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions."""
+    """The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+    analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+    call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+    organization the caller may not see is NOT_FOUND, whether it exists or not.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -96,7 +100,8 @@ class SupplyServiceStub:
     Every row is validated before anything is written; any bad row rejects the whole import
     with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
     the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
-    keyed by their ids, so re-importing the same rows changes nothing.
+    keyed by their ids, so re-importing the same rows changes nothing. Limits: each message
+    under 8 MiB (1 MiB chunks are a good size), at most 256 MiB and 1,000,000 rows in all.
     """
     ExportNetwork: _grpc.UnaryStreamMultiCallable[_supply_pb2.ExportNetworkRequest, _supply_pb2.ExportNetworkResponse]
     """Streams the caller's network data (its facilities, capabilities, items, bills of materials
@@ -152,7 +157,11 @@ class SupplyServiceStub:
 
 @_typing.type_check_only
 class SupplyServiceAsyncStub(SupplyServiceStub):
-    """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions."""
+    """The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+    analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+    call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+    organization the caller may not see is NOT_FOUND, whether it exists or not.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateFacility: _aio.UnaryUnaryMultiCallable[_supply_pb2.CreateFacilityRequest, _supply_pb2.Facility]  # type: ignore[assignment]
@@ -217,7 +226,8 @@ class SupplyServiceAsyncStub(SupplyServiceStub):
     Every row is validated before anything is written; any bad row rejects the whole import
     with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
     the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
-    keyed by their ids, so re-importing the same rows changes nothing.
+    keyed by their ids, so re-importing the same rows changes nothing. Limits: each message
+    under 8 MiB (1 MiB chunks are a good size), at most 256 MiB and 1,000,000 rows in all.
     """
     ExportNetwork: _aio.UnaryStreamMultiCallable[_supply_pb2.ExportNetworkRequest, _supply_pb2.ExportNetworkResponse]  # type: ignore[assignment]
     """Streams the caller's network data (its facilities, capabilities, items, bills of materials
@@ -272,7 +282,11 @@ class SupplyServiceAsyncStub(SupplyServiceStub):
     """
 
 class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The supplier network. Later versions add capabilities, items, bills of materials, RFQs and disruptions."""
+    """The supplier network: facilities, capabilities, items with bills of materials, supply edges,
+    analytics and disruptions. Served by the supply service (local stack: 127.0.0.1:50052); every
+    call carries `authorization: Bearer <token>` (see IdentityService). A resource of another
+    organization the caller may not see is NOT_FOUND, whether it exists or not.
+    """
 
     @_abc_1.abstractmethod
     def CreateFacility(
@@ -449,7 +463,8 @@ class SupplyServiceServicer(metaclass=_abc_1.ABCMeta):
         Every row is validated before anything is written; any bad row rejects the whole import
         with INVALID_ARGUMENT and a BadRequest field violation `rows[N].column` per problem, N being
         the 1-based line number in the uploaded content (a CSV's header line is line 1). Rows are
-        keyed by their ids, so re-importing the same rows changes nothing.
+        keyed by their ids, so re-importing the same rows changes nothing. Limits: each message
+        under 8 MiB (1 MiB chunks are a good size), at most 256 MiB and 1,000,000 rows in all.
         """
 
     @_abc_1.abstractmethod
