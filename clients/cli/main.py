@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -51,6 +52,7 @@ STATE_NAMES = {
     identity_pb2.Membership.STATE_ACTIVE: "active",
     identity_pb2.Membership.STATE_DECLINED: "declined",
     identity_pb2.Membership.STATE_EXPIRED: "expired",
+    identity_pb2.Membership.STATE_REMOVED: "removed",
 }
 
 
@@ -206,6 +208,32 @@ def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
                 invite_ttl_seconds=args.expires_in,
                 request_id=request_id(),
             )
+        )
+    _print_membership(membership)
+
+
+def _membership_of(project: str, organization: str) -> str:
+    return f"{project_name(project)}/memberships/{organization.removeprefix('organizations/')}"
+
+
+def cmd_project_set_role(args: argparse.Namespace, settings: Settings) -> None:
+    name = _membership_of(args.project, args.organization)
+    with client(settings) as cofab:
+        membership = cofab.projects.UpdateMembership(
+            identity_pb2.UpdateMembershipRequest(
+                membership=identity_pb2.Membership(name=name, role=ROLES[args.role]),
+                update_mask=field_mask_pb2.FieldMask(paths=["role"]),
+                request_id=request_id(),
+            )
+        )
+    _print_membership(membership)
+
+
+def cmd_project_remove(args: argparse.Namespace, settings: Settings) -> None:
+    name = _membership_of(args.project, args.organization)
+    with client(settings) as cofab:
+        membership = cofab.projects.DeleteMembership(
+            identity_pb2.DeleteMembershipRequest(name=name, request_id=request_id())
         )
     _print_membership(membership)
 
@@ -393,6 +421,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(project_sub, "members", cmd_project_members, "list a project's memberships")
     p.add_argument("project")
+    p = command(
+        project_sub, "set-role", cmd_project_set_role, "change a member organization's role"
+    )
+    p.add_argument("project")
+    p.add_argument("organization")
+    p.add_argument("--role", choices=sorted(ROLES), required=True)
+    p = command(
+        project_sub,
+        "remove",
+        cmd_project_remove,
+        "remove an organization from a project (or withdraw its invitation)",
+    )
+    p.add_argument("project")
+    p.add_argument("organization")
 
     command(sub, "invitations", cmd_invitations, "list your organization's memberships")
     invitation = sub.add_parser("invitation", help="answer an invitation (organization admins)")

@@ -135,6 +135,34 @@ class ProjectServicer(identity_pb2_grpc.ProjectServiceServicer):
     ) -> identity_pb2.Membership:
         return await self._transition(self._app.expire_membership, request.name, request.request_id)
 
+    async def UpdateMembership(
+        self, request: identity_pb2.UpdateMembershipRequest, context: Context
+    ) -> identity_pb2.Membership:
+        project_id, organization_id = _membership_name(request.membership.name, "membership.name")
+        membership = await asyncio.to_thread(
+            self._app.update_membership,
+            current_principal(),
+            project_id,
+            organization_id,
+            list(request.update_mask.paths),
+            check_role(request.membership.role, "membership.role"),
+            request.request_id,
+        )
+        return membership_proto(membership)
+
+    async def DeleteMembership(
+        self, request: identity_pb2.DeleteMembershipRequest, context: Context
+    ) -> identity_pb2.Membership:
+        project_id, organization_id = _membership_name(request.name)
+        membership = await asyncio.to_thread(
+            self._app.delete_membership,
+            current_principal(),
+            project_id,
+            organization_id,
+            request.request_id,
+        )
+        return membership_proto(membership)
+
     async def _transition(
         self, use_case: MembershipTransition, name: str, request_id: str
     ) -> identity_pb2.Membership:
@@ -146,9 +174,9 @@ class ProjectServicer(identity_pb2_grpc.ProjectServiceServicer):
         return membership_proto(membership)
 
 
-def _membership_name(name: str) -> tuple[str, str]:
+def _membership_name(name: str, field: str = "name") -> tuple[str, str]:
     project_id, organization_id = names.parse(
-        name, "projects/{project}/memberships/{organization}", "name"
+        name, "projects/{project}/memberships/{organization}", field
     )
     return project_id, organization_id
 

@@ -200,6 +200,92 @@ class DesignApplication:
             "identity.membership.expired",
         )
 
+    def update_membership(
+        self,
+        principal: Principal,
+        project_id: str,
+        organization_id: str,
+        paths: list[str],
+        role: Role,
+        request_id: str,
+    ) -> Membership:
+        """Gives a member another role (owner only); the project keeps one active owner."""
+        if paths != ["role"]:
+            raise InvalidArgument.field("update_mask", "must be exactly ['role']")
+        previous: list[Role] = []
+
+        def change(current: Membership, owners: int) -> Membership:
+            previous.append(current.role)
+            return domain.change_role(current, role, owners)
+
+        changed = self._owner_change(
+            principal,
+            project_id,
+            organization_id,
+            request_id,
+            "UpdateMembership",
+            change,
+            "identity.membership.role_changed",
+            previous,
+        )
+        return changed
+
+    def delete_membership(
+        self, principal: Principal, project_id: str, organization_id: str, request_id: str
+    ) -> Membership:
+        """Removes a member or withdraws an invitation (owner only), effective at once: every
+        RPC reads the membership from the database, and the events after it leave the removed
+        organization out of their audience."""
+        return self._owner_change(
+            principal,
+            project_id,
+            organization_id,
+            request_id,
+            "DeleteMembership",
+            domain.remove,
+            "identity.membership.removed",
+        )
+
+    def _owner_change(
+        self,
+        principal: Principal,
+        project_id: str,
+        organization_id: str,
+        request_id: str,
+        method: str,
+        change: Callable[[Membership, int], Membership],
+        event_type: str,
+        previous_role: list[Role] | None = None,
+    ) -> Membership:
+        name = f"projects/{project_id}/memberships/{organization_id}"
+        with self._engine.begin() as conn:
+            repo = SqlRepository(conn)
+            authz.require_project_role(conn, principal, project_id, Role.OWNER)
+            earlier = idempotency.replayed(conn, principal, method, request_id)
+            if earlier is not None:
+                return self._membership(repo, earlier)
+            owners = repo.active_owner_count(project_id)
+            current = repo.get_membership(project_id, organization_id)
+            if current is None:
+                raise NotFound(f"{name} not found")
+            changed = change(current, owners)
+            if changed != current:
+                repo.save_membership(changed)
+                # The audience is read after the change: the project's active members, and the
+                # organization concerned, which learns of its removal and of nothing after it.
+                audience = {
+                    *repo.active_member_organizations(project_id),
+                    f"organizations/{organization_id}",
+                }
+                role = previous_role[0] if previous_role else None
+                self._emit(conn, principal, event_type, changed, sorted(audience), role)
+                detail = {"role": changed.role.name}
+                if role is not None:
+                    detail["previous_role"] = role.name
+                audit.record(conn, principal, event_type.removeprefix("identity."), name, detail)
+            idempotency.remember(conn, principal, method, request_id, name)
+        return changed
+
     def _decide(
         self,
         principal: Principal,
@@ -255,20 +341,28 @@ class DesignApplication:
         return membership
 
     def _emit(
-        self, conn: Connection, principal: Principal, event_type: str, membership: Membership
+        self,
+        conn: Connection,
+        principal: Principal,
+        event_type: str,
+        membership: Membership,
+        audience: list[str] | None = None,
+        previous_role: Role | None = None,
     ) -> None:
-        payload: Message = membership_event(event_type, membership)
-        project = SqlRepository(conn).get_project(membership.project_id)
-        owner = project.owner_organization_id if project is not None else ""
+        payload: Message = membership_event(event_type, membership, previous_role)
+        if audience is None:
+            project = SqlRepository(conn).get_project(membership.project_id)
+            owner = project.owner_organization_id if project is not None else ""
+            audience = sorted(
+                {f"organizations/{membership.organization_id}", f"organizations/{owner}"}
+            )
         envelope = make_envelope(
             source=SOURCE,
             event_type=event_type,
             subject=membership.name,
             organization=principal.organization_name,
             data=payload,
-            audience=sorted(
-                {f"organizations/{membership.organization_id}", f"organizations/{owner}"}
-            ),
+            audience=audience,
         )
         # Keyed by invitation: its invited/accepted/expired events stay in order.
         outbox.enqueue(conn, envelope, key=membership.invitation_id)

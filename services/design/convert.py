@@ -23,6 +23,7 @@ _MEMBERSHIP_STATES = {
     MembershipState.ACTIVE: identity_pb2.Membership.STATE_ACTIVE,
     MembershipState.DECLINED: identity_pb2.Membership.STATE_DECLINED,
     MembershipState.EXPIRED: identity_pb2.Membership.STATE_EXPIRED,
+    MembershipState.REMOVED: identity_pb2.Membership.STATE_REMOVED,
 }
 
 
@@ -77,10 +78,19 @@ _MEMBERSHIP_EVENTS: dict[str, type[Message]] = {
     "identity.membership.accepted": identity_events_pb2.MembershipAccepted,
     "identity.membership.declined": identity_events_pb2.MembershipDeclined,
     "identity.membership.expired": identity_events_pb2.MembershipExpired,
+    "identity.membership.removed": identity_events_pb2.MembershipRemoved,
 }
 
 
-def membership_event(event_type: str, membership: Membership) -> Message:
+def membership_event(
+    event_type: str, membership: Membership, previous_role: Role | None = None
+) -> Message:
+    if event_type == "identity.membership.role_changed":
+        assert previous_role is not None
+        return identity_events_pb2.MembershipRoleChanged(
+            membership=membership_proto(membership),
+            previous_role=identity_pb2.Role.ValueType(int(previous_role)),
+        )
     return _MEMBERSHIP_EVENTS[event_type](membership=membership_proto(membership))
 
 

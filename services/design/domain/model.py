@@ -24,6 +24,8 @@ class MembershipState(enum.Enum):
     ACTIVE = "ACTIVE"
     DECLINED = "DECLINED"
     EXPIRED = "EXPIRED"
+    # An owner removed the organization (or withdrew its invitation); it may be invited again.
+    REMOVED = "REMOVED"
 
 
 @dataclass(frozen=True)
@@ -211,3 +213,50 @@ def expire(membership: Membership, now: dt.datetime) -> Membership:
             [PreconditionViolation("INVITATION_OPEN", membership.name, "invitation still open")],
         )
     return replace(membership, state=MembershipState.EXPIRED)
+
+
+def _last_owner(membership: Membership, action: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"cannot {action} {membership.name}: it is the project's last active owner; "
+        "make another organization owner first",
+        [PreconditionViolation("LAST_OWNER", membership.name, "the project's last active owner")],
+    )
+
+
+def _require_open(membership: Membership, action: str) -> None:
+    if membership.state not in (MembershipState.ACTIVE, MembershipState.INVITED):
+        raise FailedPrecondition(
+            f"cannot {action} {membership.name}: it is {membership.state.value}",
+            [
+                PreconditionViolation(
+                    "MEMBERSHIP_STATE", membership.name, f"membership is {membership.state.value}"
+                )
+            ],
+        )
+
+
+def _is_sole_owner(membership: Membership, active_owners: int) -> bool:
+    return (
+        membership.state is MembershipState.ACTIVE
+        and membership.role is Role.OWNER
+        and active_owners <= 1
+    )
+
+
+def remove(membership: Membership, active_owners: int) -> Membership:
+    """Removes a member, or withdraws an open invitation. `active_owners` counts the project's
+    active owners: a project always keeps one, so its last owner cannot remove itself."""
+    _require_open(membership, "remove")
+    if _is_sole_owner(membership, active_owners):
+        raise _last_owner(membership, "remove")
+    return replace(membership, state=MembershipState.REMOVED, invite_expire_time=None)
+
+
+def change_role(membership: Membership, role: Role, active_owners: int) -> Membership:
+    """Gives a member (or an open invitation) another role; the last owner cannot lower its own."""
+    _require_open(membership, "change the role of")
+    if role is membership.role:
+        return membership
+    if role < Role.OWNER and _is_sole_owner(membership, active_owners):
+        raise _last_owner(membership, "lower the role of")
+    return replace(membership, role=role)

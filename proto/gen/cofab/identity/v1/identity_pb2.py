@@ -22,50 +22,55 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cofab/identity/v1/identity.proto\x12\x11\x63ofab.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n\x18GetCallerIdentityRequest\"\xa7\x01\n\x0e\x43\x61llerIdentity\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x19\n\x11user_display_name\x18\x03 \x01(\t\x12!\n\x19organization_display_name\x18\x04 \x01(\t\x12\x1a\n\x12organization_admin\x18\x05 \x01(\x08\x12\x17\n\x0fservice_account\x18\x06 \x01(\x08\"\xbd\x01\n\x07Project\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1a\n\x12owner_organization\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0b\x63\x61ller_role\x18\x06 \x01(\x0e\x32\x17.cofab.identity.v1.Role\"\x8b\x03\n\nMembership\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12%\n\x04role\x18\x03 \x01(\x0e\x32\x17.cofab.identity.v1.Role\x12\x32\n\x05state\x18\x04 \x01(\x0e\x32#.cofab.identity.v1.Membership.State\x12\x36\n\x12invite_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ninvited_by\x18\x07 \x01(\t\x12\x15\n\rinvitation_id\x18\x08 \x01(\t\"j\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_INVITED\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x12\n\x0eSTATE_DECLINED\x10\x03\x12\x11\n\rSTATE_EXPIRED\x10\x04\"W\n\x14\x43reateProjectRequest\x12+\n\x07project\x18\x01 \x01(\x0b\x32\x1a.cofab.identity.v1.Project\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x11GetProjectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x14ListProjectsResponse\x12,\n\x08projects\x18\x01 \x03(\x0b\x32\x1a.cofab.identity.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8c\x01\n\x17\x43reateMembershipRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\nmembership\x18\x02 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\x12\x1a\n\x12invite_ttl_seconds\x18\x03 \x01(\x03\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"O\n\x16ListMembershipsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListMembershipsResponse\x12\x32\n\x0bmemberships\x18\x01 \x03(\x0b\x32\x1d.cofab.identity.v1.Membership\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x17\x41\x63\x63\x65ptMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"<\n\x18\x44\x65\x63lineMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\";\n\x17\x45xpireMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x11\n\rROLE_REVIEWER\x10\x02\x12\x0f\n\x0bROLE_EDITOR\x10\x03\x12\x0e\n\nROLE_OWNER\x10\x04\x32v\n\x0fIdentityService\x12\x63\n\x11GetCallerIdentity\x12+.cofab.identity.v1.GetCallerIdentityRequest\x1a!.cofab.identity.v1.CallerIdentity2\xff\x05\n\x0eProjectService\x12T\n\rCreateProject\x12\'.cofab.identity.v1.CreateProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12N\n\nGetProject\x12$.cofab.identity.v1.GetProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12_\n\x0cListProjects\x12&.cofab.identity.v1.ListProjectsRequest\x1a\'.cofab.identity.v1.ListProjectsResponse\x12]\n\x10\x43reateMembership\x12*.cofab.identity.v1.CreateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12h\n\x0fListMemberships\x12).cofab.identity.v1.ListMembershipsRequest\x1a*.cofab.identity.v1.ListMembershipsResponse\x12]\n\x10\x41\x63\x63\x65ptMembership\x12*.cofab.identity.v1.AcceptMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12_\n\x11\x44\x65\x63lineMembership\x12+.cofab.identity.v1.DeclineMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10\x45xpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.Membershipb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cofab/identity/v1/identity.proto\x12\x11\x63ofab.identity.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n\x18GetCallerIdentityRequest\"\xa7\x01\n\x0e\x43\x61llerIdentity\x12\x14\n\x0corganization\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x19\n\x11user_display_name\x18\x03 \x01(\t\x12!\n\x19organization_display_name\x18\x04 \x01(\t\x12\x1a\n\x12organization_admin\x18\x05 \x01(\x08\x12\x17\n\x0fservice_account\x18\x06 \x01(\x08\"\xbd\x01\n\x07Project\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1a\n\x12owner_organization\x18\x04 \x01(\t\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x0b\x63\x61ller_role\x18\x06 \x01(\x0e\x32\x17.cofab.identity.v1.Role\"\x9e\x03\n\nMembership\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0corganization\x18\x02 \x01(\t\x12%\n\x04role\x18\x03 \x01(\x0e\x32\x17.cofab.identity.v1.Role\x12\x32\n\x05state\x18\x04 \x01(\x0e\x32#.cofab.identity.v1.Membership.State\x12\x36\n\x12invite_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ninvited_by\x18\x07 \x01(\t\x12\x15\n\rinvitation_id\x18\x08 \x01(\t\"}\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_INVITED\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x12\n\x0eSTATE_DECLINED\x10\x03\x12\x11\n\rSTATE_EXPIRED\x10\x04\x12\x11\n\rSTATE_REMOVED\x10\x05\"W\n\x14\x43reateProjectRequest\x12+\n\x07project\x18\x01 \x01(\x0b\x32\x1a.cofab.identity.v1.Project\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x11GetProjectRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x14ListProjectsResponse\x12,\n\x08projects\x18\x01 \x03(\x0b\x32\x1a.cofab.identity.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8c\x01\n\x17\x43reateMembershipRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x31\n\nmembership\x18\x02 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\x12\x1a\n\x12invite_ttl_seconds\x18\x03 \x01(\x03\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"O\n\x16ListMembershipsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListMembershipsResponse\x12\x32\n\x0bmemberships\x18\x01 \x03(\x0b\x32\x1d.cofab.identity.v1.Membership\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x17\x41\x63\x63\x65ptMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"<\n\x18\x44\x65\x63lineMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\";\n\x17\x45xpireMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x91\x01\n\x17UpdateMembershipRequest\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x17\x44\x65leteMembershipRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x11\n\rROLE_REVIEWER\x10\x02\x12\x0f\n\x0bROLE_EDITOR\x10\x03\x12\x0e\n\nROLE_OWNER\x10\x04\x32v\n\x0fIdentityService\x12\x63\n\x11GetCallerIdentity\x12+.cofab.identity.v1.GetCallerIdentityRequest\x1a!.cofab.identity.v1.CallerIdentity2\xbd\x07\n\x0eProjectService\x12T\n\rCreateProject\x12\'.cofab.identity.v1.CreateProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12N\n\nGetProject\x12$.cofab.identity.v1.GetProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12_\n\x0cListProjects\x12&.cofab.identity.v1.ListProjectsRequest\x1a\'.cofab.identity.v1.ListProjectsResponse\x12]\n\x10\x43reateMembership\x12*.cofab.identity.v1.CreateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12h\n\x0fListMemberships\x12).cofab.identity.v1.ListMembershipsRequest\x1a*.cofab.identity.v1.ListMembershipsResponse\x12]\n\x10\x41\x63\x63\x65ptMembership\x12*.cofab.identity.v1.AcceptMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12_\n\x11\x44\x65\x63lineMembership\x12+.cofab.identity.v1.DeclineMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10\x45xpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10UpdateMembership\x12*.cofab.identity.v1.UpdateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10\x44\x65leteMembership\x12*.cofab.identity.v1.DeleteMembershipRequest\x1a\x1d.cofab.identity.v1.Membershipb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cofab.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1669
-  _globals['_ROLE']._serialized_end=1766
-  _globals['_GETCALLERIDENTITYREQUEST']._serialized_start=88
-  _globals['_GETCALLERIDENTITYREQUEST']._serialized_end=114
-  _globals['_CALLERIDENTITY']._serialized_start=117
-  _globals['_CALLERIDENTITY']._serialized_end=284
-  _globals['_PROJECT']._serialized_start=287
-  _globals['_PROJECT']._serialized_end=476
-  _globals['_MEMBERSHIP']._serialized_start=479
-  _globals['_MEMBERSHIP']._serialized_end=874
-  _globals['_MEMBERSHIP_STATE']._serialized_start=768
-  _globals['_MEMBERSHIP_STATE']._serialized_end=874
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=876
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=963
-  _globals['_GETPROJECTREQUEST']._serialized_start=965
-  _globals['_GETPROJECTREQUEST']._serialized_end=998
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=1000
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=1060
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=1062
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=1155
-  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_start=1158
-  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_end=1298
-  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_start=1300
-  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_end=1379
-  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_start=1381
-  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_end=1483
-  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_start=1485
-  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_end=1544
-  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_start=1546
-  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_end=1606
-  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_start=1608
-  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_end=1667
-  _globals['_IDENTITYSERVICE']._serialized_start=1768
-  _globals['_IDENTITYSERVICE']._serialized_end=1886
-  _globals['_PROJECTSERVICE']._serialized_start=1889
-  _globals['_PROJECTSERVICE']._serialized_end=2656
+  _globals['_ROLE']._serialized_start=1931
+  _globals['_ROLE']._serialized_end=2028
+  _globals['_GETCALLERIDENTITYREQUEST']._serialized_start=122
+  _globals['_GETCALLERIDENTITYREQUEST']._serialized_end=148
+  _globals['_CALLERIDENTITY']._serialized_start=151
+  _globals['_CALLERIDENTITY']._serialized_end=318
+  _globals['_PROJECT']._serialized_start=321
+  _globals['_PROJECT']._serialized_end=510
+  _globals['_MEMBERSHIP']._serialized_start=513
+  _globals['_MEMBERSHIP']._serialized_end=927
+  _globals['_MEMBERSHIP_STATE']._serialized_start=802
+  _globals['_MEMBERSHIP_STATE']._serialized_end=927
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=929
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=1016
+  _globals['_GETPROJECTREQUEST']._serialized_start=1018
+  _globals['_GETPROJECTREQUEST']._serialized_end=1051
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=1053
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=1113
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=1115
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=1208
+  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_start=1211
+  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_end=1351
+  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_start=1353
+  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_end=1432
+  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_start=1434
+  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_end=1536
+  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_start=1538
+  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_end=1597
+  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_start=1599
+  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_end=1659
+  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_start=1661
+  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_end=1720
+  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_start=1723
+  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_end=1868
+  _globals['_DELETEMEMBERSHIPREQUEST']._serialized_start=1870
+  _globals['_DELETEMEMBERSHIPREQUEST']._serialized_end=1929
+  _globals['_IDENTITYSERVICE']._serialized_start=2030
+  _globals['_IDENTITYSERVICE']._serialized_end=2148
+  _globals['_PROJECTSERVICE']._serialized_start=2151
+  _globals['_PROJECTSERVICE']._serialized_end=3108
 # @@protoc_insertion_point(module_scope)
