@@ -37,6 +37,7 @@ from bench.harness import Benchmark, Report, Table
 from clients.sdk import connect, push_revision, wait_for
 from clients.sdk.revisions import push_requests
 from cofab.design.v1 import design_pb2
+from services.design.adapters.geometry import EngineChecks
 from services.design.app import DesignServer, build_server
 from services.design.application import DesignApplication
 from services.shared import accounts
@@ -123,7 +124,7 @@ def _service(tmp: Path, processor: bool) -> Iterator[tuple[str, str, str]]:
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice")
     token = accounts.create_token(engine, "acme", "alice").plaintext
-    designs = DesignApplication(engine)
+    designs = DesignApplication(engine, geometry=EngineChecks())
     alice = Principal("acme", "alice")
     project, _ = designs.create_project(alice, "Bench", "", "")
     design = designs.create_design(alice, project.id, "Part", "", "", "")

@@ -288,6 +288,16 @@ def _print_design(d: design_pb2.Design) -> None:
     print(f"{d.name}  {d.display_name!r}{part}  by {d.creator}  {format_time(d.create_time)}")
 
 
+def _override(text: str) -> tuple[str, float]:
+    rule, sep, limit = text.partition("=")
+    try:
+        if sep and rule:
+            return rule, float(limit)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not RULE=LIMIT, e.g. min-wall=1.5")
+
+
 def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         design = cofab.designs.CreateDesign(
@@ -297,6 +307,9 @@ def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
                     display_name=args.display_name,
                     description=args.description,
                     part_number=args.part_number,
+                    rule_set=args.rule_set,
+                    material=args.material,
+                    rule_overrides=dict(args.override),
                 ),
                 request_id=request_id(),
             )
@@ -451,6 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("display_name")
     p.add_argument("--part-number", default="")
     p.add_argument("--description", default="")
+    p.add_argument("--rule-set", default="", help="validation rule set (cofab ruleset list)")
+    p.add_argument("--material", default="", help="material for mass (cofab material list)")
+    p.add_argument(
+        "--override",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="RULE=LIMIT",
+        help="override a rule's limit (cofab ruleset show RULE_SET), repeatable",
+    )
     p = command(design_sub, "list", cmd_design_list, "list a project's designs")
     p.add_argument("project")
     p = command(design_sub, "show", cmd_design_show, "show a design")

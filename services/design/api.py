@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from cofab.design.v1 import design_pb2, design_pb2_grpc
 from cofab.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -20,6 +20,7 @@ from services.design.convert import (
     parameter_from_proto,
     project_proto,
     revision_proto,
+    rule_set_proto,
 )
 from services.design.diffs.api import DiffServicer
 from services.design.diffs.application import DiffApplication
@@ -31,7 +32,7 @@ from services.shared import names
 from services.shared.db import utcnow
 from services.shared.errors import InvalidArgument, ResourceExhausted
 from services.shared.identity import Principal
-from services.shared.paging import page, page_of
+from services.shared.paging import Listed, Page, page, page_of
 from services.shared.server import current_principal
 
 Context = Any  # grpc.aio.ServicerContext; the handlers do not use it directly
@@ -327,20 +328,42 @@ class RevisionServicer:
         current_principal()  # any authenticated caller
         wanted = page(request.page_size, request.page_token, "rule-sets")
         rule_sets = await asyncio.to_thread(self._revisions.rule_sets)
-        rows = [(i + 1, r) for i, r in enumerate(rule_sets) if i + 1 > wanted.after_seq]
-        listed = page_of(wanted, rows[: wanted.limit + 1])
+        listed = _page_of_catalog(wanted, rule_sets)
         return design_pb2.ListRuleSetsResponse(
-            rule_sets=[
-                design_pb2.RuleSet(
-                    id=r.id,
-                    display_name=r.display_name,
-                    process=r.process,
-                    description=r.description,
+            rule_sets=[rule_set_proto(r) for r in listed.items],
+            next_page_token=listed.next_page_token,
+        )
+
+    async def GetRuleSet(
+        self, request: design_pb2.GetRuleSetRequest, context: Context
+    ) -> design_pb2.RuleSet:
+        current_principal()  # any authenticated caller
+        return rule_set_proto(await asyncio.to_thread(self._revisions.rule_set, request.id))
+
+    async def ListMaterials(
+        self, request: design_pb2.ListMaterialsRequest, context: Context
+    ) -> design_pb2.ListMaterialsResponse:
+        current_principal()  # any authenticated caller
+        wanted = page(request.page_size, request.page_token, "materials")
+        listed = _page_of_catalog(wanted, await asyncio.to_thread(self._revisions.materials))
+        return design_pb2.ListMaterialsResponse(
+            materials=[
+                design_pb2.Material(
+                    id=m.id, display_name=m.display_name, density_g_cm3=m.density_g_cm3
                 )
-                for r in listed.items
+                for m in listed.items
             ],
             next_page_token=listed.next_page_token,
         )
+
+
+T = TypeVar("T")
+
+
+def _page_of_catalog(wanted: Page, items: list[T]) -> Listed[T]:
+    """One page of a fixed, ordered list (rule sets, materials): positions are its sequence."""
+    rows = [(i + 1, item) for i, item in enumerate(items) if i + 1 > wanted.after_seq]
+    return page_of(wanted, rows[: wanted.limit + 1])
 
 
 class DesignServicer(RevisionServicer, DiffServicer, design_pb2_grpc.DesignServiceServicer):

@@ -83,7 +83,7 @@ def bootstrap(settings: Settings) -> DesignDeps:
     return DesignDeps(
         engine=engine,
         authenticator=TokenAuthenticator(engine, settings.auth_cache_seconds),
-        app=DesignApplication(engine, rule_set_ids=lambda: list(revisions.app.rule_set_ids())),
+        app=DesignApplication(engine, geometry=revisions.app.geometry),
         revisions=revisions,
     )
 

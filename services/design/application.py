@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from google.protobuf.message import Message
@@ -17,12 +17,14 @@ from services.design.adapters.repository import SqlRepository
 from services.design.convert import design_created, design_updated, membership_event
 from services.design.domain import Design, Membership, MembershipState, Project
 from services.design.domain.model import (
+    ValidationCatalog,
     check_description,
     check_display_name,
     check_part_number,
     check_validation,
     invite_ttl,
 )
+from services.design.domain.ports import GeometryChecks
 from services.shared import audit, authz, idempotency, outbox
 from services.shared.db import utcnow
 from services.shared.errors import AlreadyExists, InvalidArgument, NotFound
@@ -47,12 +49,25 @@ class DesignApplication:
         self,
         engine: Engine,
         clock: Clock = utcnow,
-        rule_set_ids: Callable[[], Collection[str]] | None = None,
+        *,
+        geometry: GeometryChecks,
     ) -> None:
         self._engine = engine
         self._clock = clock
-        # The geometry engine's rule sets; None accepts any well-formed id (tests without it).
-        self._rule_set_ids = rule_set_ids or (lambda: ())
+        self._geometry = geometry
+        self._catalog: ValidationCatalog | None = None
+
+    def catalog(self) -> ValidationCatalog:
+        """The rule sets and materials design settings may name (read once from the engine)."""
+        if self._catalog is None:
+            self._catalog = ValidationCatalog(
+                rule_sets={
+                    key: {r.id: r.unit for r in rule_set.rules if r.limit is not None}
+                    for key, rule_set in self._geometry.rule_sets().items()
+                },
+                materials=frozenset(self._geometry.materials()),
+            )
+        return self._catalog
 
     @property
     def clock(self) -> Clock:
@@ -384,9 +399,7 @@ class DesignApplication:
         display_name = check_display_name("design.display_name", display_name)
         description = check_description("design.description", description)
         part = check_part_number(part_number)
-        validation = check_validation(
-            rule_set, material, rule_overrides or {}, self._rule_set_ids()
-        )
+        validation = check_validation(rule_set, material, rule_overrides or {}, self.catalog())
         with self._engine.begin() as conn:
             repo = SqlRepository(conn)
             authz.require_project_role(conn, principal, project_id, Role.EDITOR)
@@ -461,7 +474,7 @@ class DesignApplication:
                     wanted.rule_set if "rule_set" in paths else current.rule_set,
                     (wanted.material if "material" in paths else current.material) or "",
                     wanted.rule_overrides if "rule_overrides" in paths else current.rule_overrides,
-                    self._rule_set_ids(),
+                    self.catalog(),
                 )
                 changes.update(rule_set=rule_set, material=material, rule_overrides=overrides)
             updated = replace(current, **changes)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from clients.sdk import Cofab, connect
+from services.design.adapters.geometry import EngineChecks
 from services.design.app import DesignDeps
 from services.design.app import build_server as build_design
 from services.design.application import DesignApplication
@@ -72,7 +73,7 @@ def stack(settings: Settings, engine: Engine) -> Iterator[Stack]:
     design_deps = DesignDeps(
         design_engine,
         TokenAuthenticator(design_engine, settings.auth_cache_seconds),
-        DesignApplication(design_engine, clock),
+        DesignApplication(design_engine, clock, geometry=EngineChecks()),
     )
     supply_deps = supply_bootstrap(settings)
     design = ServerThread(lambda: build_design(settings, design_deps, "127.0.0.1:0")).start()

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.design.adapters.blobstore import FileBlobStore
+from services.design.adapters.geometry import EngineChecks
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.application import DesignApplication
 from services.design.domain.revisions import Revision, RevisionState
@@ -104,6 +105,9 @@ class FakeChecks:
     def rule_sets(self) -> Mapping[str, Any]:
         return {}
 
+    def materials(self) -> Mapping[str, Any]:
+        return {}
+
     def script_parameters(self, source: str) -> Mapping[str, Any]:
         return {}
 
@@ -170,7 +174,7 @@ def world(sqlite_url: str, tmp_path: Path) -> Iterator[World]:
     engine = make_engine(sqlite_url)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice")
-    designs = DesignApplication(engine)
+    designs = DesignApplication(engine, geometry=EngineChecks())
     project, _ = designs.create_project(ALICE, "Bracket program", "", "")
     design = designs.create_design(ALICE, project.id, "Bracket", "", "", "")
     blobs = FileBlobStore(tmp_path / "blobs")
