@@ -73,13 +73,13 @@ def _safe_url(url: str) -> str:
 
 
 def cmd_create_organization(args: argparse.Namespace, settings: Settings) -> None:
-    accounts.create_organization(make_engine(settings.database_url), args.id, args.display_name)
+    accounts.create_organization(audit.audited_engine(settings), args.id, args.display_name)
     print(f"created organizations/{args.id}")
 
 
 def cmd_create_user(args: argparse.Namespace, settings: Settings) -> None:
     accounts.create_user(
-        make_engine(settings.database_url),
+        audit.audited_engine(settings),
         args.organization,
         args.user,
         args.display_name,
@@ -91,7 +91,7 @@ def cmd_create_user(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_create_token(args: argparse.Namespace, settings: Settings) -> None:
     info = accounts.create_token(
-        make_engine(settings.database_url),
+        audit.audited_engine(settings),
         args.organization,
         args.user,
         dt.timedelta(seconds=args.expires_in),
@@ -103,14 +103,14 @@ def cmd_create_token(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_revoke_token(args: argparse.Namespace, settings: Settings) -> None:
-    accounts.revoke_token(make_engine(settings.database_url), args.token_id)
+    accounts.revoke_token(audit.audited_engine(settings), args.token_id)
     print(f"revoked token {args.token_id}")
 
 
 def cmd_ensure_service_account(args: argparse.Namespace, settings: Settings) -> None:
     path = Path(args.token_file)
     existing = path.read_text().strip() if path.is_file() else None
-    token = accounts.ensure_service_account(make_engine(settings.database_url), existing)
+    token = accounts.ensure_service_account(audit.audited_engine(settings), existing)
     if token is None:
         print(f"service account token in {path} is valid")
         return
@@ -122,14 +122,24 @@ def cmd_ensure_service_account(args: argparse.Namespace, settings: Settings) -> 
 
 
 def cmd_verify_audit(args: argparse.Namespace, settings: Settings) -> None:
-    with make_engine(settings.database_url).connect() as conn:
-        report = audit.verify_chain(conn)
+    # The key must exist already: verifying with a fresh one would only say "broken".
+    config = audit.config_from(settings, create_key=False)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            report = audit.verify_chain(conn, config)
+    finally:
+        engine.dispose()
     if not report.ok:
+        where = f" at entry {report.first_bad_seq}" if report.first_bad_seq else ""
         raise CliError(
-            f"audit chain BROKEN at entry {report.first_bad_seq}: {report.problem} "
-            f"({report.entries} entries read)"
+            f"audit chain BROKEN{where}: {report.problem} ({report.entries} entries read)"
         )
-    print(f"audit chain intact: {report.entries} entries")
+    behind = f", {report.unanchored} after the last anchored head" if report.unanchored else ""
+    print(
+        f"audit chain intact: {report.entries} entries, anchored up to entry "
+        f"{report.anchored_seq} in {config.anchor}{behind}"
+    )
 
 
 # user commands -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from services.design.domain import Design, Membership
 from services.design.domain.ports import BlobStore
 from services.design.downloads import download_responses
 from services.design.revisions import RevisionApplication
-from services.shared import names
+from services.shared import idempotency, names
 from services.shared.db import utcnow
 from services.shared.errors import InvalidArgument, ResourceExhausted
 from services.shared.identity import Principal
@@ -199,6 +199,7 @@ class RevisionServicer:
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument.field("header", "the first message of a push must be its header")
         h = first.header
+        idempotency.set_fingerprint(h)
         header = self._revisions.check_header(
             h.parent,
             h.branch,

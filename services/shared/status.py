@@ -22,6 +22,15 @@ from services.shared.errors import (
 )
 
 ERROR_DOMAIN = "cofab.dev"
+# Longest message or field description a status carries. Messages quote input only through
+# errors.excerpt; this cut is the backstop that keeps any status far below gRPC's 16 KiB
+# metadata limit (past it, the client sees RESOURCE_EXHAUSTED instead of the error).
+MAX_TEXT = 500
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
 
 STATUS_CODES: dict[type[DomainError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -62,9 +71,9 @@ def to_status(error: DomainError) -> grpc.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
+                            field=_short(v.field), description=_short(v.description)
                         )
-                        for v in error.violations
+                        for v in error.violations[:20]
                     ]
                 )
             )
@@ -75,9 +84,11 @@ def to_status(error: DomainError) -> grpc.Status:
                 error_details_pb2.PreconditionFailure(
                     violations=[
                         error_details_pb2.PreconditionFailure.Violation(
-                            type=v.type, subject=v.subject, description=v.description
+                            type=v.type,
+                            subject=_short(v.subject),
+                            description=_short(v.description),
                         )
-                        for v in error.violations
+                        for v in error.violations[:20]
                     ]
                 )
             )
@@ -93,6 +104,6 @@ def to_status(error: DomainError) -> grpc.Status:
         ),
     )
     status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=error.message, details=details)
+        status_pb2.Status(code=code.value[0], message=_short(error.message), details=details)
     )
     return status

@@ -35,8 +35,8 @@ from services.design.geometry.types import (
 from services.design.ingest_worker import IngestOutcome
 from services.design.processing import RevisionProcessor
 from services.design.revisions import RevisionApplication
-from services.shared import accounts
-from services.shared.db import make_engine, outbox, utcnow
+from services.shared import accounts, audit
+from services.shared.db import outbox, utcnow
 from services.shared.errors import FailedPrecondition
 from services.shared.identity import Principal
 
@@ -171,7 +171,7 @@ class World:
 
 @pytest.fixture
 def world(sqlite_url: str, tmp_path: Path) -> Iterator[World]:
-    engine = make_engine(sqlite_url)
+    engine = audit.audited_engine_in(sqlite_url, tmp_path)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice")
     designs = DesignApplication(engine, geometry=EngineChecks())
