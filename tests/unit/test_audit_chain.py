@@ -6,12 +6,18 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from google.protobuf import descriptor_pool
 from sqlalchemy import Engine, update
 from sqlalchemy.exc import DatabaseError
 
+from cofab.events.v1 import feed_pb2
+from cofab.identity.v1 import identity_pb2
+from cofab.procurement.v1 import procurement_pb2
+from cofab.supply.v1 import supply_pb2
 from services.shared import audit
 from services.shared.db import audit_log, make_engine
 from services.shared.identity import Principal
+from services.shared.server import AUDITED_READS
 from tests.support import forge_audit_chain
 
 ALICE = Principal("acme", "alice")
@@ -97,3 +103,11 @@ def test_rolled_back_change_leaves_no_entry_and_no_anchor(
     # An engine without the audit key cannot write entries at all.
     with pytest.raises(RuntimeError, match="audit key"), make_engine(sqlite_url).begin() as conn:
         audit.record(conn, ALICE, "design.read", "projects/p/designs/x")
+
+
+def test_every_read_the_server_audits_is_a_real_method() -> None:
+    assert feed_pb2 and identity_pb2 and procurement_pb2 and supply_pb2  # loaded into the pool
+    pool = descriptor_pool.Default()
+    for method in AUDITED_READS:
+        service, name = method.strip("/").split("/")
+        assert pool.FindServiceByName(service).methods_by_name[name], method
