@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, ExceptionContext, event, insert, select, update
 
 from services.shared.config import Settings, load_settings
 from services.shared.db import audit_head, audit_log, make_engine, utcnow
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 _CONFIG = "cofab_audit_config"
 _PENDING = "cofab_audit_pending"
+_COMMITTING = "cofab_audit_committing"
 
 
 @dataclass(frozen=True)
@@ -69,11 +70,29 @@ def attach(engine: Engine, config: AuditConfig) -> Engine:
     def _configure(conn: Connection) -> None:
         conn.info[_CONFIG] = config
 
+    # SQLAlchemy's "commit" event comes just before the database commits. The head is anchored
+    # there; should the commit itself then fail, "handle_error" voids that line with a signed
+    # note, so the anchor never claims an entry the database does not hold. The next "begin" on
+    # the connection means the commit went through.
     @event.listens_for(engine, "commit")
     def _anchor(conn: Connection) -> None:
         pending = conn.info.pop(_PENDING, None)
         if pending is not None:
-            append_anchor(config, *pending)
+            seq, digest = pending
+            append_anchor(config, seq, digest)
+            conn.info[_COMMITTING] = pending
+
+    @event.listens_for(engine, "handle_error")
+    def _void(context: ExceptionContext) -> None:
+        conn = context.connection
+        committing = conn.info.pop(_COMMITTING, None) if conn is not None else None
+        if committing is not None:
+            seq, digest = committing
+            append_anchor(config, seq, digest, void=True)
+
+    @event.listens_for(engine, "begin")
+    def _committed(conn: Connection) -> None:
+        conn.info.pop(_COMMITTING, None)
 
     @event.listens_for(engine, "rollback")
     def _forget(conn: Connection) -> None:
@@ -181,14 +200,18 @@ def record(
     conn.info[_PENDING] = (seq, digest)
 
 
-def _anchor_mac(key: bytes, seq: int, digest: str) -> str:
-    return hmac.new(key, f"anchor\x00{seq}\x00{digest}".encode(), hashlib.sha256).hexdigest()
+def _anchor_mac(key: bytes, seq: int, digest: str, kind: str = "anchor") -> str:
+    return hmac.new(key, f"{kind}\x00{seq}\x00{digest}".encode(), hashlib.sha256).hexdigest()
 
 
-def append_anchor(config: AuditConfig, seq: int, digest: str) -> None:
-    """Appends one head line. O_APPEND keeps concurrent writers' lines whole; lines of different
-    processes may land out of order, so readers take the highest seq."""
-    line = f"{seq} {digest} {_anchor_mac(config.key, seq, digest)}\n".encode()
+def append_anchor(config: AuditConfig, seq: int, digest: str, void: bool = False) -> None:
+    """Appends one head line ("seq hash mac"), or with `void` the note that the commit of that
+    head failed ("seq hash void mac"). O_APPEND keeps concurrent writers' lines whole; lines of
+    different processes may land out of order, so readers take the highest seq."""
+    if void:
+        line = f"{seq} {digest} void {_anchor_mac(config.key, seq, digest, 'void')}\n".encode()
+    else:
+        line = f"{seq} {digest} {_anchor_mac(config.key, seq, digest)}\n".encode()
     try:
         config.anchor.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(config.anchor, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -208,25 +231,35 @@ class Anchor:
 
 
 def read_anchor(config: AuditConfig) -> tuple[Anchor | None, int]:
-    """The highest validly signed head in the anchor file, and how many lines were not valid."""
+    """The highest validly signed head in the anchor file that no void note cancels, and how many
+    lines were not valid."""
     try:
         lines = config.anchor.read_text().splitlines()
     except FileNotFoundError:
         return None, 0
-    best: Anchor | None = None
+    heads: list[Anchor] = []
+    voided: set[Anchor] = set()
     bad = 0
     for line in lines:
         parts = line.split()
-        if (
-            len(parts) != 3
-            or not parts[0].isdigit()
-            or not hmac.compare_digest(parts[2], _anchor_mac(config.key, int(parts[0]), parts[1]))
-        ):
+        if not parts or not parts[0].isdigit():
             bad += 1
-            continue
-        if best is None or int(parts[0]) > best.seq:
-            best = Anchor(int(parts[0]), parts[1])
-    return best, bad
+        elif len(parts) == 3 and hmac.compare_digest(
+            parts[2], _anchor_mac(config.key, int(parts[0]), parts[1])
+        ):
+            heads.append(Anchor(int(parts[0]), parts[1]))
+        elif (
+            len(parts) == 4
+            and parts[2] == "void"
+            and hmac.compare_digest(
+                parts[3], _anchor_mac(config.key, int(parts[0]), parts[1], "void")
+            )
+        ):
+            voided.add(Anchor(int(parts[0]), parts[1]))
+        else:
+            bad += 1
+    valid = [head for head in heads if head not in voided]
+    return max(valid, key=lambda head: head.seq, default=None), bad
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pool
-from sqlalchemy import Engine, update
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import Engine, insert, update
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from cofab.events.v1 import feed_pb2
 from cofab.identity.v1 import identity_pb2
 from cofab.procurement.v1 import procurement_pb2
 from cofab.supply.v1 import supply_pb2
 from services.shared import audit
-from services.shared.db import audit_log, make_engine
+from services.shared.db import audit_log, make_engine, memberships, utcnow
 from services.shared.identity import Principal
 from services.shared.server import AUDITED_READS
 from tests.support import forge_audit_chain
@@ -111,3 +111,23 @@ def test_every_read_the_server_audits_is_a_real_method() -> None:
     for method in AUDITED_READS:
         service, name = method.strip("/").split("/")
         assert pool.FindServiceByName(service).methods_by_name[name], method
+
+
+def test_an_entry_whose_commit_fails_is_not_left_anchored(engine: Engine, tmp_path: Path) -> None:
+    write(engine, 2)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        audit.record(conn, ALICE, "membership.invite", "projects/nope/memberships/x")
+        # A deferred foreign key fails at COMMIT, after the head was anchored.
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        conn.execute(
+            insert(memberships).values(
+                project_id="nope", organization_id="nope", role=1, state="ACTIVE",
+                invitation_id="i", invited_by="", create_time=utcnow(),
+            )
+        )  # fmt: skip
+    lines = (tmp_path / "audit-anchor.log").read_text().splitlines()
+    assert lines[2].startswith("3 ") and " void " in lines[3]
+    report = verify(engine)
+    assert report.ok and (report.entries, report.anchored_seq) == (2, 2)
+    write(engine, 1)  # the next writer takes seq 3 with another hash
+    assert verify(engine).ok and verify(engine).anchored_seq == 3
