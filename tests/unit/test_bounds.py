@@ -20,7 +20,7 @@ from services.shared.bounds import (
     FIELD_LIMITS,
     check_request,
 )
-from services.shared.errors import InvalidArgument, excerpt
+from services.shared.errors import FieldViolation, InvalidArgument, excerpt
 from services.shared.status import to_status
 
 PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
@@ -71,6 +71,10 @@ def test_no_status_text_grows_with_the_input() -> None:
     status = to_status(InvalidArgument.field("name", "y" * 100_000))
     assert len(status.details) < 2_000
     assert len(status.trailing_metadata[0][1]) < 2_000
+    # The worst a use case can build: a huge message and a thousand huge violations.
+    many = [FieldViolation("f" * 10_000, "d" * 10_000) for _ in range(1000)]
+    worst = to_status(InvalidArgument("m" * 100_000, many))
+    assert len(worst.details) + len(worst.trailing_metadata[0][1]) < 10 * 1024
 
 
 def _header_comment(path: Path) -> str:
