@@ -44,7 +44,7 @@ def run() -> Report:
         raise RuntimeError("the cofab script is not installed in this venv (make install)")
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'cofab.db'}"
-        token = prepare_database(url)
+        token = prepare_database(url, Path(tmp))
         server_env = {"COFAB_DATABASE_URL": url, "COFAB_STATE_DIR": tmp}
         with server_process(OURS, server_env) as server:
             env = {

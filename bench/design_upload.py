@@ -37,11 +37,11 @@ from bench.harness import Benchmark, Report, Table
 from clients.sdk import connect, push_revision, wait_for
 from clients.sdk.revisions import push_requests
 from cofab.design.v1 import design_pb2
+from services.design.adapters.geometry import EngineChecks
 from services.design.app import DesignServer, build_server
 from services.design.application import DesignApplication
-from services.shared import accounts
+from services.shared import accounts, audit
 from services.shared.config import load_settings
-from services.shared.db import make_engine
 from services.shared.identity import Principal
 from services.shared.migrate import upgrade
 from services.shared.server import BuiltServer
@@ -119,11 +119,11 @@ def _service(tmp: Path, processor: bool) -> Iterator[tuple[str, str, str]]:
     """(address, token, design name) of a design server on a fresh SQLite database."""
     url = f"sqlite:///{tmp / 'cofab.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    engine = audit.audited_engine_in(url, tmp)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice")
     token = accounts.create_token(engine, "acme", "alice").plaintext
-    designs = DesignApplication(engine)
+    designs = DesignApplication(engine, geometry=EngineChecks())
     alice = Principal("acme", "alice")
     project, _ = designs.create_project(alice, "Bench", "", "")
     design = designs.create_design(alice, project.id, "Part", "", "", "")

@@ -59,8 +59,8 @@ with workflow.unsafe.imports_passed_through():
     from cofab.events.v1.envelope_pb2 import EventEnvelope
     from cofab.identity.v1 import identity_pb2 as ipb
     from deploy.local import PythonService, TemporalDevServer, free_ports
-    from services.shared import accounts
-    from services.shared.db import make_engine, outbox
+    from services.shared import accounts, audit
+    from services.shared.db import outbox
     from services.shared.migrate import upgrade
     from workflows.bridge import EventBridge
     from workflows.review import DesignReviewWorkflow, ReviewStatus, workflow_id
@@ -139,7 +139,7 @@ def _deployment(root: Path) -> Iterator[Deployment]:
     revision, and the three reviewer organizations as active reviewer members."""
     url = f"sqlite:///{root / 'cofab.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    engine = audit.audited_engine_in(url, root)
     tokens = {}
     for org in ("acme", *REVIEWERS):
         accounts.create_organization(engine, org, org.title())

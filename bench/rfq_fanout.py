@@ -41,7 +41,7 @@ from cofab.procurement.v1 import events_pb2
 from cofab.procurement.v1 import procurement_pb2 as pb
 from cofab.supply.v1 import supply_pb2
 from deploy.local import KafkaBroker, free_ports
-from services.shared import accounts
+from services.shared import accounts, audit
 from services.shared.db import make_engine, organizations, outbox, utcnow
 from services.shared.events import kafka_headers, make_envelope
 from services.shared.kafka import ensure_topics, make_producer
@@ -159,10 +159,10 @@ def _wait_outbox_drained(url: str) -> None:
         engine.dispose()
 
 
-def _prepare(url: str) -> tuple[str, list[str]]:
+def _prepare(url: str, root: Path) -> tuple[str, list[str]]:
     """Migrated database, the buyer with a token, and SUPPLIERS supplier organizations."""
     upgrade(url)
-    engine = make_engine(url)
+    engine = audit.audited_engine_in(url, root)
     try:
         accounts.create_organization(engine, "acme", "ACME")
         accounts.create_user(engine, "acme", "alice", organization_admin=True)
@@ -253,7 +253,7 @@ def _run(root: Path) -> Report:
         kafka.start()
         stack.callback(kafka.stop)
         ensure_topics(kafka.bootstrap_servers)
-        token, suppliers = _prepare(url)
+        token, suppliers = _prepare(url, root)
         env = {
             "COFAB_DATABASE_URL": url,
             "COFAB_STATE_DIR": str(root),

@@ -44,8 +44,8 @@ from cofab.procurement.v1 import procurement_pb2 as pb
 from cofab.procurement.v1 import procurement_pb2_grpc
 from cofab.supply.v1 import supply_pb2
 from deploy.local import PythonService, TemporalDevServer, free_ports
-from services.shared import accounts
-from services.shared.db import make_engine, outbox, utcnow
+from services.shared import accounts, audit
+from services.shared.db import outbox, utcnow
 from services.shared.migrate import upgrade
 from workflows.bridge import EventBridge
 from workflows.procurement import ProcurementStatus, ProcurementWorkflow, workflow_id
@@ -106,7 +106,7 @@ def _deployment(root: Path, suppliers: int) -> Iterator[Deployment]:
     each with a token."""
     url = f"sqlite:///{root / 'cofab.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    engine = audit.audited_engine_in(url, root)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice", organization_admin=True)
     buyer_token = accounts.create_token(engine, "acme", "alice").plaintext

@@ -35,9 +35,8 @@ import grpc
 from bench.harness import Benchmark, Report, Table, percentile
 from cofab.identity.v1 import identity_pb2
 from services.design.app import bootstrap, build_server
-from services.shared import accounts
+from services.shared import accounts, audit
 from services.shared.config import load_settings
-from services.shared.db import make_engine
 from services.shared.migrate import upgrade
 from services.shared.server import mark_serving
 
@@ -238,10 +237,10 @@ def server_process(subject: Subject, env: dict[str, str]) -> Iterator[ServerProc
             process.join()
 
 
-def prepare_database(url: str) -> str:
+def prepare_database(url: str, state_dir: Path) -> str:
     """Migrates a fresh database, adds organization, user and token; returns the token."""
     upgrade(url)
-    engine = make_engine(url)
+    engine = audit.audited_engine_in(url, state_dir)
     try:
         accounts.create_organization(engine, ORGANIZATION, ORGANIZATION_DISPLAY)
         accounts.create_user(engine, ORGANIZATION, USER)
@@ -502,7 +501,7 @@ def run(config: RpcConfig | None = None) -> Report:
     with ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cofab-bench-rpc-"))
         url = f"sqlite:///{Path(tmp) / 'cofab.db'}"
-        token = prepare_database(url)
+        token = prepare_database(url, Path(tmp))
         env = {
             "COFAB_DATABASE_URL": url,
             "COFAB_STATE_DIR": tmp,

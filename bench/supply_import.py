@@ -23,8 +23,8 @@ from pathlib import Path
 from sqlalchemy import Engine, insert
 
 from bench.harness import Benchmark, Report, Table
-from services.shared import accounts
-from services.shared.db import make_engine, utcnow
+from services.shared import accounts, audit
+from services.shared.db import utcnow
 from services.shared.identity import Principal
 from services.shared.migrate import upgrade
 from services.supply.adapters.tables import (
@@ -90,7 +90,7 @@ def synthetic_rows(seed: int = 7) -> list[dict[str, object]]:
 def _fresh_engine(directory: Path, name: str) -> Engine:
     url = f"sqlite:///{directory / name}.db"
     upgrade(url)
-    engine = make_engine(url)
+    engine = audit.audited_engine_in(url, directory)
     for org in [ORG, *CUSTOMERS]:
         accounts.create_organization(engine, org, org.upper())
     return engine

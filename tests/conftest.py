@@ -15,8 +15,8 @@ from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, make_url, text
 from temporalio.testing import WorkflowEnvironment
 
-from services.shared import accounts
-from services.shared.db import make_engine
+from services.shared import accounts, audit
+from services.shared.config import load_settings
 from services.shared.errors import AlreadyExists
 from services.shared.migrate import upgrade
 
@@ -77,9 +77,14 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
+def audit_config(state_dir: Path) -> audit.AuditConfig:
+    """The audit key and anchor a process with COFAB_STATE_DIR=state_dir uses."""
+    return audit.config_from(load_settings({"COFAB_STATE_DIR": str(state_dir)}))
+
+
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url)
+def engine(database_url: str, tmp_path: Path) -> Iterator[Engine]:
+    engine = audit.audited_engine_in(database_url, tmp_path)
     yield engine
     engine.dispose()
 

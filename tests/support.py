@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from services.shared.db import utcnow
+from sqlalchemy import Engine, update
+
+from services.shared import audit
+from services.shared.db import audit_head, audit_log, utcnow
 from services.shared.server import BuiltServer, mark_serving
 
 
@@ -69,3 +73,29 @@ class ShiftableClock:
 
     def __call__(self) -> dt.datetime:
         return utcnow() + self.offset
+
+
+def forge_audit_chain(
+    engine: Engine, hasher: Callable[[str], str], users: Mapping[int, str] | None = None
+) -> None:
+    """What an attacker with write access to the database does: changes the user of some
+    entries (`users`, by seq), recomputes every hash with `hasher` over the entry format and
+    moves the head row along. Without the audit key, `hasher` can only be a guess."""
+    with engine.begin() as conn:
+        prev = audit.GENESIS_HASH
+        entries = list(audit.entries(conn))
+        for entry in entries:
+            user = (users or {}).get(entry.seq, entry.user_id)
+            canonical = json.dumps(
+                [prev, entry.seq, entry.time.isoformat(), entry.organization_id, user,
+                 entry.action, entry.resource, entry.detail],
+                sort_keys=True, separators=(",", ":"),
+            )  # fmt: skip
+            digest = hasher(canonical)
+            conn.execute(
+                update(audit_log)
+                .where(audit_log.c.seq == entry.seq)
+                .values(user_id=user, prev_hash=prev, hash=digest)
+            )
+            prev = digest
+        conn.execute(update(audit_head).values(seq=len(entries), hash=prev))

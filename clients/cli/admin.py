@@ -34,6 +34,14 @@ def _sqlite_path(url: str) -> Path | None:
 
 def _engine(settings: Settings) -> Engine:
     """The install's database; a missing SQLite file is an error that says where it looked."""
+    _require_database(settings)
+    from services.shared import audit
+
+    # Audited: an admin command's changes enter the keyed, anchored audit chain too.
+    return audit.audited_engine(settings)
+
+
+def _require_database(settings: Settings) -> None:
     path = _sqlite_path(settings.database_url)
     if path is not None and not path.is_file():
         raise CliError(
@@ -41,9 +49,6 @@ def _engine(settings: Settings) -> Engine:
             "uses ./.state), or set COFAB_STATE_DIR or COFAB_DATABASE_URL; "
             "`cofab admin migrate` creates a new one"
         )
-    from services.shared.db import make_engine
-
-    return make_engine(settings.database_url)
 
 
 def _with_database(fn: Callable[[argparse.Namespace, Settings], None]) -> Command:
@@ -133,15 +138,27 @@ def cmd_ensure_service_account(args: argparse.Namespace, settings: Settings) -> 
 
 def cmd_verify_audit(args: argparse.Namespace, settings: Settings) -> None:
     from services.shared import audit
+    from services.shared.db import make_engine
 
-    with _engine(settings).connect() as conn:
-        report = audit.verify_chain(conn)
+    _require_database(settings)
+    # The key must exist already: verifying with a fresh one would only say "broken".
+    config = audit.config_from(settings, create_key=False)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            report = audit.verify_chain(conn, config)
+    finally:
+        engine.dispose()
     if not report.ok:
+        where = f" at entry {report.first_bad_seq}" if report.first_bad_seq else ""
         raise CliError(
-            f"audit chain BROKEN at entry {report.first_bad_seq}: {report.problem} "
-            f"({report.entries} entries read)"
+            f"audit chain BROKEN{where}: {report.problem} ({report.entries} entries read)"
         )
-    print(f"audit chain intact: {report.entries} entries")
+    behind = f", {report.unanchored} after the last anchored head" if report.unanchored else ""
+    print(
+        f"audit chain intact: {report.entries} entries, anchored up to entry "
+        f"{report.anchored_seq} in {config.anchor}{behind}"
+    )
 
 
 def register(sub: Subcommands) -> None:

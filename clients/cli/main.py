@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "disruption": ("network", "register", "report and follow facility disruptions"),
     "revision": ("revisions", "register", "design revisions: push, inspect, download"),
     "ruleset": ("revisions", "register", "validation rule sets"),
+    "material": ("revisions", "register", "materials designs can name (for mass)"),
     "comment": ("comments", "register", "comments anchored to a revision's geometry"),
     "events": (
         "events",

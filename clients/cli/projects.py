@@ -46,6 +46,7 @@ STATE_NAMES = {
     identity_pb2.Membership.STATE_ACTIVE: "active",
     identity_pb2.Membership.STATE_DECLINED: "declined",
     identity_pb2.Membership.STATE_EXPIRED: "expired",
+    identity_pb2.Membership.STATE_REMOVED: "removed",
 }
 
 
@@ -182,6 +183,41 @@ def cmd_project_invite(args: argparse.Namespace, settings: Settings) -> None:
     emit(args, membership, lambda: _print_membership(membership))
 
 
+def _membership_of(cofab: Cofab, project: str | None, organization: str) -> str:
+    return (
+        f"{resolve_project(cofab, project)}/memberships/"
+        f"{organization.removeprefix('organizations/')}"
+    )
+
+
+def cmd_project_set_role(args: argparse.Namespace, settings: Settings) -> None:
+    from google.protobuf import field_mask_pb2
+
+    with client(settings) as cofab:
+        membership = cofab.projects.UpdateMembership(
+            identity_pb2.UpdateMembershipRequest(
+                membership=identity_pb2.Membership(
+                    name=_membership_of(cofab, args.project, args.organization),
+                    role=ROLES[args.role],
+                ),
+                update_mask=field_mask_pb2.FieldMask(paths=["role"]),
+                request_id=request_id(),
+            )
+        )
+    emit(args, membership, lambda: _print_membership(membership))
+
+
+def cmd_project_remove(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        membership = cofab.projects.DeleteMembership(
+            identity_pb2.DeleteMembershipRequest(
+                name=_membership_of(cofab, args.project, args.organization),
+                request_id=request_id(),
+            )
+        )
+    emit(args, membership, lambda: _print_membership(membership))
+
+
 def cmd_project_members(args: argparse.Namespace, settings: Settings) -> None:
     _list_memberships(args, settings, args.project, resolve=True)
 
@@ -235,6 +271,16 @@ def _print_design(d: design_pb2.Design) -> None:
     print(f"{d.name}  {d.display_name!r}{part}  by {d.creator}  {format_time(d.create_time)}")
 
 
+def _override(text: str) -> tuple[str, float]:
+    rule, sep, limit = text.partition("=")
+    try:
+        if sep and rule:
+            return rule, float(limit)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not RULE=LIMIT, e.g. min-wall=1.5")
+
+
 def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
     with client(settings) as cofab:
         design = cofab.designs.CreateDesign(
@@ -244,6 +290,9 @@ def cmd_design_create(args: argparse.Namespace, settings: Settings) -> None:
                     display_name=args.display_name,
                     description=args.description,
                     part_number=args.part_number,
+                    rule_set=args.rule_set,
+                    material=args.material,
+                    rule_overrides=dict(args.override),
                 ),
                 request_id=request_id(),
             )
@@ -352,6 +401,21 @@ def register_projects(sub: Subcommands) -> None:
     )
     p = command(project_sub, "members", cmd_project_members, "list a project's memberships", True)
     p.add_argument("project", nargs="?", help=PROJECT_HELP)
+    p = command(
+        project_sub, "set-role", cmd_project_set_role, "change a member organization's role", True
+    )
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
+    p.add_argument("organization")
+    p.add_argument("--role", choices=sorted(ROLES), required=True)
+    p = command(
+        project_sub,
+        "remove",
+        cmd_project_remove,
+        "remove an organization from a project (or withdraw its invitation)",
+        True,
+    )
+    p.add_argument("project", nargs="?", help=PROJECT_HELP)
+    p.add_argument("organization")
 
     command(sub, "invitations", cmd_invitations, "list your organization's memberships", True)
     invitation = sub.add_parser("invitation", help="answer an invitation (organization admins)")
@@ -373,6 +437,16 @@ def register_designs(sub: Subcommands) -> None:
     p.add_argument("display_name")
     p.add_argument("--part-number", default="")
     p.add_argument("--description", default="")
+    p.add_argument("--rule-set", default="", help="validation rule set (cofab ruleset list)")
+    p.add_argument("--material", default="", help="material for mass (cofab material list)")
+    p.add_argument(
+        "--override",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="RULE=LIMIT",
+        help="override a rule's limit (cofab ruleset show RULE_SET), repeatable",
+    )
     p = command(design_sub, "list", cmd_design_list, "list a project's designs", True)
     p.add_argument("project", nargs="?", help=PROJECT_HELP)
     p = command(design_sub, "show", cmd_design_show, "show a design", True)

@@ -1,6 +1,6 @@
-"""`cofab revision ...` and `cofab ruleset ...`: push, inspect, download, watch and release
-design revisions, compare them as geometry and merge concurrent edits; discover validation
-rule sets."""
+"""`cofab revision ...`, `cofab ruleset ...` and `cofab material ...`: push, inspect, download,
+watch and release design revisions, compare them as geometry and merge concurrent edits;
+discover validation rule sets, their rules and the materials."""
 
 from __future__ import annotations
 
@@ -444,6 +444,37 @@ DESIGN_HELP = (
 )
 
 
+def cmd_ruleset_show(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        r = cofab.designs.GetRuleSet(pb.GetRuleSetRequest(id=args.rule_set))
+
+    def human() -> None:
+        print(
+            f"{r.id}  {r.display_name!r}  process {r.process}, default material "
+            f"{r.default_material}"
+        )
+        for rule in r.rules:
+            limit = f"  limit {rule.limit:g} {rule.unit}" if rule.HasField("limit") else ""
+            severity = pb.Severity.Name(rule.severity).removeprefix("SEVERITY_").lower()
+            print(f"  {rule.id}  {rule.check}  {severity}{limit}: {rule.description}")
+
+    emit(args, r, human)
+
+
+def cmd_material_list(args: argparse.Namespace, settings: Settings) -> None:
+    with client(settings) as cofab:
+        pages = every_page(
+            lambda token: cofab.designs.ListMaterials(pb.ListMaterialsRequest(page_token=token)),
+            "materials",
+        )
+        emit_list(
+            args,
+            "materials",
+            pages,
+            lambda m: print(f"{m.id}  {m.display_name!r}  {m.density_g_cm3:g} g/cm3"),
+        )
+
+
 def register(sub: Subcommands) -> None:
     """Adds `cofab revision ...` and `cofab ruleset ...` to the parser."""
     revision = sub.add_parser("revision", help="design revisions: push, inspect, download")
@@ -529,3 +560,8 @@ def register(sub: Subcommands) -> None:
     ruleset = sub.add_parser("ruleset", help="validation rule sets")
     rs_sub = ruleset.add_subparsers(dest="ruleset_command", required=True)
     command(rs_sub, "list", cmd_ruleset_list, "list the rule sets designs can use", True)
+    p = command(rs_sub, "show", cmd_ruleset_show, "show a rule set's rules, limits and units", True)
+    p.add_argument("rule_set", help="e.g. cnc-milling")
+    material = sub.add_parser("material", help="materials designs can name (for mass)")
+    m_sub = material.add_subparsers(dest="material_command", required=True)
+    command(m_sub, "list", cmd_material_list, "list the materials and their densities", True)

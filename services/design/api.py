@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from cofab.design.v1 import design_pb2, design_pb2_grpc
 from cofab.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -20,6 +20,7 @@ from services.design.convert import (
     parameter_from_proto,
     project_proto,
     revision_proto,
+    rule_set_proto,
 )
 from services.design.diffs.api import DiffServicer
 from services.design.diffs.application import DiffApplication
@@ -27,11 +28,11 @@ from services.design.domain import Design, Membership
 from services.design.domain.ports import BlobStore
 from services.design.downloads import download_responses
 from services.design.revisions import RevisionApplication
-from services.shared import names
+from services.shared import idempotency, names
 from services.shared.db import utcnow
 from services.shared.errors import InvalidArgument, ResourceExhausted
 from services.shared.identity import Principal
-from services.shared.paging import page, page_of
+from services.shared.paging import Listed, Page, page, page_of
 from services.shared.server import current_principal
 
 Context = Any  # grpc.aio.ServicerContext; the handlers do not use it directly
@@ -135,6 +136,34 @@ class ProjectServicer(identity_pb2_grpc.ProjectServiceServicer):
     ) -> identity_pb2.Membership:
         return await self._transition(self._app.expire_membership, request.name, request.request_id)
 
+    async def UpdateMembership(
+        self, request: identity_pb2.UpdateMembershipRequest, context: Context
+    ) -> identity_pb2.Membership:
+        project_id, organization_id = _membership_name(request.membership.name, "membership.name")
+        membership = await asyncio.to_thread(
+            self._app.update_membership,
+            current_principal(),
+            project_id,
+            organization_id,
+            list(request.update_mask.paths),
+            check_role(request.membership.role, "membership.role"),
+            request.request_id,
+        )
+        return membership_proto(membership)
+
+    async def DeleteMembership(
+        self, request: identity_pb2.DeleteMembershipRequest, context: Context
+    ) -> identity_pb2.Membership:
+        project_id, organization_id = _membership_name(request.name)
+        membership = await asyncio.to_thread(
+            self._app.delete_membership,
+            current_principal(),
+            project_id,
+            organization_id,
+            request.request_id,
+        )
+        return membership_proto(membership)
+
     async def _transition(
         self, use_case: MembershipTransition, name: str, request_id: str
     ) -> identity_pb2.Membership:
@@ -146,9 +175,9 @@ class ProjectServicer(identity_pb2_grpc.ProjectServiceServicer):
         return membership_proto(membership)
 
 
-def _membership_name(name: str) -> tuple[str, str]:
+def _membership_name(name: str, field: str = "name") -> tuple[str, str]:
     project_id, organization_id = names.parse(
-        name, "projects/{project}/memberships/{organization}", "name"
+        name, "projects/{project}/memberships/{organization}", field
     )
     return project_id, organization_id
 
@@ -170,6 +199,7 @@ class RevisionServicer:
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidArgument.field("header", "the first message of a push must be its header")
         h = first.header
+        idempotency.set_fingerprint(h)
         header = self._revisions.check_header(
             h.parent,
             h.branch,
@@ -299,20 +329,42 @@ class RevisionServicer:
         current_principal()  # any authenticated caller
         wanted = page(request.page_size, request.page_token, "rule-sets")
         rule_sets = await asyncio.to_thread(self._revisions.rule_sets)
-        rows = [(i + 1, r) for i, r in enumerate(rule_sets) if i + 1 > wanted.after_seq]
-        listed = page_of(wanted, rows[: wanted.limit + 1])
+        listed = _page_of_catalog(wanted, rule_sets)
         return design_pb2.ListRuleSetsResponse(
-            rule_sets=[
-                design_pb2.RuleSet(
-                    id=r.id,
-                    display_name=r.display_name,
-                    process=r.process,
-                    description=r.description,
+            rule_sets=[rule_set_proto(r) for r in listed.items],
+            next_page_token=listed.next_page_token,
+        )
+
+    async def GetRuleSet(
+        self, request: design_pb2.GetRuleSetRequest, context: Context
+    ) -> design_pb2.RuleSet:
+        current_principal()  # any authenticated caller
+        return rule_set_proto(await asyncio.to_thread(self._revisions.rule_set, request.id))
+
+    async def ListMaterials(
+        self, request: design_pb2.ListMaterialsRequest, context: Context
+    ) -> design_pb2.ListMaterialsResponse:
+        current_principal()  # any authenticated caller
+        wanted = page(request.page_size, request.page_token, "materials")
+        listed = _page_of_catalog(wanted, await asyncio.to_thread(self._revisions.materials))
+        return design_pb2.ListMaterialsResponse(
+            materials=[
+                design_pb2.Material(
+                    id=m.id, display_name=m.display_name, density_g_cm3=m.density_g_cm3
                 )
-                for r in listed.items
+                for m in listed.items
             ],
             next_page_token=listed.next_page_token,
         )
+
+
+T = TypeVar("T")
+
+
+def _page_of_catalog(wanted: Page, items: list[T]) -> Listed[T]:
+    """One page of a fixed, ordered list (rule sets, materials): positions are its sequence."""
+    rows = [(i + 1, item) for i, item in enumerate(items) if i + 1 > wanted.after_seq]
+    return page_of(wanted, rows[: wanted.limit + 1])
 
 
 class DesignServicer(RevisionServicer, DiffServicer, design_pb2_grpc.DesignServiceServicer):

@@ -26,10 +26,12 @@ from services.design.domain.ports import GeometryChecks
 from services.design.processing import RevisionProcessor
 from services.design.reviews import ReviewApplication, ReviewServicer
 from services.design.revisions import RevisionApplication
+from services.shared import audit
 from services.shared.config import Settings
-from services.shared.db import make_engine, utcnow
+from services.shared.db import utcnow
 from services.shared.feed import feed_registration
 from services.shared.identity_api import TokenAuthenticator, identity_registration
+from services.shared.keys import server_keys
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
 
 # gRPC messages of a push are chunks of at most 1 MiB (clients.sdk); leave room for the header.
@@ -78,12 +80,12 @@ def revision_deps(
 
 
 def bootstrap(settings: Settings) -> DesignDeps:
-    engine = make_engine(settings.database_url)
+    engine = audit.audited_engine(settings)
     revisions = revision_deps(settings, engine)
     return DesignDeps(
         engine=engine,
         authenticator=TokenAuthenticator(engine, settings.auth_cache_seconds),
-        app=DesignApplication(engine, rule_set_ids=lambda: list(revisions.app.rule_set_ids())),
+        app=DesignApplication(engine, geometry=revisions.app.geometry),
         revisions=revisions,
     )
 
@@ -143,8 +145,10 @@ def build_server(
         listen or settings.design_listen,
         registrations(deps, deps.revisions),
         deps.authenticator,
+        server_keys(settings),
         tls=read_tls(settings.tls_cert_file, settings.tls_key_file),
         max_message_bytes=MAX_MESSAGE_BYTES,
+        auditor=audit.CallAudit(deps.engine),
     )
     return DesignServer(
         built.server, built.port, built.health, built.service_names, deps.revisions.processor

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from google.protobuf.message import Message
@@ -17,12 +17,14 @@ from services.design.adapters.repository import SqlRepository
 from services.design.convert import design_created, design_updated, membership_event
 from services.design.domain import Design, Membership, MembershipState, Project
 from services.design.domain.model import (
+    ValidationCatalog,
     check_description,
     check_display_name,
     check_part_number,
     check_validation,
     invite_ttl,
 )
+from services.design.domain.ports import GeometryChecks
 from services.shared import audit, authz, idempotency, outbox
 from services.shared.db import utcnow
 from services.shared.errors import AlreadyExists, InvalidArgument, NotFound
@@ -47,12 +49,25 @@ class DesignApplication:
         self,
         engine: Engine,
         clock: Clock = utcnow,
-        rule_set_ids: Callable[[], Collection[str]] | None = None,
+        *,
+        geometry: GeometryChecks,
     ) -> None:
         self._engine = engine
         self._clock = clock
-        # The geometry engine's rule sets; None accepts any well-formed id (tests without it).
-        self._rule_set_ids = rule_set_ids or (lambda: ())
+        self._geometry = geometry
+        self._catalog: ValidationCatalog | None = None
+
+    def catalog(self) -> ValidationCatalog:
+        """The rule sets and materials design settings may name (read once from the engine)."""
+        if self._catalog is None:
+            self._catalog = ValidationCatalog(
+                rule_sets={
+                    key: {r.id: r.unit for r in rule_set.rules if r.limit is not None}
+                    for key, rule_set in self._geometry.rule_sets().items()
+                },
+                materials=frozenset(self._geometry.materials()),
+            )
+        return self._catalog
 
     @property
     def clock(self) -> Clock:
@@ -200,6 +215,92 @@ class DesignApplication:
             "identity.membership.expired",
         )
 
+    def update_membership(
+        self,
+        principal: Principal,
+        project_id: str,
+        organization_id: str,
+        paths: list[str],
+        role: Role,
+        request_id: str,
+    ) -> Membership:
+        """Gives a member another role (owner only); the project keeps one active owner."""
+        if paths != ["role"]:
+            raise InvalidArgument.field("update_mask", "must be exactly ['role']")
+        previous: list[Role] = []
+
+        def change(current: Membership, owners: int) -> Membership:
+            previous.append(current.role)
+            return domain.change_role(current, role, owners)
+
+        changed = self._owner_change(
+            principal,
+            project_id,
+            organization_id,
+            request_id,
+            "UpdateMembership",
+            change,
+            "identity.membership.role_changed",
+            previous,
+        )
+        return changed
+
+    def delete_membership(
+        self, principal: Principal, project_id: str, organization_id: str, request_id: str
+    ) -> Membership:
+        """Removes a member or withdraws an invitation (owner only), effective at once: every
+        RPC reads the membership from the database, and the events after it leave the removed
+        organization out of their audience."""
+        return self._owner_change(
+            principal,
+            project_id,
+            organization_id,
+            request_id,
+            "DeleteMembership",
+            domain.remove,
+            "identity.membership.removed",
+        )
+
+    def _owner_change(
+        self,
+        principal: Principal,
+        project_id: str,
+        organization_id: str,
+        request_id: str,
+        method: str,
+        change: Callable[[Membership, int], Membership],
+        event_type: str,
+        previous_role: list[Role] | None = None,
+    ) -> Membership:
+        name = f"projects/{project_id}/memberships/{organization_id}"
+        with self._engine.begin() as conn:
+            repo = SqlRepository(conn)
+            authz.require_project_role(conn, principal, project_id, Role.OWNER)
+            earlier = idempotency.replayed(conn, principal, method, request_id)
+            if earlier is not None:
+                return self._membership(repo, earlier)
+            owners = repo.active_owner_count(project_id)
+            current = repo.get_membership(project_id, organization_id)
+            if current is None:
+                raise NotFound(f"{name} not found")
+            changed = change(current, owners)
+            if changed != current:
+                repo.save_membership(changed)
+                # The audience is read after the change: the project's active members, and the
+                # organization concerned, which learns of its removal and of nothing after it.
+                audience = {
+                    *repo.active_member_organizations(project_id),
+                    f"organizations/{organization_id}",
+                }
+                role = previous_role[0] if previous_role else None
+                self._emit(conn, principal, event_type, changed, sorted(audience), role)
+                detail = {"role": changed.role.name}
+                if role is not None:
+                    detail["previous_role"] = role.name
+                audit.record(conn, principal, event_type.removeprefix("identity."), name, detail)
+            idempotency.remember(conn, principal, method, request_id, name)
+        return changed
+
     def _decide(
         self,
         principal: Principal,
@@ -255,20 +356,28 @@ class DesignApplication:
         return membership
 
     def _emit(
-        self, conn: Connection, principal: Principal, event_type: str, membership: Membership
+        self,
+        conn: Connection,
+        principal: Principal,
+        event_type: str,
+        membership: Membership,
+        audience: list[str] | None = None,
+        previous_role: Role | None = None,
     ) -> None:
-        payload: Message = membership_event(event_type, membership)
-        project = SqlRepository(conn).get_project(membership.project_id)
-        owner = project.owner_organization_id if project is not None else ""
+        payload: Message = membership_event(event_type, membership, previous_role)
+        if audience is None:
+            project = SqlRepository(conn).get_project(membership.project_id)
+            owner = project.owner_organization_id if project is not None else ""
+            audience = sorted(
+                {f"organizations/{membership.organization_id}", f"organizations/{owner}"}
+            )
         envelope = make_envelope(
             source=SOURCE,
             event_type=event_type,
             subject=membership.name,
             organization=principal.organization_name,
             data=payload,
-            audience=sorted(
-                {f"organizations/{membership.organization_id}", f"organizations/{owner}"}
-            ),
+            audience=audience,
         )
         # Keyed by invitation: its invited/accepted/expired events stay in order.
         outbox.enqueue(conn, envelope, key=membership.invitation_id)
@@ -290,9 +399,7 @@ class DesignApplication:
         display_name = check_display_name("design.display_name", display_name)
         description = check_description("design.description", description)
         part = check_part_number(part_number)
-        validation = check_validation(
-            rule_set, material, rule_overrides or {}, self._rule_set_ids()
-        )
+        validation = check_validation(rule_set, material, rule_overrides or {}, self.catalog())
         with self._engine.begin() as conn:
             repo = SqlRepository(conn)
             authz.require_project_role(conn, principal, project_id, Role.EDITOR)
@@ -367,7 +474,7 @@ class DesignApplication:
                     wanted.rule_set if "rule_set" in paths else current.rule_set,
                     (wanted.material if "material" in paths else current.material) or "",
                     wanted.rule_overrides if "rule_overrides" in paths else current.rule_overrides,
-                    self._rule_set_ids(),
+                    self.catalog(),
                 )
                 changes.update(rule_set=rule_set, material=material, rule_overrides=overrides)
             updated = replace(current, **changes)  # type: ignore[arg-type]

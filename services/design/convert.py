@@ -13,6 +13,7 @@ from cofab.design.v1 import design_pb2, events_pb2
 from cofab.identity.v1 import events_pb2 as identity_events_pb2
 from cofab.identity.v1 import identity_pb2
 from services.design.domain import Design, Membership, MembershipState, Project
+from services.design.domain.ports import RuleSetInfo
 from services.design.domain.revisions import Branch, Revision, RevisionState, findings_summary
 from services.design.geometry.types import ParameterValue
 from services.shared.errors import InvalidArgument
@@ -23,6 +24,7 @@ _MEMBERSHIP_STATES = {
     MembershipState.ACTIVE: identity_pb2.Membership.STATE_ACTIVE,
     MembershipState.DECLINED: identity_pb2.Membership.STATE_DECLINED,
     MembershipState.EXPIRED: identity_pb2.Membership.STATE_EXPIRED,
+    MembershipState.REMOVED: identity_pb2.Membership.STATE_REMOVED,
 }
 
 
@@ -77,10 +79,19 @@ _MEMBERSHIP_EVENTS: dict[str, type[Message]] = {
     "identity.membership.accepted": identity_events_pb2.MembershipAccepted,
     "identity.membership.declined": identity_events_pb2.MembershipDeclined,
     "identity.membership.expired": identity_events_pb2.MembershipExpired,
+    "identity.membership.removed": identity_events_pb2.MembershipRemoved,
 }
 
 
-def membership_event(event_type: str, membership: Membership) -> Message:
+def membership_event(
+    event_type: str, membership: Membership, previous_role: Role | None = None
+) -> Message:
+    if event_type == "identity.membership.role_changed":
+        assert previous_role is not None
+        return identity_events_pb2.MembershipRoleChanged(
+            membership=membership_proto(membership),
+            previous_role=identity_pb2.Role.ValueType(int(previous_role)),
+        )
     return _MEMBERSHIP_EVENTS[event_type](membership=membership_proto(membership))
 
 
@@ -106,6 +117,28 @@ _SEVERITIES = {
     "warning": design_pb2.SEVERITY_WARNING,
     "error": design_pb2.SEVERITY_ERROR,
 }
+
+
+def rule_set_proto(rule_set: RuleSetInfo) -> design_pb2.RuleSet:
+    return design_pb2.RuleSet(
+        id=rule_set.id,
+        display_name=rule_set.display_name,
+        process=rule_set.process,
+        description=rule_set.description,
+        default_material=rule_set.default_material,
+        rules=[
+            design_pb2.Rule(
+                id=r.id,
+                check=r.check,
+                severity=_SEVERITIES.get(r.severity.value, design_pb2.SEVERITY_UNSPECIFIED),
+                description=r.description,
+                limit=r.limit,
+                unit=r.unit,
+                axis=r.axis or "",
+            )
+            for r in rule_set.rules
+        ],
+    )
 
 
 def parameter_value(value: ParameterValue) -> design_pb2.ParameterValue:

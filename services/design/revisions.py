@@ -19,7 +19,7 @@ from services.design.adapters.repository import SqlRepository
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.convert import revision_proto
 from services.design.domain import Design
-from services.design.domain.ports import BlobUpload, GeometryChecks, RuleSetInfo
+from services.design.domain.ports import BlobUpload, GeometryChecks, MaterialInfo, RuleSetInfo
 from services.design.domain.revisions import (
     ARTIFACT_MEDIA_TYPES,
     MEDIA_TYPES,
@@ -47,6 +47,7 @@ from services.shared.errors import (
     NotFound,
     PermissionDenied,
     PreconditionViolation,
+    excerpt,
 )
 from services.shared.events import make_envelope
 from services.shared.identity import Principal, Role
@@ -338,11 +339,22 @@ class RevisionApplication:
             )
         return found
 
-    def rule_set_ids(self) -> list[str]:
-        return sorted(self._geometry.rule_sets())
+    @property
+    def geometry(self) -> GeometryChecks:
+        """The geometry engine's fast checks (its rule sets and materials too)."""
+        return self._geometry
 
     def rule_sets(self) -> list[RuleSetInfo]:
         return [self._geometry.rule_sets()[key] for key in sorted(self._geometry.rule_sets())]
+
+    def rule_set(self, rule_set_id: str) -> RuleSetInfo:
+        found = self._geometry.rule_sets().get(rule_set_id)
+        if found is None:
+            raise NotFound(f"rule set {excerpt(rule_set_id)} not found; ListRuleSets lists them")
+        return found
+
+    def materials(self) -> list[MaterialInfo]:
+        return [self._geometry.materials()[key] for key in sorted(self._geometry.materials())]
 
     # release
 

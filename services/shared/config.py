@@ -40,6 +40,26 @@ class Settings:
     ingest_lease_seconds: float = 60.0
     # The partner feed keeps each event this many days; older ones are pruned by its writer.
     feed_retention_days: int = 30
+    # Secrets outside the database (services.shared.keys, services.shared.audit); None: a file
+    # under state_dir, created with a fresh key when missing.
+    secret_key_file: Path | None = None
+    audit_key_file: Path | None = None
+    # Where the audit log's head (count and keyed hash) is appended after every entry.
+    audit_anchor_file: Path | None = None
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Seals feed cursors and page tokens; every service replica must read the same key."""
+        return self.secret_key_file or self.state_dir / "keys" / "server.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Keys the audit chain; whoever runs `cofab admin verify-audit` needs it too."""
+        return self.audit_key_file or self.state_dir / "keys" / "audit.key"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        return self.audit_anchor_file or self.state_dir / "audit-anchor.log"
 
     @property
     def blob_root(self) -> Path:
@@ -123,4 +143,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ingest_attempts=_int(env, "COFAB_INGEST_ATTEMPTS", 3, 1, 10),
         ingest_lease_seconds=_seconds(env, "COFAB_INGEST_LEASE_SECONDS", 60.0) or 60.0,
         feed_retention_days=_int(env, "COFAB_FEED_RETENTION_DAYS", 30, 1, 3650),
+        secret_key_file=_path(env, "COFAB_SECRET_KEY_FILE"),
+        audit_key_file=_path(env, "COFAB_AUDIT_KEY_FILE"),
+        audit_anchor_file=_path(env, "COFAB_AUDIT_ANCHOR_FILE"),
     )

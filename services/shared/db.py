@@ -201,6 +201,8 @@ request_log = Table(
     Column("request_id", String(100), primary_key=True),
     Column("resource", String(500), nullable=False),
     Column("create_time", UtcDateTime(), nullable=False),
+    # SHA-256 of the request without its request_id (services.shared.idempotency).
+    Column("fingerprint", String(64), nullable=True),
 )
 
 

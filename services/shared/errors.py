@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# How much of a caller's input an error message may quote: enough to recognise it, never so much
+# that the status outgrows gRPC's 16 KiB metadata limit.
+EXCERPT_CHARS = 40
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """`value` quoted for an error message, cut to its first `limit` characters."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
 
 class DomainError(Exception):
     """Base of every error a caller is meant to see. `reason` is a stable machine-readable code."""

@@ -30,6 +30,8 @@ EVENT_TYPES = frozenset(
         "identity.membership.accepted",
         "identity.membership.declined",
         "identity.membership.expired",
+        "identity.membership.role_changed",
+        "identity.membership.removed",
         "design.design.created",
         "design.design.updated",
         "design.revision.pushed",

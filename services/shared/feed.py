@@ -16,8 +16,6 @@ gone is answered OUT_OF_RANGE instead of silently skipping what was pruned.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import itertools
 import logging
@@ -36,13 +34,14 @@ from services.shared.db import feed_entries, make_engine, read_only, utcnow
 from services.shared.errors import InvalidArgument, OutOfRange
 from services.shared.events import AREAS, TOPIC_PREFIX
 from services.shared.kafka import ensure_topics, make_consumer, make_producer
+from services.shared.keys import current_keys, seal, unseal
 from services.shared.process import mark_ready, run_until_signalled
 from services.shared.server import ServiceRegistration, current_principal
 
 log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "cofab-feed"
-_CURSOR_PREFIX = "feed1:"
+_CURSOR_PURPOSE = "feed-cursor"
 _ORGANIZATION_PREFIX = "organizations/"
 READ_BATCH = 500
 # Rows deleted per transaction: a backlog of millions is pruned in short transactions, so the
@@ -69,22 +68,24 @@ def visible_to(envelope: EventEnvelope) -> list[str]:
     return ids
 
 
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{seq}".encode()).decode().rstrip("=")
+def encode_cursor(organization_id: str, seq: int) -> str:
+    """An opaque cursor after `seq` in the organization's feed: sealed with the server key and
+    bound to the organization, so it says nothing about the platform's event count and works
+    in no other organization's feed (services.shared.keys)."""
+    return seal(current_keys().sealing, _CURSOR_PURPOSE, organization_id, seq)
 
 
-def decode_cursor(cursor: str) -> int:
-    """The feed position after which to resume; 0 for an empty cursor."""
+def decode_cursor(organization_id: str, cursor: str) -> int:
+    """The feed position after which to resume; 0 for an empty cursor. A cursor this server
+    did not make for this organization (forged, altered, another's) is InvalidArgument."""
     if not cursor:
         return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        text = ""
-    seq = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not seq.isdigit():
-        raise InvalidArgument.field("cursor", "is not a cursor this feed returned")
-    return int(seq)
+    seq = unseal(current_keys().sealing, _CURSOR_PURPOSE, organization_id, cursor)
+    if seq is None:
+        raise InvalidArgument.field(
+            "cursor", "is not a cursor this feed returned to your organization"
+        )
+    return seq
 
 
 class FeedStore:
@@ -190,7 +191,7 @@ class FeedStore:
             )
 
 
-def expired_cursor(oldest: int | None) -> OutOfRange:
+def expired_cursor(organization_id: str, oldest: int | None) -> OutOfRange:
     """The error for a cursor whose event was pruned, with how to resume: from the start of what
     is retained (an empty cursor); ErrorInfo carries the oldest retained event's cursor."""
     return OutOfRange(
@@ -198,7 +199,9 @@ def expired_cursor(oldest: int | None) -> OutOfRange:
         "so events after it may be missing; resume with an empty cursor to stream from the "
         "oldest retained event (its cursor is ErrorInfo metadata oldest_cursor)",
         reason=CURSOR_EXPIRED,
-        metadata={"oldest_cursor": encode_cursor(oldest) if oldest is not None else ""},
+        metadata={
+            "oldest_cursor": encode_cursor(organization_id, oldest) if oldest is not None else ""
+        },
     )
 
 
@@ -211,10 +214,11 @@ class EventFeedServicer(feed_pb2_grpc.EventFeedServiceServicer):
         self, request: feed_pb2.StreamEventsRequest, context: Any
     ) -> AsyncIterator[feed_pb2.StreamEventsResponse]:
         organization_id = current_principal().organization_id
-        after = decode_cursor(request.cursor)
+        after = decode_cursor(organization_id, request.cursor)
+        # The cursor is genuinely this organization's, so its row existed: gone means pruned.
         if after and not await asyncio.to_thread(self._store.retains, organization_id, after):
             oldest = await asyncio.to_thread(self._store.oldest, organization_id)
-            raise expired_cursor(oldest)
+            raise expired_cursor(organization_id, oldest)
         prefixes = [p for p in request.type_prefixes if p]
         while True:
             entries = await asyncio.to_thread(
@@ -223,7 +227,9 @@ class EventFeedServicer(feed_pb2_grpc.EventFeedServiceServicer):
             for entry in entries:
                 event = EventEnvelope()
                 event.ParseFromString(entry.envelope)
-                yield feed_pb2.StreamEventsResponse(event=event, cursor=encode_cursor(entry.seq))
+                yield feed_pb2.StreamEventsResponse(
+                    event=event, cursor=encode_cursor(organization_id, entry.seq)
+                )
                 after = entry.seq
             if len(entries) == READ_BATCH:
                 continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from services.shared.errors import InvalidArgument
+from services.shared.errors import InvalidArgument, excerpt
 
 _SEGMENT = r"([a-z0-9][a-z0-9-]{0,62})"
 
@@ -15,10 +15,8 @@ def parse(name: str, pattern: str, field: str) -> tuple[str, ...]:
     regex = "^" + re.sub(r"\{[a-z_]+\}", _SEGMENT, pattern) + "$"
     match = re.match(regex, name or "")
     if match is None:
-        shown = name if name else "(empty)"
-        raise InvalidArgument.field(
-            field, f"{shown!r} is not a resource name of the form {pattern}"
-        )
+        shown = excerpt(name) if name else "(empty)"
+        raise InvalidArgument.field(field, f"{shown} is not a resource name of the form {pattern}")
     return match.groups()
 
 

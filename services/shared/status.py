@@ -22,6 +22,20 @@ from services.shared.errors import (
 )
 
 ERROR_DOMAIN = "cofab.dev"
+# Longest message, field name and description a status carries, and how many violations.
+# Messages quote input only through errors.excerpt; this cut is the backstop that keeps any
+# status far below gRPC's 16 KiB metadata limit (past it, the client sees RESOURCE_EXHAUSTED
+# instead of the error): at worst 1000 + 10 x (200 + 300) characters, under 10 KiB on the wire
+# with the message sent twice.
+MAX_MESSAGE = 1000
+MAX_FIELD = 200
+MAX_DESCRIPTION = 300
+MAX_VIOLATIONS = 10
+
+
+def _short(text: str, limit: int = MAX_DESCRIPTION) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 STATUS_CODES: dict[type[DomainError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -62,9 +76,9 @@ def to_status(error: DomainError) -> grpc.Status:
                 error_details_pb2.BadRequest(
                     field_violations=[
                         error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
+                            field=_short(v.field, MAX_FIELD), description=_short(v.description)
                         )
-                        for v in error.violations
+                        for v in error.violations[:MAX_VIOLATIONS]
                     ]
                 )
             )
@@ -75,9 +89,11 @@ def to_status(error: DomainError) -> grpc.Status:
                 error_details_pb2.PreconditionFailure(
                     violations=[
                         error_details_pb2.PreconditionFailure.Violation(
-                            type=v.type, subject=v.subject, description=v.description
+                            type=v.type,
+                            subject=_short(v.subject, MAX_FIELD),
+                            description=_short(v.description),
                         )
-                        for v in error.violations
+                        for v in error.violations[:MAX_VIOLATIONS]
                     ]
                 )
             )
@@ -93,6 +109,8 @@ def to_status(error: DomainError) -> grpc.Status:
         ),
     )
     status: grpc.Status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=error.message, details=details)
+        status_pb2.Status(
+            code=code.value[0], message=_short(error.message, MAX_MESSAGE), details=details
+        )
     )
     return status

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from cofab.supply.v1 import supply_pb2, supply_pb2_grpc
+from services.shared import audit
 from services.shared.config import Settings
-from services.shared.db import make_engine
 from services.shared.feed import feed_registration
 from services.shared.identity_api import TokenAuthenticator, identity_registration
+from services.shared.keys import server_keys
 from services.shared.server import BuiltServer, ServiceRegistration, create_server, read_tls
 from services.supply.api import SupplyServicer
 from services.supply.application import SupplyApplication
@@ -25,7 +26,7 @@ class SupplyDeps:
 
 
 def bootstrap(settings: Settings) -> SupplyDeps:
-    engine = make_engine(settings.database_url)
+    engine = audit.audited_engine(settings)
     # Items' design references are checked with the design service, with the caller's token.
     designs = GrpcDesignRevisions(settings.design_address, settings.tls_ca_file)
     app = SupplyApplication(engine, designs=designs)
@@ -56,5 +57,7 @@ def build_server(
             feed_registration(deps.engine),
         ],
         deps.authenticator,
+        server_keys(settings),
         tls=read_tls(settings.tls_cert_file, settings.tls_key_file),
+        auditor=audit.CallAudit(deps.engine),
     )

@@ -16,13 +16,13 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from clients.sdk import Cofab, connect
+from services.design.adapters.geometry import EngineChecks
 from services.design.app import DesignDeps
 from services.design.app import build_server as build_design
 from services.design.application import DesignApplication
-from services.shared import accounts
+from services.shared import accounts, audit
 from services.shared.config import Settings, load_settings
 from services.shared.consumer import ProcessedEvents
-from services.shared.db import make_engine
 from services.shared.identity_api import TokenAuthenticator
 from services.shared.kafka import ensure_topics, make_producer
 from services.shared.relay import OutboxRelay
@@ -68,11 +68,11 @@ def settings(database_url: str, tmp_path: object) -> Settings:
 @pytest.fixture
 def stack(settings: Settings, engine: Engine) -> Iterator[Stack]:
     clock = ShiftableClock()
-    design_engine = make_engine(settings.database_url)
+    design_engine = audit.audited_engine(settings)
     design_deps = DesignDeps(
         design_engine,
         TokenAuthenticator(design_engine, settings.auth_cache_seconds),
-        DesignApplication(design_engine, clock),
+        DesignApplication(design_engine, clock, geometry=EngineChecks()),
     )
     design = ServerThread(lambda: build_design(settings, design_deps, "127.0.0.1:0")).start()
     # The supply service asks this design server (items' designs, RFQs' revisions).

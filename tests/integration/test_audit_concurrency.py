@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from sqlalchemy import Engine
 
 from services.shared import audit
-from services.shared.db import make_engine
 from services.shared.identity import Principal
 
 
-def test_concurrent_appends_keep_one_intact_chain(engine: Engine, database_url: str) -> None:
+def test_concurrent_appends_keep_one_intact_chain(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
     writers, per_writer = 6, 15
     errors: list[BaseException] = []
 
     def write(n: int) -> None:
         # Each writer has its own engine, as separate service processes would.
-        own = make_engine(database_url)
+        own = audit.audited_engine_in(database_url, tmp_path)
         try:
             for i in range(per_writer):
                 with own.begin() as conn:
@@ -37,3 +39,5 @@ def test_concurrent_appends_keep_one_intact_chain(engine: Engine, database_url: 
         report = audit.verify_chain(conn)
     assert report.ok, report
     assert report.entries == writers * per_writer
+    # Every writer anchored its heads: the anchor ends at the last entry.
+    assert report.anchored_seq == writers * per_writer

@@ -195,9 +195,19 @@ def test_threads_replies_resolution_and_who_may_do_what(
         assert first.author == "organizations/acme/users/alice"
         # A retry with the same request id: the same comment, nothing new.
         assert (
-            comment(acme, plate.name, "Chamfer this edge?", anchor((0, 0, 0)), request_id="c-1")
+            comment(
+                acme,
+                plate.name,
+                "Chamfer this edge?",
+                anchor((-20, 0, 0), side, True),
+                request_id="c-1",
+            )
             == first
         )
+        # The same id for another request is refused, not answered with the first comment.
+        with pytest.raises(grpc.RpcError) as reused:
+            comment(acme, plate.name, "Something else", request_id="c-1")
+        assert reused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
         reply = comment(globex, plate.name, "A 1 mm chamfer works for us.", thread=first.name)
         nested = comment(acme, plate.name, "Agreed.", thread=reply.name)

@@ -5,6 +5,7 @@ stream resumed from a cursor continues with the next event: no gap, no repeat.""
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from services.shared.config import load_settings
 from services.shared.events import make_envelope
 from services.shared.feed import FeedStore, feed_registration, run_feed_writer
 from services.shared.identity_api import TokenAuthenticator
+from services.shared.keys import ServerKeys
 from services.shared.outbox import enqueue
 from services.shared.server import create_server
 from tests.conftest import Account, make_account
@@ -66,7 +68,10 @@ class Feed:
             thread.start()
         self.server = ServerThread(
             lambda: create_server(
-                "127.0.0.1:0", [feed_registration(engine)], TokenAuthenticator(engine, 0)
+                "127.0.0.1:0",
+                [feed_registration(engine)],
+                TokenAuthenticator(engine, 0),
+                ServerKeys(secrets.token_bytes(32)),
             )
         ).start()
         self.channel = grpc.insecure_channel(self.server.address)

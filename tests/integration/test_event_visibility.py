@@ -122,6 +122,8 @@ def membership_party(world: World, org: str, envelope: EventEnvelope) -> None:
         "identity.membership.accepted": identity_events.MembershipAccepted,
         "identity.membership.declined": identity_events.MembershipDeclined,
         "identity.membership.expired": identity_events.MembershipExpired,
+        "identity.membership.role_changed": identity_events.MembershipRoleChanged,
+        "identity.membership.removed": identity_events.MembershipRemoved,
     }
     membership = payload(envelope, event_types[envelope.type]).membership  # type: ignore[attr-defined]
     invited = membership.organization
@@ -337,6 +339,8 @@ ROWS: dict[str, Check] = {
     "identity.membership.accepted": membership_party,
     "identity.membership.declined": membership_party,
     "identity.membership.expired": membership_party,
+    "identity.membership.role_changed": membership_party,
+    "identity.membership.removed": membership_party,
     "design.design.created": design_created,
     "design.design.updated": member_of_subject_project,
     "design.revision.pushed": member_of_subject_project,
@@ -442,6 +446,17 @@ def drive_design(world: World, parts: dict[str, Path]) -> None:
     world.service.projects.ExpireMembership(
         ipb.ExpireMembershipRequest(name=f"{project}/memberships/umbrella")
     )
+    # A partner's role lowered, then the partner removed, in a project of its own.
+    side = create_project(acme, "Side program").name
+    invite(acme, side, "globex")
+    globex.projects.AcceptMembership(ipb.AcceptMembershipRequest(name=f"{side}/memberships/globex"))
+    acme.projects.UpdateMembership(
+        ipb.UpdateMembershipRequest(
+            membership=ipb.Membership(name=f"{side}/memberships/globex", role=ipb.ROLE_VIEWER),
+            update_mask=field_mask_pb2.FieldMask(paths=["role"]),
+        )
+    )
+    acme.projects.DeleteMembership(ipb.DeleteMembershipRequest(name=f"{side}/memberships/globex"))
     design = create_design(acme, project).name
     world.names["design"] = design
     acme.designs.UpdateDesign(

@@ -5,6 +5,7 @@ the oldest retained cursor, while a current cursor resumes as before."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from services.shared.feed import (
     prune_periodically,
 )
 from services.shared.identity_api import TokenAuthenticator
+from services.shared.keys import ServerKeys
 from services.shared.server import create_server
 from tests.conftest import Account, make_account
 from tests.support import ServerThread
@@ -60,7 +62,10 @@ def age(engine: Engine, event_ids: list[str], days: int) -> None:
 def feed(engine: Engine) -> Iterator[feed_pb2_grpc.EventFeedServiceStub]:
     server = ServerThread(
         lambda: create_server(
-            "127.0.0.1:0", [feed_registration(engine)], TokenAuthenticator(engine, 0)
+            "127.0.0.1:0",
+            [feed_registration(engine)],
+            TokenAuthenticator(engine, 0),
+            ServerKeys(secrets.token_bytes(32)),
         )
     ).start()
     with grpc.insecure_channel(server.address) as channel:
@@ -134,7 +139,8 @@ def test_an_expired_cursor_is_out_of_range_and_a_current_one_resumes(
     assert info.reason == CURSOR_EXPIRED
     resumed = stream(feed, acme)
     assert [r.event.id for r in resumed] == [third]
-    assert info.metadata["oldest_cursor"] == resumed[0].cursor
+    # Cursors are sealed afresh each time: the oldest one resumes right after that event.
+    assert stream(feed, acme, cursor=info.metadata["oldest_cursor"]) == []
 
     # Globex's cursor still names a retained event: it resumes as before.
     globex_received = stream(feed, globex)

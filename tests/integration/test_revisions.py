@@ -552,7 +552,7 @@ def test_update_design_validation_settings(stack: Stack, parts: dict[str, Path])
         assert design.rule_set == "cnc-milling"
         share(stack, design.name.split("/designs/")[0], ipb.ROLE_VIEWER)
         change = design_pb2.Design(
-            name=design.name, rule_set="fdm-printing", material="", rule_overrides={"x": 1.0}
+            name=design.name, rule_set="fdm-printing", material="", rule_overrides={"min-wall": 1.0}
         )
         mask = field_mask_pb2.FieldMask(paths=["rule_set", "material", "rule_overrides"])
         request = design_pb2.UpdateDesignRequest(design=change, update_mask=mask)
@@ -570,7 +570,10 @@ def test_update_design_validation_settings(stack: Stack, parts: dict[str, Path])
             violations = [d for d in details_of(bad) if isinstance(d, error_details_pb2.BadRequest)]
             assert violations[0].field_violations[0].field == field
         updated = acme.designs.UpdateDesign(request)
-        assert (updated.rule_set, dict(updated.rule_overrides)) == ("fdm-printing", {"x": 1.0})
+        assert (updated.rule_set, dict(updated.rule_overrides)) == (
+            "fdm-printing",
+            {"min-wall": 1.0},
+        )
         assert updated.display_name == design.display_name  # not in the mask: unchanged
         pushed = push_revision(acme, design.name, parts["block.step"])
         assert pushed.rule_set == "fdm-printing"

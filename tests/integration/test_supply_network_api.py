@@ -550,6 +550,7 @@ def test_a_reported_disruption_tells_each_affected_customer_what_it_may_see(stac
                     facility=chain.umbrella_plant,
                     kind=supply_pb2.Disruption.KIND_OUTAGE,
                     expected_duration_days=42,
+                    description="flood",
                 ),
                 request_id="flood-1",
             )

@@ -68,3 +68,24 @@ def test_invite_ttl_bounds() -> None:
         invite_ttl(-5)
     with pytest.raises(InvalidArgument):
         invite_ttl(31 * 86400)
+    # Past what a timedelta can hold: still the field's error, not an overflow.
+    with pytest.raises(InvalidArgument, match="invite_ttl_seconds"):
+        invite_ttl(2**62)
+
+
+def test_the_last_active_owner_stays() -> None:
+    owner = domain.accept(invitation(), NOW)
+    owner = domain.change_role(owner, Role.OWNER, active_owners=2)
+    with pytest.raises(FailedPrecondition) as caught:
+        domain.remove(owner, active_owners=1)
+    assert caught.value.violations[0].type == "LAST_OWNER"
+    with pytest.raises(FailedPrecondition):
+        domain.change_role(owner, Role.EDITOR, active_owners=1)
+    assert domain.change_role(owner, Role.OWNER, active_owners=1) == owner  # no change
+    assert domain.change_role(owner, Role.VIEWER, active_owners=2).role is Role.VIEWER
+    removed = domain.remove(owner, active_owners=2)
+    assert removed.state is MembershipState.REMOVED
+    with pytest.raises(FailedPrecondition):
+        domain.remove(removed, active_owners=2)
+    # An open invitation may be withdrawn; it never counted as an owner.
+    assert domain.remove(invitation(), active_owners=1).state is MembershipState.REMOVED

@@ -1,12 +1,44 @@
+import base64
+import json
+from collections.abc import Iterator
+
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.shared import names
 from services.shared.errors import InvalidArgument
+from services.shared.identity import Principal
+from services.shared.keys import ServerKeys, using_keys
 from services.shared.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, page, page_of
+from services.shared.server import acting_as
+
+KEYS = ServerKeys(b"k" * 32)
 
 
+@pytest.fixture(autouse=True)
+def in_a_call() -> Iterator[None]:
+    """Page tokens are sealed with the server's key for the calling organization."""
+    with using_keys(KEYS), acting_as(Principal("acme", "alice")):
+        yield
+
+
+def test_token_of_another_organization_or_server_is_rejected() -> None:
+    token = page(10, "", "designs:p1").next_token(7, fetched=11)
+    with acting_as(Principal("globex", "gina")), pytest.raises(InvalidArgument):
+        page(10, token, "designs:p1")
+    with using_keys(ServerKeys(b"o" * 32)), pytest.raises(InvalidArgument):
+        page(10, token, "designs:p1")
+
+
+def test_a_forged_token_with_a_huge_position_is_invalid_argument() -> None:
+    # The old, readable format with a = 10**30: now simply not a token of ours.
+    forged = base64.urlsafe_b64encode(json.dumps({"a": 10**30, "q": "x"}).encode()).decode()
+    with pytest.raises(InvalidArgument, match="page_token"):
+        page(10, forged, "q")
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seq=st.integers(min_value=1, max_value=2**62), query=st.text(max_size=40))
 def test_page_token_round_trips(seq: int, query: str) -> None:
     first = page(10, "", query)

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from services.design.adapters.blobstore import FileBlobStore
+from services.design.adapters.geometry import EngineChecks
 from services.design.adapters.revision_repository import RevisionRepository
 from services.design.application import DesignApplication
 from services.design.domain.revisions import Revision, RevisionState
@@ -34,8 +35,8 @@ from services.design.geometry.types import (
 from services.design.ingest_worker import IngestOutcome
 from services.design.processing import RevisionProcessor
 from services.design.revisions import RevisionApplication
-from services.shared import accounts
-from services.shared.db import make_engine, outbox, utcnow
+from services.shared import accounts, audit
+from services.shared.db import outbox, utcnow
 from services.shared.errors import FailedPrecondition
 from services.shared.identity import Principal
 
@@ -104,6 +105,9 @@ class FakeChecks:
     def rule_sets(self) -> Mapping[str, Any]:
         return {}
 
+    def materials(self) -> Mapping[str, Any]:
+        return {}
+
     def script_parameters(self, source: str) -> Mapping[str, Any]:
         return {}
 
@@ -167,10 +171,10 @@ class World:
 
 @pytest.fixture
 def world(sqlite_url: str, tmp_path: Path) -> Iterator[World]:
-    engine = make_engine(sqlite_url)
+    engine = audit.audited_engine_in(sqlite_url, tmp_path)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice")
-    designs = DesignApplication(engine)
+    designs = DesignApplication(engine, geometry=EngineChecks())
     project, _ = designs.create_project(ALICE, "Bracket program", "", "")
     design = designs.create_design(ALICE, project.id, "Bracket", "", "", "")
     blobs = FileBlobStore(tmp_path / "blobs")

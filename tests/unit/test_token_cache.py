@@ -2,17 +2,17 @@
 within the cache time, and garbage never reaches the cache."""
 
 import time
+from pathlib import Path
 
 import pytest
 
-from services.shared import accounts
-from services.shared.db import make_engine
+from services.shared import accounts, audit
 from services.shared.errors import Unauthenticated
 from services.shared.identity_api import TokenAuthenticator
 
 
-def test_cache_serves_until_its_time_then_sees_revocation(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+def test_cache_serves_until_its_time_then_sees_revocation(sqlite_url: str, tmp_path: Path) -> None:
+    engine = audit.audited_engine_in(sqlite_url, tmp_path)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice", "Alice")
     token = accounts.create_token(engine, "acme", "alice")
@@ -31,8 +31,8 @@ def test_cache_serves_until_its_time_then_sees_revocation(sqlite_url: str) -> No
     engine.dispose()
 
 
-def test_no_cache_when_disabled(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+def test_no_cache_when_disabled(sqlite_url: str, tmp_path: Path) -> None:
+    engine = audit.audited_engine_in(sqlite_url, tmp_path)
     accounts.create_organization(engine, "acme", "ACME")
     accounts.create_user(engine, "acme", "alice")
     token = accounts.create_token(engine, "acme", "alice")

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from services.design.domain.ports import RuleSetInfo
+from services.design.domain.ports import MaterialInfo, RuleSetInfo
 
 
 class EngineChecks:
@@ -22,6 +22,12 @@ class EngineChecks:
         from services.design import geometry
 
         found: Mapping[str, RuleSetInfo] = geometry.rule_sets()
+        return found
+
+    def materials(self) -> Mapping[str, MaterialInfo]:
+        from services.design import geometry
+
+        found: Mapping[str, MaterialInfo] = geometry.materials()
         return found
 
     def script_parameters(self, source: str) -> Mapping[str, Any]:

@@ -160,6 +160,20 @@ class SqlRepository:
         ).all()
         return [(row.seq, _membership(row)) for row in rows]
 
+    def active_owner_count(self, project_id: str) -> int:
+        """How many organizations are active owners of the project (read under the row lock of
+        the caller's membership change, so two owners cannot both step down at once)."""
+        rows = self.conn.execute(
+            select(memberships.c.organization_id)
+            .where(
+                memberships.c.project_id == project_id,
+                memberships.c.state == MembershipState.ACTIVE.value,
+                memberships.c.role == int(Role.OWNER),
+            )
+            .with_for_update()
+        ).all()
+        return len(rows)
+
     def active_member_organizations(self, project_id: str) -> list[str]:
         rows = self.conn.execute(
             select(memberships.c.organization_id)

@@ -6,9 +6,11 @@ from services.design.domain.model import (
     MembershipState,
     Project,
     accept,
+    change_role,
     decline,
     expire,
     invite,
+    remove,
 )
 from services.design.domain.ports import BlobStore, BlobUpload, GeometryChecks
 from services.design.domain.revisions import (
@@ -35,7 +37,9 @@ __all__ = [
     "Revision",
     "RevisionState",
     "accept",
+    "change_role",
     "decline",
     "expire",
     "invite",
+    "remove",
 ]

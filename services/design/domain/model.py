@@ -9,7 +9,13 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
-from services.shared.errors import FailedPrecondition, InvalidArgument, PreconditionViolation
+from services.shared.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PreconditionViolation,
+    excerpt,
+)
 from services.shared.identity import Role
 
 DEFAULT_INVITE_TTL = dt.timedelta(days=7)
@@ -24,6 +30,8 @@ class MembershipState(enum.Enum):
     ACTIVE = "ACTIVE"
     DECLINED = "DECLINED"
     EXPIRED = "EXPIRED"
+    # An owner removed the organization (or withdrew its invitation); it may be invited again.
+    REMOVED = "REMOVED"
 
 
 @dataclass(frozen=True)
@@ -101,36 +109,94 @@ def check_part_number(value: str) -> str | None:
 
 
 _RULE_SET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+DEFAULT_RULE_SET = "cnc-milling"
+MAX_RULE_OVERRIDES = 50
+# How many valid values an error lists before "...": enough to show the shape, short enough to read.
+LISTED_VALUES = 5
+
+
+@dataclass(frozen=True)
+class ValidationCatalog:
+    """What a design's validation settings may name: per rule set, the rules that have a limit
+    (rule id -> unit), and the material ids."""
+
+    rule_sets: Mapping[str, Mapping[str, str]]
+    materials: Collection[str]
+
+
+def valid_values(values: Collection[str], listed_by: str) -> str:
+    """ "one of a, b, c, d, e, ... (12 in all; <listed_by> lists them)": short, never the lot."""
+    ordered = sorted(values)
+    shown = ", ".join(ordered[:LISTED_VALUES])
+    if len(ordered) > LISTED_VALUES:
+        shown += f", ... ({len(ordered)} in all"
+        return f"one of {shown}; {listed_by} lists them)"
+    return f"one of {shown} ({listed_by} lists them)"
 
 
 def check_validation(
-    rule_set: str, material: str, overrides: Mapping[str, float], known: Collection[str]
+    rule_set: str, material: str, overrides: Mapping[str, float], catalog: ValidationCatalog
 ) -> tuple[str, str | None, dict[str, float]]:
-    """A design's (rule set, material, overrides); the rule set defaults to CNC milling.
-    `known` lists the valid rule set ids (empty: only the shape is checked)."""
-    rule_set = rule_set or "cnc-milling"
-    if not _RULE_SET_RE.match(rule_set) or (known and rule_set not in known):
-        listed = f": one of {', '.join(sorted(known))}" if known else ""
-        raise InvalidArgument.field("design.rule_set", f"{rule_set!r} is not a rule set{listed}")
-    if len(material) > 63:
-        raise InvalidArgument.field("design.material", "must be at most 63 characters")
+    """A design's (rule set, material, overrides), each checked against the catalog: the rule
+    set defaults to CNC milling, the material to the rule set's own (None)."""
+    rule_set = rule_set or DEFAULT_RULE_SET
+    rules = catalog.rule_sets.get(rule_set)
+    if rules is None:
+        raise InvalidArgument.field(
+            "design.rule_set",
+            f"{excerpt(rule_set)} is not a rule set; "
+            + valid_values(catalog.rule_sets, "ListRuleSets"),
+        )
+    if material and material not in catalog.materials:
+        raise InvalidArgument.field(
+            "design.material",
+            f"{excerpt(material)} is not a material; "
+            + valid_values(catalog.materials, "ListMaterials"),
+        )
+    if len(overrides) > MAX_RULE_OVERRIDES:
+        raise InvalidArgument.field(
+            "design.rule_overrides", f"has {len(overrides)} entries; at most {MAX_RULE_OVERRIDES}"
+        )
+    violations: list[FieldViolation] = []
     checked: dict[str, float] = {}
-    for rule, limit in overrides.items():
-        if not _RULE_SET_RE.match(rule) or not math.isfinite(limit):
-            raise InvalidArgument.field(
-                f"design.rule_overrides[{rule}]", "needs a rule id and a finite limit"
+    for rule, limit in sorted(overrides.items()):
+        field = (
+            f"design.rule_overrides[{rule}]"
+            if _RULE_SET_RE.match(rule)
+            else ("design.rule_overrides")
+        )
+        if rule not in rules:
+            violations.append(
+                FieldViolation(
+                    field,
+                    f"{excerpt(rule)} is not a rule of {rule_set} that has a limit; "
+                    + valid_values(rules, f"GetRuleSet({rule_set})"),
+                )
             )
-        checked[rule] = limit
+        elif not math.isfinite(limit) or limit < 0:
+            violations.append(
+                FieldViolation(
+                    field, f"the limit must be a finite number >= 0 (in {rules[rule] or 'units'})"
+                )
+            )
+        else:
+            checked[rule] = float(limit)
+    if violations:
+        first = violations[0]
+        more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
+        raise InvalidArgument(
+            f"{first.field}: {first.description}{more}", violations[:LISTED_VALUES]
+        )
     return rule_set, material or None, checked
 
 
 def invite_ttl(seconds: int) -> dt.timedelta:
     if seconds < 0:
         raise InvalidArgument.field("invite_ttl_seconds", "must not be negative")
-    ttl = dt.timedelta(seconds=seconds) if seconds else DEFAULT_INVITE_TTL
-    if ttl > MAX_INVITE_TTL:
-        raise InvalidArgument.field("invite_ttl_seconds", "must be at most 30 days")
-    return ttl
+    # Compared as a number first: a timedelta of 2**62 seconds does not exist.
+    if seconds > MAX_INVITE_TTL.total_seconds():
+        raise InvalidArgument.field("invite_ttl_seconds", "must be at most 30 days (2592000)")
+    return dt.timedelta(seconds=seconds) if seconds else DEFAULT_INVITE_TTL
 
 
 def invite(
@@ -211,3 +277,50 @@ def expire(membership: Membership, now: dt.datetime) -> Membership:
             [PreconditionViolation("INVITATION_OPEN", membership.name, "invitation still open")],
         )
     return replace(membership, state=MembershipState.EXPIRED)
+
+
+def _last_owner(membership: Membership, action: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"cannot {action} {membership.name}: it is the project's last active owner; "
+        "make another organization owner first",
+        [PreconditionViolation("LAST_OWNER", membership.name, "the project's last active owner")],
+    )
+
+
+def _require_open(membership: Membership, action: str) -> None:
+    if membership.state not in (MembershipState.ACTIVE, MembershipState.INVITED):
+        raise FailedPrecondition(
+            f"cannot {action} {membership.name}: it is {membership.state.value}",
+            [
+                PreconditionViolation(
+                    "MEMBERSHIP_STATE", membership.name, f"membership is {membership.state.value}"
+                )
+            ],
+        )
+
+
+def _is_sole_owner(membership: Membership, active_owners: int) -> bool:
+    return (
+        membership.state is MembershipState.ACTIVE
+        and membership.role is Role.OWNER
+        and active_owners <= 1
+    )
+
+
+def remove(membership: Membership, active_owners: int) -> Membership:
+    """Removes a member, or withdraws an open invitation. `active_owners` counts the project's
+    active owners: a project always keeps one, so its last owner cannot remove itself."""
+    _require_open(membership, "remove")
+    if _is_sole_owner(membership, active_owners):
+        raise _last_owner(membership, "remove")
+    return replace(membership, state=MembershipState.REMOVED, invite_expire_time=None)
+
+
+def change_role(membership: Membership, role: Role, active_owners: int) -> Membership:
+    """Gives a member (or an open invitation) another role; the last owner cannot lower its own."""
+    _require_open(membership, "change the role of")
+    if role is membership.role:
+        return membership
+    if role < Role.OWNER and _is_sole_owner(membership, active_owners):
+        raise _last_owner(membership, "lower the role of")
+    return replace(membership, role=role)

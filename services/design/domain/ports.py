@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +54,42 @@ class BlobStore(Protocol):
         ...
 
 
+class RuleInfo(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def check(self) -> str: ...
+
+    @property
+    def severity(self) -> Any:
+        """An enum whose value is "info", "warning" or "error"."""
+        ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def limit(self) -> float | None: ...
+
+    @property
+    def unit(self) -> str: ...
+
+    @property
+    def axis(self) -> str | None: ...
+
+
+class MaterialInfo(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def density_g_cm3(self) -> float: ...
+
+
 class RuleSetInfo(Protocol):
     @property
     def id(self) -> str: ...
@@ -67,6 +103,12 @@ class RuleSetInfo(Protocol):
     @property
     def description(self) -> str: ...
 
+    @property
+    def default_material(self) -> str: ...
+
+    @property
+    def rules(self) -> Sequence[RuleInfo]: ...
+
 
 class GeometryChecks(Protocol):
     """The fast parts of the geometry engine the request path uses (the slow `ingest` runs in
@@ -77,6 +119,10 @@ class GeometryChecks(Protocol):
         ...
 
     def rule_sets(self) -> Mapping[str, RuleSetInfo]: ...
+
+    def materials(self) -> Mapping[str, MaterialInfo]:
+        """The material density table, by id."""
+        ...
 
     def script_parameters(self, source: str) -> Mapping[str, Any]:
         """A script's declared parameters by name; IngestError if it declares them badly."""

@@ -180,7 +180,10 @@ class ReviewApplication:
     ) -> Listed[Review]:
         with self._engine.begin() as conn:
             authz.require_project_role(conn, principal, project_id, Role.VIEWER)
-            rows = ReviewRepository(conn).list_for_design(design_id, page.after_seq, page.limit + 1)
+            repo = ReviewRepository(conn)
+            if not repo.design_exists(project_id, design_id):
+                raise NotFound(f"projects/{project_id}/designs/{design_id} not found")
+            rows = repo.list_for_design(design_id, page.after_seq, page.limit + 1)
             rows = [(seq, r) for seq, r in rows if r.project_id == project_id]
             audit.record(
                 conn, principal, "review.list", f"projects/{project_id}/designs/{design_id}"

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from services.design.adapters.revision_tables import revisions
+from services.design.adapters.tables import designs
 from services.design.reviews.domain import (
     Decision,
     OnNewRevision,
@@ -137,6 +138,14 @@ class ReviewRepository:
             )
         ).first()
         return Role(row.role) if row is not None else None
+
+    def design_exists(self, project_id: str, design_id: str) -> bool:
+        row = self.conn.execute(
+            select(designs.c.id).where(
+                designs.c.id == design_id, designs.c.project_id == project_id
+            )
+        ).first()
+        return row is not None
 
     def revision(self, design_id: str, revision_id: str) -> tuple[str, str] | None:
         """(state, branch) of a revision of this design."""

@@ -87,21 +87,22 @@ class Design(_message.Message):
     """organizations/{organization}/users/{user}"""
     rule_set: _builtins.str
     """Validation rule set id (ListRuleSets): cnc-milling, fdm-printing, sla-printing or
-    injection-moulding; "cnc-milling" when not set at creation.
+    injection-moulding; "cnc-milling" when not set at creation. An unknown id is
+    INVALID_ARGUMENT naming design.rule_set and the valid ids.
     """
     material: _builtins.str
-    """Key of the material density table: aluminium-6061, steel-1018, stainless-304, brass-360,
-    titanium-6al4v, pla, petg, abs, nylon-pa12, polycarbonate, polypropylene or sla-resin (at
-    most 63 characters; another key fails the revision's processing). Empty: the rule set's
-    default material (aluminium-6061, pla, sla-resin, abs).
+    """Key of the material density table (ListMaterials lists them with their densities), e.g.
+    aluminium-6061, steel-1018, pla, sla-resin. Empty: the rule set's default material. An
+    unknown key is INVALID_ARGUMENT naming design.material.
     """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def rule_overrides(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """Per-design limits overriding the rule set's, by rule id: closed-solid, manifold,
-        self-intersection, envelope-x, envelope-y, envelope-z, max-mass, min-wall, min-hole,
-        min-feature, max-overhang, min-draft (those of the design's rule set); finite numbers.
+        """Per-design limits overriding the rule set's, by rule id. Only rules with a limit may be
+        overridden (GetRuleSet lists them with their units); a value must be finite and >= 0.
+        At most 50 entries. Each bad key or value is INVALID_ARGUMENT naming
+        design.rule_overrides[<rule>].
         """
 
     def __init__(
@@ -1140,10 +1141,18 @@ class RuleSet(_message.Message):
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     PROCESS_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    DEFAULT_MATERIAL_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     display_name: _builtins.str
     process: _builtins.str
     description: _builtins.str
+    default_material: _builtins.str
+    """The material used by a design that names none."""
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rule]:
+        """The rule set's rules, in their file's order."""
+
     def __init__(
         self,
         *,
@@ -1151,14 +1160,158 @@ class RuleSet(_message.Message):
         display_name: _builtins.str = ...,
         process: _builtins.str = ...,
         description: _builtins.str = ...,
+        default_material: _builtins.str = ...,
+        rules: _abc.Iterable[Global___Rule] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "display_name", b"display_name", "id", b"id", "process", b"process"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_material", b"default_material", "description", b"description", "display_name", b"display_name", "id", b"id", "process", b"process", "rules", b"rules"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RuleSet: _TypeAlias = RuleSet  # noqa: Y015
+
+@_typing.final
+class Rule(_message.Message):
+    """One design rule of a rule set."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CHECK_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    AXIS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """What Design.rule_overrides is keyed by."""
+    check: _builtins.str
+    """The measurement it applies: solid, manifold, self_intersection, envelope, mass, min_wall,
+    overhang, draft, min_hole or small_feature.
+    """
+    severity: Global___Severity.ValueType
+    description: _builtins.str
+    limit: _builtins.float
+    """The default limit, in `unit`; absent for rules that have none (they cannot be overridden)."""
+    unit: _builtins.str
+    """The limit's unit, e.g. "mm", "deg", "g"."""
+    axis: _builtins.str
+    """Envelope rules: the axis ("x", "y" or "z") the limit applies to."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        check: _builtins.str = ...,
+        severity: Global___Severity.ValueType = ...,
+        description: _builtins.str = ...,
+        limit: _builtins.float | None = ...,
+        unit: _builtins.str = ...,
+        axis: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "axis", b"axis", "check", b"check", "description", b"description", "id", b"id", "limit", b"limit", "severity", b"severity", "unit", b"unit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+
+Global___Rule: _TypeAlias = Rule  # noqa: Y015
+
+@_typing.final
+class GetRuleSetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The rule set's id, e.g. "cnc-milling"."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRuleSetRequest: _TypeAlias = GetRuleSetRequest  # noqa: Y015
+
+@_typing.final
+class Material(_message.Message):
+    """A material of the density table that design validation uses for mass."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DENSITY_G_CM3_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """What Design.material names, e.g. "aluminium-6061"."""
+    display_name: _builtins.str
+    density_g_cm3: _builtins.float
+    """Density in grams per cubic centimetre."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        density_g_cm3: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["density_g_cm3", b"density_g_cm3", "display_name", b"display_name", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Material: _TypeAlias = Material  # noqa: Y015
+
+@_typing.final
+class ListMaterialsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMaterialsRequest: _TypeAlias = ListMaterialsRequest  # noqa: Y015
+
+@_typing.final
+class ListMaterialsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATERIALS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def materials(self) -> _containers.RepeatedCompositeFieldContainer[Global___Material]: ...
+    def __init__(
+        self,
+        *,
+        materials: _abc.Iterable[Global___Material] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["materials", b"materials", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMaterialsResponse: _TypeAlias = ListMaterialsResponse  # noqa: Y015
 
 @_typing.final
 class ListRuleSetsRequest(_message.Message):

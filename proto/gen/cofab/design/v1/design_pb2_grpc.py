@@ -104,6 +104,16 @@ class DesignServiceStub:
                 request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.SerializeToString,
                 response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.FromString,
                 _registered_method=True)
+        self.GetRuleSet = channel.unary_unary(
+                '/cofab.design.v1.DesignService/GetRuleSet',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRuleSetRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.RuleSet.FromString,
+                _registered_method=True)
+        self.ListMaterials = channel.unary_unary(
+                '/cofab.design.v1.DesignService/ListMaterials',
+                request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListMaterialsRequest.SerializeToString,
+                response_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListMaterialsResponse.FromString,
+                _registered_method=True)
         self.DiffRevisions = channel.unary_unary(
                 '/cofab.design.v1.DesignService/DiffRevisions',
                 request_serializer=cofab_dot_design_dot_v1_dot_design__pb2.DiffRevisionsRequest.SerializeToString,
@@ -251,6 +261,21 @@ class DesignServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRuleSet(self, request, context):
+        """Gets one rule set with its rules: which limits a design may override, in which unit (any
+        authenticated caller). NOT_FOUND for an unknown id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMaterials(self, request, context):
+        """Lists the materials a design may name, with their densities (any authenticated caller).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DiffRevisions(self, request, context):
         """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
         diff resource at once; it is computed off the request path (GetRevisionDiff,
@@ -381,6 +406,16 @@ def add_DesignServiceServicer_to_server(servicer, server):
                     servicer.ListRuleSets,
                     request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.FromString,
                     response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.SerializeToString,
+            ),
+            'GetRuleSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRuleSet,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.GetRuleSetRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.RuleSet.SerializeToString,
+            ),
+            'ListMaterials': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMaterials,
+                    request_deserializer=cofab_dot_design_dot_v1_dot_design__pb2.ListMaterialsRequest.FromString,
+                    response_serializer=cofab_dot_design_dot_v1_dot_design__pb2.ListMaterialsResponse.SerializeToString,
             ),
             'DiffRevisions': grpc.unary_unary_rpc_method_handler(
                     servicer.DiffRevisions,
@@ -762,6 +797,60 @@ class DesignService:
             '/cofab.design.v1.DesignService/ListRuleSets',
             cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsRequest.SerializeToString,
             cofab_dot_design_dot_v1_dot_design__pb2.ListRuleSetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRuleSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/GetRuleSet',
+            cofab_dot_design_dot_v1_dot_design__pb2.GetRuleSetRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.RuleSet.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMaterials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.design.v1.DesignService/ListMaterials',
+            cofab_dot_design_dot_v1_dot_design__pb2.ListMaterialsRequest.SerializeToString,
+            cofab_dot_design_dot_v1_dot_design__pb2.ListMaterialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

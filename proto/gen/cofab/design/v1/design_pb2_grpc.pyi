@@ -72,6 +72,12 @@ class DesignServiceStub:
     """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
     ListRuleSets: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListRuleSetsRequest, _design_pb2.ListRuleSetsResponse]
     """Lists the validation rule sets designs can use (any authenticated caller)."""
+    GetRuleSet: _grpc.UnaryUnaryMultiCallable[_design_pb2.GetRuleSetRequest, _design_pb2.RuleSet]
+    """Gets one rule set with its rules: which limits a design may override, in which unit (any
+    authenticated caller). NOT_FOUND for an unknown id.
+    """
+    ListMaterials: _grpc.UnaryUnaryMultiCallable[_design_pb2.ListMaterialsRequest, _design_pb2.ListMaterialsResponse]
+    """Lists the materials a design may name, with their densities (any authenticated caller)."""
     DiffRevisions: _grpc.UnaryUnaryMultiCallable[_design_pb2.DiffRevisionsRequest, _design_pb2.RevisionDiff]
     """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
     diff resource at once; it is computed off the request path (GetRevisionDiff,
@@ -143,6 +149,12 @@ class DesignServiceAsyncStub(DesignServiceStub):
     """Releases a SUCCEEDED revision (owner role, or a platform service account)."""
     ListRuleSets: _aio.UnaryUnaryMultiCallable[_design_pb2.ListRuleSetsRequest, _design_pb2.ListRuleSetsResponse]  # type: ignore[assignment]
     """Lists the validation rule sets designs can use (any authenticated caller)."""
+    GetRuleSet: _aio.UnaryUnaryMultiCallable[_design_pb2.GetRuleSetRequest, _design_pb2.RuleSet]  # type: ignore[assignment]
+    """Gets one rule set with its rules: which limits a design may override, in which unit (any
+    authenticated caller). NOT_FOUND for an unknown id.
+    """
+    ListMaterials: _aio.UnaryUnaryMultiCallable[_design_pb2.ListMaterialsRequest, _design_pb2.ListMaterialsResponse]  # type: ignore[assignment]
+    """Lists the materials a design may name, with their densities (any authenticated caller)."""
     DiffRevisions: _aio.UnaryUnaryMultiCallable[_design_pb2.DiffRevisionsRequest, _design_pb2.RevisionDiff]  # type: ignore[assignment]
     """Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
     diff resource at once; it is computed off the request path (GetRevisionDiff,
@@ -283,6 +295,24 @@ class DesignServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_design_pb2.ListRuleSetsResponse, _abc.Awaitable[_design_pb2.ListRuleSetsResponse]]:
         """Lists the validation rule sets designs can use (any authenticated caller)."""
+
+    @_abc_1.abstractmethod
+    def GetRuleSet(
+        self,
+        request: _design_pb2.GetRuleSetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.RuleSet, _abc.Awaitable[_design_pb2.RuleSet]]:
+        """Gets one rule set with its rules: which limits a design may override, in which unit (any
+        authenticated caller). NOT_FOUND for an unknown id.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMaterials(
+        self,
+        request: _design_pb2.ListMaterialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_design_pb2.ListMaterialsResponse, _abc.Awaitable[_design_pb2.ListMaterialsResponse]]:
+        """Lists the materials a design may name, with their densities (any authenticated caller)."""
 
     @_abc_1.abstractmethod
     def DiffRevisions(

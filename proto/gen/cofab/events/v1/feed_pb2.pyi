@@ -27,7 +27,11 @@ class StreamEventsRequest(_message.Message):
     TYPE_PREFIXES_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
-    """The `cursor` of the last event received; empty to start from the oldest retained event."""
+    """The `cursor` of the last event received; empty to start from the oldest retained event.
+    Cursors are sealed by the server and bound to the caller's organization: one that another
+    organization received, or one altered or made up, is INVALID_ARGUMENT naming `cursor`.
+    Only a genuine cursor whose event was pruned is OUT_OF_RANGE (CURSOR_EXPIRED).
+    """
     follow: _builtins.bool
     """Keep the stream open and deliver new events as they arrive."""
     @_builtins.property
@@ -58,7 +62,9 @@ class StreamEventsResponse(_message.Message):
     EVENT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
     cursor: _builtins.str
-    """Opaque; pass it back as StreamEventsRequest.cursor to resume after this event."""
+    """Opaque (it reveals no position or count); pass it back as StreamEventsRequest.cursor to
+    resume after this event. Two cursors of one event may differ.
+    """
     @_builtins.property
     def event(self) -> _envelope_pb2.EventEnvelope: ...
     def __init__(

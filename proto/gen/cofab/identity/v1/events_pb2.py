@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cofab.identity.v1 import identity_pb2 as cofab_dot_identity_dot_v1_dot_identity__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ofab/identity/v1/events.proto\x12\x11\x63ofab.identity.v1\x1a cofab/identity/v1/identity.proto\"F\n\x11MembershipInvited\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipAccepted\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipDeclined\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"F\n\x11MembershipExpired\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.MembershipB3Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63ofab/identity/v1/events.proto\x12\x11\x63ofab.identity.v1\x1a cofab/identity/v1/identity.proto\"F\n\x11MembershipInvited\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipAccepted\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"G\n\x12MembershipDeclined\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"F\n\x11MembershipExpired\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\"z\n\x15MembershipRoleChanged\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.Membership\x12.\n\rprevious_role\x18\x02 \x01(\x0e\x32\x17.cofab.identity.v1.Role\"F\n\x11MembershipRemoved\x12\x31\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.MembershipB3Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,4 +41,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERSHIPDECLINED']._serialized_end=303
   _globals['_MEMBERSHIPEXPIRED']._serialized_start=305
   _globals['_MEMBERSHIPEXPIRED']._serialized_end=375
+  _globals['_MEMBERSHIPROLECHANGED']._serialized_start=377
+  _globals['_MEMBERSHIPROLECHANGED']._serialized_end=499
+  _globals['_MEMBERSHIPREMOVED']._serialized_start=501
+  _globals['_MEMBERSHIPREMOVED']._serialized_end=571
 # @@protoc_insertion_point(module_scope)

@@ -104,3 +104,55 @@ class MembershipExpired(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MembershipExpired: _TypeAlias = MembershipExpired  # noqa: Y015
+
+@_typing.final
+class MembershipRoleChanged(_message.Message):
+    """Payload of `identity.membership.role_changed`; its audience is the project's active members
+    and the organization concerned.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ROLE_FIELD_NUMBER: _builtins.int
+    previous_role: _identity_pb2.Role.ValueType
+    """The role before the change."""
+    @_builtins.property
+    def membership(self) -> _identity_pb2.Membership: ...
+    def __init__(
+        self,
+        *,
+        membership: _identity_pb2.Membership | None = ...,
+        previous_role: _identity_pb2.Role.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "previous_role", b"previous_role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MembershipRoleChanged: _TypeAlias = MembershipRoleChanged  # noqa: Y015
+
+@_typing.final
+class MembershipRemoved(_message.Message):
+    """Payload of `identity.membership.removed`; its audience is the project's remaining active
+    members and the removed organization (this is the last project event it receives).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def membership(self) -> _identity_pb2.Membership: ...
+    def __init__(
+        self,
+        *,
+        membership: _identity_pb2.Membership | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MembershipRemoved: _TypeAlias = MembershipRemoved  # noqa: Y015

@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import resource_pb2 as google_dot_api_dot_resource__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cofab/identity/v1/identity.proto\x12\x11\x63ofab.identity.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n\x18GetCallerIdentityRequest\"\xcb\x01\n\x0e\x43\x61llerIdentity\x12\x1a\n\x0corganization\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04user\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1f\n\x11user_display_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x19organization_display_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12 \n\x12organization_admin\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fservice_account\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\"\x87\x02\n\x07Project\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12 \n\x12owner_organization\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x0b\x63\x61ller_role\x18\x06 \x01(\x0e\x32\x17.cofab.identity.v1.RoleB\x04\xe2\x41\x01\x03:*\xea\x41\'\n\x11\x63ofab.dev/Project\x12\x12projects/{project}\"\x85\x04\n\nMembership\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0corganization\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x04role\x18\x03 \x01(\x0e\x32\x17.cofab.identity.v1.RoleB\x04\xe2\x41\x01\x02\x12\x38\n\x05state\x18\x04 \x01(\x0e\x32#.cofab.identity.v1.Membership.StateB\x04\xe2\x41\x01\x03\x12<\n\x12invite_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\ninvited_by\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rinvitation_id\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\"j\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_INVITED\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x12\n\x0eSTATE_DECLINED\x10\x03\x12\x11\n\rSTATE_EXPIRED\x10\x04:H\xea\x41\x45\n\x14\x63ofab.dev/Membership\x12-projects/{project}/memberships/{organization}\"]\n\x14\x43reateProjectRequest\x12\x31\n\x07project\x18\x01 \x01(\x0b\x32\x1a.cofab.identity.v1.ProjectB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\'\n\x11GetProjectRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x14ListProjectsResponse\x12,\n\x08projects\x18\x01 \x03(\x0b\x32\x1a.cofab.identity.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x98\x01\n\x17\x43reateMembershipRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x37\n\nmembership\x18\x02 \x01(\x0b\x32\x1d.cofab.identity.v1.MembershipB\x04\xe2\x41\x01\x02\x12\x1a\n\x12invite_ttl_seconds\x18\x03 \x01(\x03\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"U\n\x16ListMembershipsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListMembershipsResponse\x12\x32\n\x0bmemberships\x18\x01 \x03(\x0b\x32\x1d.cofab.identity.v1.Membership\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x17\x41\x63\x63\x65ptMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"B\n\x18\x44\x65\x63lineMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"A\n\x17\x45xpireMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x11\n\rROLE_REVIEWER\x10\x02\x12\x0f\n\x0bROLE_EDITOR\x10\x03\x12\x0e\n\nROLE_OWNER\x10\x04\x32v\n\x0fIdentityService\x12\x63\n\x11GetCallerIdentity\x12+.cofab.identity.v1.GetCallerIdentityRequest\x1a!.cofab.identity.v1.CallerIdentity2\xff\x05\n\x0eProjectService\x12T\n\rCreateProject\x12\'.cofab.identity.v1.CreateProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12N\n\nGetProject\x12$.cofab.identity.v1.GetProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12_\n\x0cListProjects\x12&.cofab.identity.v1.ListProjectsRequest\x1a\'.cofab.identity.v1.ListProjectsResponse\x12]\n\x10\x43reateMembership\x12*.cofab.identity.v1.CreateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12h\n\x0fListMemberships\x12).cofab.identity.v1.ListMembershipsRequest\x1a*.cofab.identity.v1.ListMembershipsResponse\x12]\n\x10\x41\x63\x63\x65ptMembership\x12*.cofab.identity.v1.AcceptMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12_\n\x11\x44\x65\x63lineMembership\x12+.cofab.identity.v1.DeclineMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10\x45xpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.MembershipB\xaa\x01Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1\xea\x41\x36\n\x16\x63ofab.dev/Organization\x12\x1corganizations/{organization}\xea\x41;\n\x0e\x63ofab.dev/User\x12)organizations/{organization}/users/{user}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n cofab/identity/v1/identity.proto\x12\x11\x63ofab.identity.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n\x18GetCallerIdentityRequest\"\xcb\x01\n\x0e\x43\x61llerIdentity\x12\x1a\n\x0corganization\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04user\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1f\n\x11user_display_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\'\n\x19organization_display_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12 \n\x12organization_admin\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0fservice_account\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03\"\x87\x02\n\x07Project\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12 \n\x12owner_organization\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x32\n\x0b\x63\x61ller_role\x18\x06 \x01(\x0e\x32\x17.cofab.identity.v1.RoleB\x04\xe2\x41\x01\x03:*\xea\x41\'\n\x11\x63ofab.dev/Project\x12\x12projects/{project}\"\x98\x04\n\nMembership\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x1a\n\x0corganization\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\x04role\x18\x03 \x01(\x0e\x32\x17.cofab.identity.v1.RoleB\x04\xe2\x41\x01\x02\x12\x38\n\x05state\x18\x04 \x01(\x0e\x32#.cofab.identity.v1.Membership.StateB\x04\xe2\x41\x01\x03\x12<\n\x12invite_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\ninvited_by\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rinvitation_id\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\"}\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_INVITED\x10\x01\x12\x10\n\x0cSTATE_ACTIVE\x10\x02\x12\x12\n\x0eSTATE_DECLINED\x10\x03\x12\x11\n\rSTATE_EXPIRED\x10\x04\x12\x11\n\rSTATE_REMOVED\x10\x05:H\xea\x41\x45\n\x14\x63ofab.dev/Membership\x12-projects/{project}/memberships/{organization}\"]\n\x14\x43reateProjectRequest\x12\x31\n\x07project\x18\x01 \x01(\x0b\x32\x1a.cofab.identity.v1.ProjectB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\'\n\x11GetProjectRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"<\n\x13ListProjectsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x14ListProjectsResponse\x12,\n\x08projects\x18\x01 \x03(\x0b\x32\x1a.cofab.identity.v1.Project\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x98\x01\n\x17\x43reateMembershipRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x37\n\nmembership\x18\x02 \x01(\x0b\x32\x1d.cofab.identity.v1.MembershipB\x04\xe2\x41\x01\x02\x12\x1a\n\x12invite_ttl_seconds\x18\x03 \x01(\x03\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"U\n\x16ListMembershipsRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x17ListMembershipsResponse\x12\x32\n\x0bmemberships\x18\x01 \x03(\x0b\x32\x1d.cofab.identity.v1.Membership\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x17\x41\x63\x63\x65ptMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"B\n\x18\x44\x65\x63lineMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"A\n\x17\x45xpireMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x9d\x01\n\x17UpdateMembershipRequest\x12\x37\n\nmembership\x18\x01 \x01(\x0b\x32\x1d.cofab.identity.v1.MembershipB\x04\xe2\x41\x01\x02\x12\x35\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"A\n\x17\x44\x65leteMembershipRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t*a\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_VIEWER\x10\x01\x12\x11\n\rROLE_REVIEWER\x10\x02\x12\x0f\n\x0bROLE_EDITOR\x10\x03\x12\x0e\n\nROLE_OWNER\x10\x04\x32v\n\x0fIdentityService\x12\x63\n\x11GetCallerIdentity\x12+.cofab.identity.v1.GetCallerIdentityRequest\x1a!.cofab.identity.v1.CallerIdentity2\xbd\x07\n\x0eProjectService\x12T\n\rCreateProject\x12\'.cofab.identity.v1.CreateProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12N\n\nGetProject\x12$.cofab.identity.v1.GetProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12_\n\x0cListProjects\x12&.cofab.identity.v1.ListProjectsRequest\x1a\'.cofab.identity.v1.ListProjectsResponse\x12]\n\x10\x43reateMembership\x12*.cofab.identity.v1.CreateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12h\n\x0fListMemberships\x12).cofab.identity.v1.ListMembershipsRequest\x1a*.cofab.identity.v1.ListMembershipsResponse\x12]\n\x10\x41\x63\x63\x65ptMembership\x12*.cofab.identity.v1.AcceptMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12_\n\x11\x44\x65\x63lineMembership\x12+.cofab.identity.v1.DeclineMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10\x45xpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10UpdateMembership\x12*.cofab.identity.v1.UpdateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n\x10\x44\x65leteMembership\x12*.cofab.identity.v1.DeleteMembershipRequest\x1a\x1d.cofab.identity.v1.MembershipB\xaa\x01Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1\xea\x41\x36\n\x16\x63ofab.dev/Organization\x12\x1corganizations/{organization}\xea\x41;\n\x0e\x63ofab.dev/User\x12)organizations/{organization}/users/{user}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -93,40 +94,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECLINEMEMBERSHIPREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_EXPIREMEMBERSHIPREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_EXPIREMEMBERSHIPREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
-  _globals['_ROLE']._serialized_start=2009
-  _globals['_ROLE']._serialized_end=2106
-  _globals['_GETCALLERIDENTITYREQUEST']._serialized_start=148
-  _globals['_GETCALLERIDENTITYREQUEST']._serialized_end=174
-  _globals['_CALLERIDENTITY']._serialized_start=177
-  _globals['_CALLERIDENTITY']._serialized_end=380
-  _globals['_PROJECT']._serialized_start=383
-  _globals['_PROJECT']._serialized_end=646
-  _globals['_MEMBERSHIP']._serialized_start=649
-  _globals['_MEMBERSHIP']._serialized_end=1166
-  _globals['_MEMBERSHIP_STATE']._serialized_start=986
-  _globals['_MEMBERSHIP_STATE']._serialized_end=1092
-  _globals['_CREATEPROJECTREQUEST']._serialized_start=1168
-  _globals['_CREATEPROJECTREQUEST']._serialized_end=1261
-  _globals['_GETPROJECTREQUEST']._serialized_start=1263
-  _globals['_GETPROJECTREQUEST']._serialized_end=1302
-  _globals['_LISTPROJECTSREQUEST']._serialized_start=1304
-  _globals['_LISTPROJECTSREQUEST']._serialized_end=1364
-  _globals['_LISTPROJECTSRESPONSE']._serialized_start=1366
-  _globals['_LISTPROJECTSRESPONSE']._serialized_end=1459
-  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_start=1462
-  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_end=1614
-  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_start=1616
-  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_end=1701
-  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_start=1703
-  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_end=1805
-  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_start=1807
-  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_end=1872
-  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_start=1874
-  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_end=1940
-  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_start=1942
-  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_end=2007
-  _globals['_IDENTITYSERVICE']._serialized_start=2108
-  _globals['_IDENTITYSERVICE']._serialized_end=2226
-  _globals['_PROJECTSERVICE']._serialized_start=2229
-  _globals['_PROJECTSERVICE']._serialized_end=2996
+  _globals['_UPDATEMEMBERSHIPREQUEST'].fields_by_name['membership']._loaded_options = None
+  _globals['_UPDATEMEMBERSHIPREQUEST'].fields_by_name['membership']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEMEMBERSHIPREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_UPDATEMEMBERSHIPREQUEST'].fields_by_name['update_mask']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEMEMBERSHIPREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_DELETEMEMBERSHIPREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_ROLE']._serialized_start=2289
+  _globals['_ROLE']._serialized_end=2386
+  _globals['_GETCALLERIDENTITYREQUEST']._serialized_start=182
+  _globals['_GETCALLERIDENTITYREQUEST']._serialized_end=208
+  _globals['_CALLERIDENTITY']._serialized_start=211
+  _globals['_CALLERIDENTITY']._serialized_end=414
+  _globals['_PROJECT']._serialized_start=417
+  _globals['_PROJECT']._serialized_end=680
+  _globals['_MEMBERSHIP']._serialized_start=683
+  _globals['_MEMBERSHIP']._serialized_end=1219
+  _globals['_MEMBERSHIP_STATE']._serialized_start=1020
+  _globals['_MEMBERSHIP_STATE']._serialized_end=1145
+  _globals['_CREATEPROJECTREQUEST']._serialized_start=1221
+  _globals['_CREATEPROJECTREQUEST']._serialized_end=1314
+  _globals['_GETPROJECTREQUEST']._serialized_start=1316
+  _globals['_GETPROJECTREQUEST']._serialized_end=1355
+  _globals['_LISTPROJECTSREQUEST']._serialized_start=1357
+  _globals['_LISTPROJECTSREQUEST']._serialized_end=1417
+  _globals['_LISTPROJECTSRESPONSE']._serialized_start=1419
+  _globals['_LISTPROJECTSRESPONSE']._serialized_end=1512
+  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_start=1515
+  _globals['_CREATEMEMBERSHIPREQUEST']._serialized_end=1667
+  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_start=1669
+  _globals['_LISTMEMBERSHIPSREQUEST']._serialized_end=1754
+  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_start=1756
+  _globals['_LISTMEMBERSHIPSRESPONSE']._serialized_end=1858
+  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_start=1860
+  _globals['_ACCEPTMEMBERSHIPREQUEST']._serialized_end=1925
+  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_start=1927
+  _globals['_DECLINEMEMBERSHIPREQUEST']._serialized_end=1993
+  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_start=1995
+  _globals['_EXPIREMEMBERSHIPREQUEST']._serialized_end=2060
+  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_start=2063
+  _globals['_UPDATEMEMBERSHIPREQUEST']._serialized_end=2220
+  _globals['_DELETEMEMBERSHIPREQUEST']._serialized_start=2222
+  _globals['_DELETEMEMBERSHIPREQUEST']._serialized_end=2287
+  _globals['_IDENTITYSERVICE']._serialized_start=2388
+  _globals['_IDENTITYSERVICE']._serialized_end=2506
+  _globals['_PROJECTSERVICE']._serialized_start=2509
+  _globals['_PROJECTSERVICE']._serialized_end=3466
 # @@protoc_insertion_point(module_scope)

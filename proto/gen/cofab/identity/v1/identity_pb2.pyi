@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -158,6 +159,8 @@ class Membership(_message.Message):
         STATE_ACTIVE: Membership._State.ValueType  # 2
         STATE_DECLINED: Membership._State.ValueType  # 3
         STATE_EXPIRED: Membership._State.ValueType  # 4
+        STATE_REMOVED: Membership._State.ValueType  # 5
+        """An owner removed the organization or withdrew its invitation."""
 
     class State(_State, metaclass=_StateEnumTypeWrapper):
         """Lifecycle of a membership: an invitation becomes active once the invited organization accepts."""
@@ -167,6 +170,8 @@ class Membership(_message.Message):
     STATE_ACTIVE: Membership.State.ValueType  # 2
     STATE_DECLINED: Membership.State.ValueType  # 3
     STATE_EXPIRED: Membership.State.ValueType  # 4
+    STATE_REMOVED: Membership.State.ValueType  # 5
+    """An owner removed the organization or withdrew its invitation."""
 
     NAME_FIELD_NUMBER: _builtins.int
     ORGANIZATION_FIELD_NUMBER: _builtins.int
@@ -457,3 +462,57 @@ class ExpireMembershipRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExpireMembershipRequest: _TypeAlias = ExpireMembershipRequest  # noqa: Y015
+
+@_typing.final
+class UpdateMembershipRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    @_builtins.property
+    def membership(self) -> Global___Membership:
+        """name (projects/{project}/memberships/{organization}) and the new role."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Must be exactly ["role"]."""
+
+    def __init__(
+        self,
+        *,
+        membership: Global___Membership | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateMembershipRequest: _TypeAlias = UpdateMembershipRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMembershipRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/memberships/{organization}"""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMembershipRequest: _TypeAlias = DeleteMembershipRequest  # noqa: Y015

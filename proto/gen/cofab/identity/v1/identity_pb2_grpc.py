@@ -166,6 +166,16 @@ class ProjectServiceStub:
                 request_serializer=cofab_dot_identity_dot_v1_dot_identity__pb2.ExpireMembershipRequest.SerializeToString,
                 response_deserializer=cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.FromString,
                 _registered_method=True)
+        self.UpdateMembership = channel.unary_unary(
+                '/cofab.identity.v1.ProjectService/UpdateMembership',
+                request_serializer=cofab_dot_identity_dot_v1_dot_identity__pb2.UpdateMembershipRequest.SerializeToString,
+                response_deserializer=cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.FromString,
+                _registered_method=True)
+        self.DeleteMembership = channel.unary_unary(
+                '/cofab.identity.v1.ProjectService/DeleteMembership',
+                request_serializer=cofab_dot_identity_dot_v1_dot_identity__pb2.DeleteMembershipRequest.SerializeToString,
+                response_deserializer=cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.FromString,
+                _registered_method=True)
 
 
 class ProjectServiceServicer:
@@ -232,6 +242,29 @@ class ProjectServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateMembership(self, request, context):
+        """Changes a member organization's role, or the role of an open invitation (owner role on the
+        project needed). Only `role` may be named in update_mask. Effective for the member's very
+        next call of any RPC and for the events emitted after it. A project always keeps one active
+        owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+        Emits `identity.membership.role_changed`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMembership(self, request, context):
+        """Removes an organization from a project, or withdraws its open invitation (owner role on the
+        project needed). From the removed organization's next call on, the project answers it
+        NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+        membership stays listed in STATE_REMOVED; the organization may be invited again. The
+        project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+        Emits `identity.membership.removed`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProjectServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -273,6 +306,16 @@ def add_ProjectServiceServicer_to_server(servicer, server):
             'ExpireMembership': grpc.unary_unary_rpc_method_handler(
                     servicer.ExpireMembership,
                     request_deserializer=cofab_dot_identity_dot_v1_dot_identity__pb2.ExpireMembershipRequest.FromString,
+                    response_serializer=cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.SerializeToString,
+            ),
+            'UpdateMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMembership,
+                    request_deserializer=cofab_dot_identity_dot_v1_dot_identity__pb2.UpdateMembershipRequest.FromString,
+                    response_serializer=cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.SerializeToString,
+            ),
+            'DeleteMembership': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMembership,
+                    request_deserializer=cofab_dot_identity_dot_v1_dot_identity__pb2.DeleteMembershipRequest.FromString,
                     response_serializer=cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.SerializeToString,
             ),
     }
@@ -495,6 +538,60 @@ class ProjectService:
             target,
             '/cofab.identity.v1.ProjectService/ExpireMembership',
             cofab_dot_identity_dot_v1_dot_identity__pb2.ExpireMembershipRequest.SerializeToString,
+            cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.identity.v1.ProjectService/UpdateMembership',
+            cofab_dot_identity_dot_v1_dot_identity__pb2.UpdateMembershipRequest.SerializeToString,
+            cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMembership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cofab.identity.v1.ProjectService/DeleteMembership',
+            cofab_dot_identity_dot_v1_dot_identity__pb2.DeleteMembershipRequest.SerializeToString,
             cofab_dot_identity_dot_v1_dot_identity__pb2.Membership.FromString,
             options,
             channel_credentials,

@@ -101,6 +101,21 @@ class ProjectServiceStub:
     """Expires an invitation whose time ran out; one already answered is returned unchanged.
     Only platform service accounts may call it.
     """
+    UpdateMembership: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateMembershipRequest, _identity_pb2.Membership]
+    """Changes a member organization's role, or the role of an open invitation (owner role on the
+    project needed). Only `role` may be named in update_mask. Effective for the member's very
+    next call of any RPC and for the events emitted after it. A project always keeps one active
+    owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+    Emits `identity.membership.role_changed`.
+    """
+    DeleteMembership: _grpc.UnaryUnaryMultiCallable[_identity_pb2.DeleteMembershipRequest, _identity_pb2.Membership]
+    """Removes an organization from a project, or withdraws its open invitation (owner role on the
+    project needed). From the removed organization's next call on, the project answers it
+    NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+    membership stays listed in STATE_REMOVED; the organization may be invited again. The
+    project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+    Emits `identity.membership.removed`.
+    """
 
 @_typing.type_check_only
 class ProjectServiceAsyncStub(ProjectServiceStub):
@@ -128,6 +143,21 @@ class ProjectServiceAsyncStub(ProjectServiceStub):
     ExpireMembership: _aio.UnaryUnaryMultiCallable[_identity_pb2.ExpireMembershipRequest, _identity_pb2.Membership]  # type: ignore[assignment]
     """Expires an invitation whose time ran out; one already answered is returned unchanged.
     Only platform service accounts may call it.
+    """
+    UpdateMembership: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateMembershipRequest, _identity_pb2.Membership]  # type: ignore[assignment]
+    """Changes a member organization's role, or the role of an open invitation (owner role on the
+    project needed). Only `role` may be named in update_mask. Effective for the member's very
+    next call of any RPC and for the events emitted after it. A project always keeps one active
+    owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+    Emits `identity.membership.role_changed`.
+    """
+    DeleteMembership: _aio.UnaryUnaryMultiCallable[_identity_pb2.DeleteMembershipRequest, _identity_pb2.Membership]  # type: ignore[assignment]
+    """Removes an organization from a project, or withdraws its open invitation (owner role on the
+    project needed). From the removed organization's next call on, the project answers it
+    NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+    membership stays listed in STATE_REMOVED; the organization may be invited again. The
+    project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+    Emits `identity.membership.removed`.
     """
 
 class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -201,6 +231,33 @@ class ProjectServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.Membership, _abc.Awaitable[_identity_pb2.Membership]]:
         """Expires an invitation whose time ran out; one already answered is returned unchanged.
         Only platform service accounts may call it.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateMembership(
+        self,
+        request: _identity_pb2.UpdateMembershipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Membership, _abc.Awaitable[_identity_pb2.Membership]]:
+        """Changes a member organization's role, or the role of an open invitation (owner role on the
+        project needed). Only `role` may be named in update_mask. Effective for the member's very
+        next call of any RPC and for the events emitted after it. A project always keeps one active
+        owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+        Emits `identity.membership.role_changed`.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMembership(
+        self,
+        request: _identity_pb2.DeleteMembershipRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.Membership, _abc.Awaitable[_identity_pb2.Membership]]:
+        """Removes an organization from a project, or withdraws its open invitation (owner role on the
+        project needed). From the removed organization's next call on, the project answers it
+        NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+        membership stays listed in STATE_REMOVED; the organization may be invited again. The
+        project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+        Emits `identity.membership.removed`.
         """
 
 def add_ProjectServiceServicer_to_server(servicer: ProjectServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

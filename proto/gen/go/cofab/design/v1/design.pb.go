@@ -180,7 +180,7 @@ func (x FaceChange_Change) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FaceChange_Change.Descriptor instead.
 func (FaceChange_Change) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{33, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{38, 0}
 }
 
 type RevisionDiff_State int32
@@ -235,7 +235,7 @@ func (x RevisionDiff_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RevisionDiff_State.Descriptor instead.
 func (RevisionDiff_State) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{36, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{41, 0}
 }
 
 type RevisionMerge_State int32
@@ -304,7 +304,7 @@ func (x RevisionMerge_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RevisionMerge_State.Descriptor instead.
 func (RevisionMerge_State) EnumDescriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{42, 0}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{47, 0}
 }
 
 type Design struct {
@@ -322,16 +322,17 @@ type Design struct {
 	Creator    string                 `protobuf:"bytes,5,opt,name=creator,proto3" json:"creator,omitempty"`
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// Validation rule set id (ListRuleSets): cnc-milling, fdm-printing, sla-printing or
-	// injection-moulding; "cnc-milling" when not set at creation.
+	// injection-moulding; "cnc-milling" when not set at creation. An unknown id is
+	// INVALID_ARGUMENT naming design.rule_set and the valid ids.
 	RuleSet string `protobuf:"bytes,7,opt,name=rule_set,json=ruleSet,proto3" json:"rule_set,omitempty"`
-	// Key of the material density table: aluminium-6061, steel-1018, stainless-304, brass-360,
-	// titanium-6al4v, pla, petg, abs, nylon-pa12, polycarbonate, polypropylene or sla-resin (at
-	// most 63 characters; another key fails the revision's processing). Empty: the rule set's
-	// default material (aluminium-6061, pla, sla-resin, abs).
+	// Key of the material density table (ListMaterials lists them with their densities), e.g.
+	// aluminium-6061, steel-1018, pla, sla-resin. Empty: the rule set's default material. An
+	// unknown key is INVALID_ARGUMENT naming design.material.
 	Material string `protobuf:"bytes,8,opt,name=material,proto3" json:"material,omitempty"`
-	// Per-design limits overriding the rule set's, by rule id: closed-solid, manifold,
-	// self-intersection, envelope-x, envelope-y, envelope-z, max-mass, min-wall, min-hole,
-	// min-feature, max-overhang, min-draft (those of the design's rule set); finite numbers.
+	// Per-design limits overriding the rule set's, by rule id. Only rules with a limit may be
+	// overridden (GetRuleSet lists them with their units); a value must be finite and >= 0.
+	// At most 50 entries. Each bad key or value is INVALID_ARGUMENT naming
+	// design.rule_overrides[<rule>].
 	RuleOverrides map[string]float64 `protobuf:"bytes,9,rep,name=rule_overrides,json=ruleOverrides,proto3" json:"rule_overrides,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2490,11 +2491,15 @@ func (x *ReleaseRevisionRequest) GetRequestId() string {
 
 // A validation rule set of one manufacturing process.
 type RuleSet struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Process       string                 `protobuf:"bytes,3,opt,name=process,proto3" json:"process,omitempty"`
-	Description   string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Process     string                 `protobuf:"bytes,3,opt,name=process,proto3" json:"process,omitempty"`
+	Description string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// The material used by a design that names none.
+	DefaultMaterial string `protobuf:"bytes,5,opt,name=default_material,json=defaultMaterial,proto3" json:"default_material,omitempty"`
+	// The rule set's rules, in their file's order.
+	Rules         []*Rule `protobuf:"bytes,6,rep,name=rules,proto3" json:"rules,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2557,6 +2562,331 @@ func (x *RuleSet) GetDescription() string {
 	return ""
 }
 
+func (x *RuleSet) GetDefaultMaterial() string {
+	if x != nil {
+		return x.DefaultMaterial
+	}
+	return ""
+}
+
+func (x *RuleSet) GetRules() []*Rule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// One design rule of a rule set.
+type Rule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What Design.rule_overrides is keyed by.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The measurement it applies: solid, manifold, self_intersection, envelope, mass, min_wall,
+	// overhang, draft, min_hole or small_feature.
+	Check       string   `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
+	Severity    Severity `protobuf:"varint,3,opt,name=severity,proto3,enum=cofab.design.v1.Severity" json:"severity,omitempty"`
+	Description string   `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// The default limit, in `unit`; absent for rules that have none (they cannot be overridden).
+	Limit *float64 `protobuf:"fixed64,5,opt,name=limit,proto3,oneof" json:"limit,omitempty"`
+	// The limit's unit, e.g. "mm", "deg", "g".
+	Unit string `protobuf:"bytes,6,opt,name=unit,proto3" json:"unit,omitempty"`
+	// Envelope rules: the axis ("x", "y" or "z") the limit applies to.
+	Axis          string `protobuf:"bytes,7,opt,name=axis,proto3" json:"axis,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rule) Reset() {
+	*x = Rule{}
+	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rule) ProtoMessage() {}
+
+func (x *Rule) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rule.ProtoReflect.Descriptor instead.
+func (*Rule) Descriptor() ([]byte, []int) {
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Rule) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Rule) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *Rule) GetSeverity() Severity {
+	if x != nil {
+		return x.Severity
+	}
+	return Severity_SEVERITY_UNSPECIFIED
+}
+
+func (x *Rule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Rule) GetLimit() float64 {
+	if x != nil && x.Limit != nil {
+		return *x.Limit
+	}
+	return 0
+}
+
+func (x *Rule) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
+}
+
+func (x *Rule) GetAxis() string {
+	if x != nil {
+		return x.Axis
+	}
+	return ""
+}
+
+type GetRuleSetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rule set's id, e.g. "cnc-milling".
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRuleSetRequest) Reset() {
+	*x = GetRuleSetRequest{}
+	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRuleSetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRuleSetRequest) ProtoMessage() {}
+
+func (x *GetRuleSetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRuleSetRequest.ProtoReflect.Descriptor instead.
+func (*GetRuleSetRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetRuleSetRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// A material of the density table that design validation uses for mass.
+type Material struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What Design.material names, e.g. "aluminium-6061".
+	Id          string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Density in grams per cubic centimetre.
+	DensityGCm3   float64 `protobuf:"fixed64,3,opt,name=density_g_cm3,json=densityGCm3,proto3" json:"density_g_cm3,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Material) Reset() {
+	*x = Material{}
+	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Material) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Material) ProtoMessage() {}
+
+func (x *Material) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Material.ProtoReflect.Descriptor instead.
+func (*Material) Descriptor() ([]byte, []int) {
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Material) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Material) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Material) GetDensityGCm3() float64 {
+	if x != nil {
+		return x.DensityGCm3
+	}
+	return 0
+}
+
+type ListMaterialsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMaterialsRequest) Reset() {
+	*x = ListMaterialsRequest{}
+	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMaterialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMaterialsRequest) ProtoMessage() {}
+
+func (x *ListMaterialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMaterialsRequest.ProtoReflect.Descriptor instead.
+func (*ListMaterialsRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListMaterialsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMaterialsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListMaterialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Materials     []*Material            `protobuf:"bytes,1,rep,name=materials,proto3" json:"materials,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMaterialsResponse) Reset() {
+	*x = ListMaterialsResponse{}
+	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMaterialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMaterialsResponse) ProtoMessage() {}
+
+func (x *ListMaterialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMaterialsResponse.ProtoReflect.Descriptor instead.
+func (*ListMaterialsResponse) Descriptor() ([]byte, []int) {
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListMaterialsResponse) GetMaterials() []*Material {
+	if x != nil {
+		return x.Materials
+	}
+	return nil
+}
+
+func (x *ListMaterialsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type ListRuleSetsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
@@ -2567,7 +2897,7 @@ type ListRuleSetsRequest struct {
 
 func (x *ListRuleSetsRequest) Reset() {
 	*x = ListRuleSetsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2579,7 +2909,7 @@ func (x *ListRuleSetsRequest) String() string {
 func (*ListRuleSetsRequest) ProtoMessage() {}
 
 func (x *ListRuleSetsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[29]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2592,7 +2922,7 @@ func (x *ListRuleSetsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuleSetsRequest.ProtoReflect.Descriptor instead.
 func (*ListRuleSetsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{29}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListRuleSetsRequest) GetPageSize() int32 {
@@ -2619,7 +2949,7 @@ type ListRuleSetsResponse struct {
 
 func (x *ListRuleSetsResponse) Reset() {
 	*x = ListRuleSetsResponse{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2631,7 +2961,7 @@ func (x *ListRuleSetsResponse) String() string {
 func (*ListRuleSetsResponse) ProtoMessage() {}
 
 func (x *ListRuleSetsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[30]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2644,7 +2974,7 @@ func (x *ListRuleSetsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRuleSetsResponse.ProtoReflect.Descriptor instead.
 func (*ListRuleSetsResponse) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{30}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRuleSetsResponse) GetRuleSets() []*RuleSet {
@@ -2674,7 +3004,7 @@ type DiffRegion struct {
 
 func (x *DiffRegion) Reset() {
 	*x = DiffRegion{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +3016,7 @@ func (x *DiffRegion) String() string {
 func (*DiffRegion) ProtoMessage() {}
 
 func (x *DiffRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[31]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +3029,7 @@ func (x *DiffRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRegion.ProtoReflect.Descriptor instead.
 func (*DiffRegion) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{31}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DiffRegion) GetVolumeMm3() float64 {
@@ -2746,7 +3076,7 @@ type FaceSignature struct {
 
 func (x *FaceSignature) Reset() {
 	*x = FaceSignature{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3088,7 @@ func (x *FaceSignature) String() string {
 func (*FaceSignature) ProtoMessage() {}
 
 func (x *FaceSignature) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[32]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3101,7 @@ func (x *FaceSignature) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaceSignature.ProtoReflect.Descriptor instead.
 func (*FaceSignature) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{32}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *FaceSignature) GetSurface() string {
@@ -2824,7 +3154,7 @@ type FaceChange struct {
 
 func (x *FaceChange) Reset() {
 	*x = FaceChange{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +3166,7 @@ func (x *FaceChange) String() string {
 func (*FaceChange) ProtoMessage() {}
 
 func (x *FaceChange) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[33]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +3179,7 @@ func (x *FaceChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaceChange.ProtoReflect.Descriptor instead.
 func (*FaceChange) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{33}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *FaceChange) GetChange() FaceChange_Change {
@@ -2899,7 +3229,7 @@ type ParameterDelta struct {
 
 func (x *ParameterDelta) Reset() {
 	*x = ParameterDelta{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +3241,7 @@ func (x *ParameterDelta) String() string {
 func (*ParameterDelta) ProtoMessage() {}
 
 func (x *ParameterDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[34]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +3254,7 @@ func (x *ParameterDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterDelta.ProtoReflect.Descriptor instead.
 func (*ParameterDelta) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{34}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ParameterDelta) GetName() string {
@@ -2982,7 +3312,7 @@ type GeometryDiff struct {
 
 func (x *GeometryDiff) Reset() {
 	*x = GeometryDiff{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3324,7 @@ func (x *GeometryDiff) String() string {
 func (*GeometryDiff) ProtoMessage() {}
 
 func (x *GeometryDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[35]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3337,7 @@ func (x *GeometryDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeometryDiff.ProtoReflect.Descriptor instead.
 func (*GeometryDiff) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{35}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GeometryDiff) GetExact() bool {
@@ -3159,7 +3489,7 @@ type RevisionDiff struct {
 
 func (x *RevisionDiff) Reset() {
 	*x = RevisionDiff{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3171,7 +3501,7 @@ func (x *RevisionDiff) String() string {
 func (*RevisionDiff) ProtoMessage() {}
 
 func (x *RevisionDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[36]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3184,7 +3514,7 @@ func (x *RevisionDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionDiff.ProtoReflect.Descriptor instead.
 func (*RevisionDiff) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{36}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RevisionDiff) GetName() string {
@@ -3263,7 +3593,7 @@ type DiffRevisionsRequest struct {
 
 func (x *DiffRevisionsRequest) Reset() {
 	*x = DiffRevisionsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3275,7 +3605,7 @@ func (x *DiffRevisionsRequest) String() string {
 func (*DiffRevisionsRequest) ProtoMessage() {}
 
 func (x *DiffRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[37]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3288,7 +3618,7 @@ func (x *DiffRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*DiffRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{37}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DiffRevisionsRequest) GetDesign() string {
@@ -3322,7 +3652,7 @@ type GetRevisionDiffRequest struct {
 
 func (x *GetRevisionDiffRequest) Reset() {
 	*x = GetRevisionDiffRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3334,7 +3664,7 @@ func (x *GetRevisionDiffRequest) String() string {
 func (*GetRevisionDiffRequest) ProtoMessage() {}
 
 func (x *GetRevisionDiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[38]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3347,7 +3677,7 @@ func (x *GetRevisionDiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevisionDiffRequest.ProtoReflect.Descriptor instead.
 func (*GetRevisionDiffRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{38}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetRevisionDiffRequest) GetName() string {
@@ -3367,7 +3697,7 @@ type WatchRevisionDiffRequest struct {
 
 func (x *WatchRevisionDiffRequest) Reset() {
 	*x = WatchRevisionDiffRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3379,7 +3709,7 @@ func (x *WatchRevisionDiffRequest) String() string {
 func (*WatchRevisionDiffRequest) ProtoMessage() {}
 
 func (x *WatchRevisionDiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[39]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3392,7 +3722,7 @@ func (x *WatchRevisionDiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevisionDiffRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevisionDiffRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{39}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *WatchRevisionDiffRequest) GetName() string {
@@ -3414,7 +3744,7 @@ type DownloadRevisionDiffRequest struct {
 
 func (x *DownloadRevisionDiffRequest) Reset() {
 	*x = DownloadRevisionDiffRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3756,7 @@ func (x *DownloadRevisionDiffRequest) String() string {
 func (*DownloadRevisionDiffRequest) ProtoMessage() {}
 
 func (x *DownloadRevisionDiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[40]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3769,7 @@ func (x *DownloadRevisionDiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadRevisionDiffRequest.ProtoReflect.Descriptor instead.
 func (*DownloadRevisionDiffRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{40}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DownloadRevisionDiffRequest) GetName() string {
@@ -3475,7 +3805,7 @@ type MergeConflict struct {
 
 func (x *MergeConflict) Reset() {
 	*x = MergeConflict{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3817,7 @@ func (x *MergeConflict) String() string {
 func (*MergeConflict) ProtoMessage() {}
 
 func (x *MergeConflict) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[41]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3830,7 @@ func (x *MergeConflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeConflict.ProtoReflect.Descriptor instead.
 func (*MergeConflict) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{41}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *MergeConflict) GetOverlapVolumeMm3() float64 {
@@ -3584,7 +3914,7 @@ type RevisionMerge struct {
 
 func (x *RevisionMerge) Reset() {
 	*x = RevisionMerge{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3926,7 @@ func (x *RevisionMerge) String() string {
 func (*RevisionMerge) ProtoMessage() {}
 
 func (x *RevisionMerge) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[42]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3939,7 @@ func (x *RevisionMerge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionMerge.ProtoReflect.Descriptor instead.
 func (*RevisionMerge) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{42}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RevisionMerge) GetName() string {
@@ -3727,7 +4057,7 @@ type MergeRevisionsRequest struct {
 
 func (x *MergeRevisionsRequest) Reset() {
 	*x = MergeRevisionsRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3739,7 +4069,7 @@ func (x *MergeRevisionsRequest) String() string {
 func (*MergeRevisionsRequest) ProtoMessage() {}
 
 func (x *MergeRevisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[43]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3752,7 +4082,7 @@ func (x *MergeRevisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MergeRevisionsRequest.ProtoReflect.Descriptor instead.
 func (*MergeRevisionsRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{43}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *MergeRevisionsRequest) GetDesign() string {
@@ -3800,7 +4130,7 @@ type GetRevisionMergeRequest struct {
 
 func (x *GetRevisionMergeRequest) Reset() {
 	*x = GetRevisionMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3812,7 +4142,7 @@ func (x *GetRevisionMergeRequest) String() string {
 func (*GetRevisionMergeRequest) ProtoMessage() {}
 
 func (x *GetRevisionMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[44]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3825,7 +4155,7 @@ func (x *GetRevisionMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRevisionMergeRequest.ProtoReflect.Descriptor instead.
 func (*GetRevisionMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{44}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetRevisionMergeRequest) GetName() string {
@@ -3845,7 +4175,7 @@ type WatchRevisionMergeRequest struct {
 
 func (x *WatchRevisionMergeRequest) Reset() {
 	*x = WatchRevisionMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3857,7 +4187,7 @@ func (x *WatchRevisionMergeRequest) String() string {
 func (*WatchRevisionMergeRequest) ProtoMessage() {}
 
 func (x *WatchRevisionMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[45]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3870,7 +4200,7 @@ func (x *WatchRevisionMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevisionMergeRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevisionMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{45}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchRevisionMergeRequest) GetName() string {
@@ -3891,7 +4221,7 @@ type AcceptMergeRequest struct {
 
 func (x *AcceptMergeRequest) Reset() {
 	*x = AcceptMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3903,7 +4233,7 @@ func (x *AcceptMergeRequest) String() string {
 func (*AcceptMergeRequest) ProtoMessage() {}
 
 func (x *AcceptMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[46]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3916,7 +4246,7 @@ func (x *AcceptMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptMergeRequest.ProtoReflect.Descriptor instead.
 func (*AcceptMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{46}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AcceptMergeRequest) GetName() string {
@@ -3944,7 +4274,7 @@ type DeclineMergeRequest struct {
 
 func (x *DeclineMergeRequest) Reset() {
 	*x = DeclineMergeRequest{}
-	mi := &file_cofab_design_v1_design_proto_msgTypes[47]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3956,7 +4286,7 @@ func (x *DeclineMergeRequest) String() string {
 func (*DeclineMergeRequest) ProtoMessage() {}
 
 func (x *DeclineMergeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_cofab_design_v1_design_proto_msgTypes[47]
+	mi := &file_cofab_design_v1_design_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3969,7 +4299,7 @@ func (x *DeclineMergeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineMergeRequest.ProtoReflect.Descriptor instead.
 func (*DeclineMergeRequest) Descriptor() ([]byte, []int) {
-	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{47}
+	return file_cofab_design_v1_design_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *DeclineMergeRequest) GetName() string {
@@ -4206,12 +4536,36 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x16ReleaseRevisionRequest\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"x\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\xd0\x01\n" +
 	"\aRuleSet\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x18\n" +
 	"\aprocess\x18\x03 \x01(\tR\aprocess\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"Q\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12)\n" +
+	"\x10default_material\x18\x05 \x01(\tR\x0fdefaultMaterial\x12+\n" +
+	"\x05rules\x18\x06 \x03(\v2\x15.cofab.design.v1.RuleR\x05rules\"\xd2\x01\n" +
+	"\x04Rule\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05check\x18\x02 \x01(\tR\x05check\x125\n" +
+	"\bseverity\x18\x03 \x01(\x0e2\x19.cofab.design.v1.SeverityR\bseverity\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12\x19\n" +
+	"\x05limit\x18\x05 \x01(\x01H\x00R\x05limit\x88\x01\x01\x12\x12\n" +
+	"\x04unit\x18\x06 \x01(\tR\x04unit\x12\x12\n" +
+	"\x04axis\x18\a \x01(\tR\x04axisB\b\n" +
+	"\x06_limit\")\n" +
+	"\x11GetRuleSetRequest\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"a\n" +
+	"\bMaterial\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\"\n" +
+	"\rdensity_g_cm3\x18\x03 \x01(\x01R\vdensityGCm3\"R\n" +
+	"\x14ListMaterialsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"x\n" +
+	"\x15ListMaterialsResponse\x127\n" +
+	"\tmaterials\x18\x01 \x03(\v2\x19.cofab.design.v1.MaterialR\tmaterials\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Q\n" +
 	"\x13ListRuleSetsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -4376,7 +4730,7 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSEVERITY_INFO\x10\x01\x12\x14\n" +
 	"\x10SEVERITY_WARNING\x10\x02\x12\x12\n" +
-	"\x0eSEVERITY_ERROR\x10\x032\xef\x0e\n" +
+	"\x0eSEVERITY_ERROR\x10\x032\x9b\x10\n" +
 	"\rDesignService\x12M\n" +
 	"\fCreateDesign\x12$.cofab.design.v1.CreateDesignRequest\x1a\x17.cofab.design.v1.Design\x12G\n" +
 	"\tGetDesign\x12!.cofab.design.v1.GetDesignRequest\x1a\x17.cofab.design.v1.Design\x12X\n" +
@@ -4389,7 +4743,10 @@ const file_cofab_design_v1_design_proto_rawDesc = "" +
 	"\x10DownloadRevision\x12(.cofab.design.v1.DownloadRevisionRequest\x1a).cofab.design.v1.DownloadRevisionResponse0\x01\x12S\n" +
 	"\rWatchRevision\x12%.cofab.design.v1.WatchRevisionRequest\x1a\x19.cofab.design.v1.Revision0\x01\x12U\n" +
 	"\x0fReleaseRevision\x12'.cofab.design.v1.ReleaseRevisionRequest\x1a\x19.cofab.design.v1.Revision\x12[\n" +
-	"\fListRuleSets\x12$.cofab.design.v1.ListRuleSetsRequest\x1a%.cofab.design.v1.ListRuleSetsResponse\x12U\n" +
+	"\fListRuleSets\x12$.cofab.design.v1.ListRuleSetsRequest\x1a%.cofab.design.v1.ListRuleSetsResponse\x12J\n" +
+	"\n" +
+	"GetRuleSet\x12\".cofab.design.v1.GetRuleSetRequest\x1a\x18.cofab.design.v1.RuleSet\x12^\n" +
+	"\rListMaterials\x12%.cofab.design.v1.ListMaterialsRequest\x1a&.cofab.design.v1.ListMaterialsResponse\x12U\n" +
 	"\rDiffRevisions\x12%.cofab.design.v1.DiffRevisionsRequest\x1a\x1d.cofab.design.v1.RevisionDiff\x12Y\n" +
 	"\x0fGetRevisionDiff\x12'.cofab.design.v1.GetRevisionDiffRequest\x1a\x1d.cofab.design.v1.RevisionDiff\x12_\n" +
 	"\x11WatchRevisionDiff\x12).cofab.design.v1.WatchRevisionDiffRequest\x1a\x1d.cofab.design.v1.RevisionDiff0\x01\x12q\n" +
@@ -4413,7 +4770,7 @@ func file_cofab_design_v1_design_proto_rawDescGZIP() []byte {
 }
 
 var file_cofab_design_v1_design_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_cofab_design_v1_design_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_cofab_design_v1_design_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_cofab_design_v1_design_proto_goTypes = []any{
 	(Severity)(0),                       // 0: cofab.design.v1.Severity
 	(Revision_State)(0),                 // 1: cofab.design.v1.Revision.State
@@ -4449,38 +4806,43 @@ var file_cofab_design_v1_design_proto_goTypes = []any{
 	(*WatchRevisionRequest)(nil),        // 31: cofab.design.v1.WatchRevisionRequest
 	(*ReleaseRevisionRequest)(nil),      // 32: cofab.design.v1.ReleaseRevisionRequest
 	(*RuleSet)(nil),                     // 33: cofab.design.v1.RuleSet
-	(*ListRuleSetsRequest)(nil),         // 34: cofab.design.v1.ListRuleSetsRequest
-	(*ListRuleSetsResponse)(nil),        // 35: cofab.design.v1.ListRuleSetsResponse
-	(*DiffRegion)(nil),                  // 36: cofab.design.v1.DiffRegion
-	(*FaceSignature)(nil),               // 37: cofab.design.v1.FaceSignature
-	(*FaceChange)(nil),                  // 38: cofab.design.v1.FaceChange
-	(*ParameterDelta)(nil),              // 39: cofab.design.v1.ParameterDelta
-	(*GeometryDiff)(nil),                // 40: cofab.design.v1.GeometryDiff
-	(*RevisionDiff)(nil),                // 41: cofab.design.v1.RevisionDiff
-	(*DiffRevisionsRequest)(nil),        // 42: cofab.design.v1.DiffRevisionsRequest
-	(*GetRevisionDiffRequest)(nil),      // 43: cofab.design.v1.GetRevisionDiffRequest
-	(*WatchRevisionDiffRequest)(nil),    // 44: cofab.design.v1.WatchRevisionDiffRequest
-	(*DownloadRevisionDiffRequest)(nil), // 45: cofab.design.v1.DownloadRevisionDiffRequest
-	(*MergeConflict)(nil),               // 46: cofab.design.v1.MergeConflict
-	(*RevisionMerge)(nil),               // 47: cofab.design.v1.RevisionMerge
-	(*MergeRevisionsRequest)(nil),       // 48: cofab.design.v1.MergeRevisionsRequest
-	(*GetRevisionMergeRequest)(nil),     // 49: cofab.design.v1.GetRevisionMergeRequest
-	(*WatchRevisionMergeRequest)(nil),   // 50: cofab.design.v1.WatchRevisionMergeRequest
-	(*AcceptMergeRequest)(nil),          // 51: cofab.design.v1.AcceptMergeRequest
-	(*DeclineMergeRequest)(nil),         // 52: cofab.design.v1.DeclineMergeRequest
-	nil,                                 // 53: cofab.design.v1.Design.RuleOverridesEntry
-	nil,                                 // 54: cofab.design.v1.Revision.ParametersEntry
-	nil,                                 // 55: cofab.design.v1.PushRevisionHeader.ParametersEntry
-	nil,                                 // 56: cofab.design.v1.GeometryDiff.FaceMapEntry
-	(*timestamppb.Timestamp)(nil),       // 57: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),       // 58: google.protobuf.FieldMask
+	(*Rule)(nil),                        // 34: cofab.design.v1.Rule
+	(*GetRuleSetRequest)(nil),           // 35: cofab.design.v1.GetRuleSetRequest
+	(*Material)(nil),                    // 36: cofab.design.v1.Material
+	(*ListMaterialsRequest)(nil),        // 37: cofab.design.v1.ListMaterialsRequest
+	(*ListMaterialsResponse)(nil),       // 38: cofab.design.v1.ListMaterialsResponse
+	(*ListRuleSetsRequest)(nil),         // 39: cofab.design.v1.ListRuleSetsRequest
+	(*ListRuleSetsResponse)(nil),        // 40: cofab.design.v1.ListRuleSetsResponse
+	(*DiffRegion)(nil),                  // 41: cofab.design.v1.DiffRegion
+	(*FaceSignature)(nil),               // 42: cofab.design.v1.FaceSignature
+	(*FaceChange)(nil),                  // 43: cofab.design.v1.FaceChange
+	(*ParameterDelta)(nil),              // 44: cofab.design.v1.ParameterDelta
+	(*GeometryDiff)(nil),                // 45: cofab.design.v1.GeometryDiff
+	(*RevisionDiff)(nil),                // 46: cofab.design.v1.RevisionDiff
+	(*DiffRevisionsRequest)(nil),        // 47: cofab.design.v1.DiffRevisionsRequest
+	(*GetRevisionDiffRequest)(nil),      // 48: cofab.design.v1.GetRevisionDiffRequest
+	(*WatchRevisionDiffRequest)(nil),    // 49: cofab.design.v1.WatchRevisionDiffRequest
+	(*DownloadRevisionDiffRequest)(nil), // 50: cofab.design.v1.DownloadRevisionDiffRequest
+	(*MergeConflict)(nil),               // 51: cofab.design.v1.MergeConflict
+	(*RevisionMerge)(nil),               // 52: cofab.design.v1.RevisionMerge
+	(*MergeRevisionsRequest)(nil),       // 53: cofab.design.v1.MergeRevisionsRequest
+	(*GetRevisionMergeRequest)(nil),     // 54: cofab.design.v1.GetRevisionMergeRequest
+	(*WatchRevisionMergeRequest)(nil),   // 55: cofab.design.v1.WatchRevisionMergeRequest
+	(*AcceptMergeRequest)(nil),          // 56: cofab.design.v1.AcceptMergeRequest
+	(*DeclineMergeRequest)(nil),         // 57: cofab.design.v1.DeclineMergeRequest
+	nil,                                 // 58: cofab.design.v1.Design.RuleOverridesEntry
+	nil,                                 // 59: cofab.design.v1.Revision.ParametersEntry
+	nil,                                 // 60: cofab.design.v1.PushRevisionHeader.ParametersEntry
+	nil,                                 // 61: cofab.design.v1.GeometryDiff.FaceMapEntry
+	(*timestamppb.Timestamp)(nil),       // 62: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 63: google.protobuf.FieldMask
 }
 var file_cofab_design_v1_design_proto_depIdxs = []int32{
-	57, // 0: cofab.design.v1.Design.create_time:type_name -> google.protobuf.Timestamp
-	53, // 1: cofab.design.v1.Design.rule_overrides:type_name -> cofab.design.v1.Design.RuleOverridesEntry
+	62, // 0: cofab.design.v1.Design.create_time:type_name -> google.protobuf.Timestamp
+	58, // 1: cofab.design.v1.Design.rule_overrides:type_name -> cofab.design.v1.Design.RuleOverridesEntry
 	5,  // 2: cofab.design.v1.CreateDesignRequest.design:type_name -> cofab.design.v1.Design
 	5,  // 3: cofab.design.v1.UpdateDesignRequest.design:type_name -> cofab.design.v1.Design
-	58, // 4: cofab.design.v1.UpdateDesignRequest.update_mask:type_name -> google.protobuf.FieldMask
+	63, // 4: cofab.design.v1.UpdateDesignRequest.update_mask:type_name -> google.protobuf.FieldMask
 	5,  // 5: cofab.design.v1.ListDesignsResponse.designs:type_name -> cofab.design.v1.Design
 	11, // 6: cofab.design.v1.Properties.bbox_min:type_name -> cofab.design.v1.Vector3
 	11, // 7: cofab.design.v1.Properties.bbox_max:type_name -> cofab.design.v1.Vector3
@@ -4492,104 +4854,111 @@ var file_cofab_design_v1_design_proto_depIdxs = []int32{
 	11, // 13: cofab.design.v1.Location.point:type_name -> cofab.design.v1.Vector3
 	0,  // 14: cofab.design.v1.Finding.severity:type_name -> cofab.design.v1.Severity
 	15, // 15: cofab.design.v1.Finding.location:type_name -> cofab.design.v1.Location
-	54, // 16: cofab.design.v1.Revision.parameters:type_name -> cofab.design.v1.Revision.ParametersEntry
+	59, // 16: cofab.design.v1.Revision.parameters:type_name -> cofab.design.v1.Revision.ParametersEntry
 	1,  // 17: cofab.design.v1.Revision.state:type_name -> cofab.design.v1.Revision.State
 	18, // 18: cofab.design.v1.Revision.error:type_name -> cofab.design.v1.ProcessingError
 	13, // 19: cofab.design.v1.Revision.properties:type_name -> cofab.design.v1.Properties
 	16, // 20: cofab.design.v1.Revision.findings:type_name -> cofab.design.v1.Finding
 	17, // 21: cofab.design.v1.Revision.artifacts:type_name -> cofab.design.v1.Artifact
-	57, // 22: cofab.design.v1.Revision.create_time:type_name -> google.protobuf.Timestamp
-	57, // 23: cofab.design.v1.Revision.release_time:type_name -> google.protobuf.Timestamp
+	62, // 22: cofab.design.v1.Revision.create_time:type_name -> google.protobuf.Timestamp
+	62, // 23: cofab.design.v1.Revision.release_time:type_name -> google.protobuf.Timestamp
 	19, // 24: cofab.design.v1.Revision.findings_summary:type_name -> cofab.design.v1.FindingsSummary
-	55, // 25: cofab.design.v1.PushRevisionHeader.parameters:type_name -> cofab.design.v1.PushRevisionHeader.ParametersEntry
+	60, // 25: cofab.design.v1.PushRevisionHeader.parameters:type_name -> cofab.design.v1.PushRevisionHeader.ParametersEntry
 	21, // 26: cofab.design.v1.PushRevisionRequest.header:type_name -> cofab.design.v1.PushRevisionHeader
 	20, // 27: cofab.design.v1.ListRevisionsResponse.revisions:type_name -> cofab.design.v1.Revision
-	57, // 28: cofab.design.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
+	62, // 28: cofab.design.v1.Branch.update_time:type_name -> google.protobuf.Timestamp
 	26, // 29: cofab.design.v1.ListBranchesResponse.branches:type_name -> cofab.design.v1.Branch
-	33, // 30: cofab.design.v1.ListRuleSetsResponse.rule_sets:type_name -> cofab.design.v1.RuleSet
-	11, // 31: cofab.design.v1.DiffRegion.bbox_min:type_name -> cofab.design.v1.Vector3
-	11, // 32: cofab.design.v1.DiffRegion.bbox_max:type_name -> cofab.design.v1.Vector3
-	11, // 33: cofab.design.v1.DiffRegion.centroid:type_name -> cofab.design.v1.Vector3
-	11, // 34: cofab.design.v1.FaceSignature.direction:type_name -> cofab.design.v1.Vector3
-	11, // 35: cofab.design.v1.FaceSignature.centroid:type_name -> cofab.design.v1.Vector3
-	2,  // 36: cofab.design.v1.FaceChange.change:type_name -> cofab.design.v1.FaceChange.Change
-	37, // 37: cofab.design.v1.FaceChange.before:type_name -> cofab.design.v1.FaceSignature
-	37, // 38: cofab.design.v1.FaceChange.after:type_name -> cofab.design.v1.FaceSignature
-	12, // 39: cofab.design.v1.ParameterDelta.before:type_name -> cofab.design.v1.ParameterValue
-	12, // 40: cofab.design.v1.ParameterDelta.after:type_name -> cofab.design.v1.ParameterValue
-	36, // 41: cofab.design.v1.GeometryDiff.added:type_name -> cofab.design.v1.DiffRegion
-	36, // 42: cofab.design.v1.GeometryDiff.removed:type_name -> cofab.design.v1.DiffRegion
-	38, // 43: cofab.design.v1.GeometryDiff.faces:type_name -> cofab.design.v1.FaceChange
-	56, // 44: cofab.design.v1.GeometryDiff.face_map:type_name -> cofab.design.v1.GeometryDiff.FaceMapEntry
-	11, // 45: cofab.design.v1.GeometryDiff.bbox_min_delta:type_name -> cofab.design.v1.Vector3
-	11, // 46: cofab.design.v1.GeometryDiff.bbox_max_delta:type_name -> cofab.design.v1.Vector3
-	39, // 47: cofab.design.v1.GeometryDiff.parameters:type_name -> cofab.design.v1.ParameterDelta
-	16, // 48: cofab.design.v1.GeometryDiff.findings_introduced:type_name -> cofab.design.v1.Finding
-	16, // 49: cofab.design.v1.GeometryDiff.findings_resolved:type_name -> cofab.design.v1.Finding
-	3,  // 50: cofab.design.v1.RevisionDiff.state:type_name -> cofab.design.v1.RevisionDiff.State
-	18, // 51: cofab.design.v1.RevisionDiff.error:type_name -> cofab.design.v1.ProcessingError
-	40, // 52: cofab.design.v1.RevisionDiff.result:type_name -> cofab.design.v1.GeometryDiff
-	17, // 53: cofab.design.v1.RevisionDiff.artifacts:type_name -> cofab.design.v1.Artifact
-	57, // 54: cofab.design.v1.RevisionDiff.create_time:type_name -> google.protobuf.Timestamp
-	57, // 55: cofab.design.v1.RevisionDiff.update_time:type_name -> google.protobuf.Timestamp
-	11, // 56: cofab.design.v1.MergeConflict.bbox_min:type_name -> cofab.design.v1.Vector3
-	11, // 57: cofab.design.v1.MergeConflict.bbox_max:type_name -> cofab.design.v1.Vector3
-	4,  // 58: cofab.design.v1.RevisionMerge.state:type_name -> cofab.design.v1.RevisionMerge.State
-	18, // 59: cofab.design.v1.RevisionMerge.error:type_name -> cofab.design.v1.ProcessingError
-	46, // 60: cofab.design.v1.RevisionMerge.conflict:type_name -> cofab.design.v1.MergeConflict
-	40, // 61: cofab.design.v1.RevisionMerge.ours_diff:type_name -> cofab.design.v1.GeometryDiff
-	40, // 62: cofab.design.v1.RevisionMerge.theirs_diff:type_name -> cofab.design.v1.GeometryDiff
-	57, // 63: cofab.design.v1.RevisionMerge.create_time:type_name -> google.protobuf.Timestamp
-	57, // 64: cofab.design.v1.RevisionMerge.update_time:type_name -> google.protobuf.Timestamp
-	12, // 65: cofab.design.v1.Revision.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
-	12, // 66: cofab.design.v1.PushRevisionHeader.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
-	6,  // 67: cofab.design.v1.DesignService.CreateDesign:input_type -> cofab.design.v1.CreateDesignRequest
-	8,  // 68: cofab.design.v1.DesignService.GetDesign:input_type -> cofab.design.v1.GetDesignRequest
-	9,  // 69: cofab.design.v1.DesignService.ListDesigns:input_type -> cofab.design.v1.ListDesignsRequest
-	7,  // 70: cofab.design.v1.DesignService.UpdateDesign:input_type -> cofab.design.v1.UpdateDesignRequest
-	22, // 71: cofab.design.v1.DesignService.PushRevision:input_type -> cofab.design.v1.PushRevisionRequest
-	23, // 72: cofab.design.v1.DesignService.GetRevision:input_type -> cofab.design.v1.GetRevisionRequest
-	24, // 73: cofab.design.v1.DesignService.ListRevisions:input_type -> cofab.design.v1.ListRevisionsRequest
-	27, // 74: cofab.design.v1.DesignService.ListBranches:input_type -> cofab.design.v1.ListBranchesRequest
-	29, // 75: cofab.design.v1.DesignService.DownloadRevision:input_type -> cofab.design.v1.DownloadRevisionRequest
-	31, // 76: cofab.design.v1.DesignService.WatchRevision:input_type -> cofab.design.v1.WatchRevisionRequest
-	32, // 77: cofab.design.v1.DesignService.ReleaseRevision:input_type -> cofab.design.v1.ReleaseRevisionRequest
-	34, // 78: cofab.design.v1.DesignService.ListRuleSets:input_type -> cofab.design.v1.ListRuleSetsRequest
-	42, // 79: cofab.design.v1.DesignService.DiffRevisions:input_type -> cofab.design.v1.DiffRevisionsRequest
-	43, // 80: cofab.design.v1.DesignService.GetRevisionDiff:input_type -> cofab.design.v1.GetRevisionDiffRequest
-	44, // 81: cofab.design.v1.DesignService.WatchRevisionDiff:input_type -> cofab.design.v1.WatchRevisionDiffRequest
-	45, // 82: cofab.design.v1.DesignService.DownloadRevisionDiff:input_type -> cofab.design.v1.DownloadRevisionDiffRequest
-	48, // 83: cofab.design.v1.DesignService.MergeRevisions:input_type -> cofab.design.v1.MergeRevisionsRequest
-	49, // 84: cofab.design.v1.DesignService.GetRevisionMerge:input_type -> cofab.design.v1.GetRevisionMergeRequest
-	50, // 85: cofab.design.v1.DesignService.WatchRevisionMerge:input_type -> cofab.design.v1.WatchRevisionMergeRequest
-	51, // 86: cofab.design.v1.DesignService.AcceptMerge:input_type -> cofab.design.v1.AcceptMergeRequest
-	52, // 87: cofab.design.v1.DesignService.DeclineMerge:input_type -> cofab.design.v1.DeclineMergeRequest
-	5,  // 88: cofab.design.v1.DesignService.CreateDesign:output_type -> cofab.design.v1.Design
-	5,  // 89: cofab.design.v1.DesignService.GetDesign:output_type -> cofab.design.v1.Design
-	10, // 90: cofab.design.v1.DesignService.ListDesigns:output_type -> cofab.design.v1.ListDesignsResponse
-	5,  // 91: cofab.design.v1.DesignService.UpdateDesign:output_type -> cofab.design.v1.Design
-	20, // 92: cofab.design.v1.DesignService.PushRevision:output_type -> cofab.design.v1.Revision
-	20, // 93: cofab.design.v1.DesignService.GetRevision:output_type -> cofab.design.v1.Revision
-	25, // 94: cofab.design.v1.DesignService.ListRevisions:output_type -> cofab.design.v1.ListRevisionsResponse
-	28, // 95: cofab.design.v1.DesignService.ListBranches:output_type -> cofab.design.v1.ListBranchesResponse
-	30, // 96: cofab.design.v1.DesignService.DownloadRevision:output_type -> cofab.design.v1.DownloadRevisionResponse
-	20, // 97: cofab.design.v1.DesignService.WatchRevision:output_type -> cofab.design.v1.Revision
-	20, // 98: cofab.design.v1.DesignService.ReleaseRevision:output_type -> cofab.design.v1.Revision
-	35, // 99: cofab.design.v1.DesignService.ListRuleSets:output_type -> cofab.design.v1.ListRuleSetsResponse
-	41, // 100: cofab.design.v1.DesignService.DiffRevisions:output_type -> cofab.design.v1.RevisionDiff
-	41, // 101: cofab.design.v1.DesignService.GetRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
-	41, // 102: cofab.design.v1.DesignService.WatchRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
-	30, // 103: cofab.design.v1.DesignService.DownloadRevisionDiff:output_type -> cofab.design.v1.DownloadRevisionResponse
-	47, // 104: cofab.design.v1.DesignService.MergeRevisions:output_type -> cofab.design.v1.RevisionMerge
-	47, // 105: cofab.design.v1.DesignService.GetRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
-	47, // 106: cofab.design.v1.DesignService.WatchRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
-	47, // 107: cofab.design.v1.DesignService.AcceptMerge:output_type -> cofab.design.v1.RevisionMerge
-	47, // 108: cofab.design.v1.DesignService.DeclineMerge:output_type -> cofab.design.v1.RevisionMerge
-	88, // [88:109] is the sub-list for method output_type
-	67, // [67:88] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	34, // 30: cofab.design.v1.RuleSet.rules:type_name -> cofab.design.v1.Rule
+	0,  // 31: cofab.design.v1.Rule.severity:type_name -> cofab.design.v1.Severity
+	36, // 32: cofab.design.v1.ListMaterialsResponse.materials:type_name -> cofab.design.v1.Material
+	33, // 33: cofab.design.v1.ListRuleSetsResponse.rule_sets:type_name -> cofab.design.v1.RuleSet
+	11, // 34: cofab.design.v1.DiffRegion.bbox_min:type_name -> cofab.design.v1.Vector3
+	11, // 35: cofab.design.v1.DiffRegion.bbox_max:type_name -> cofab.design.v1.Vector3
+	11, // 36: cofab.design.v1.DiffRegion.centroid:type_name -> cofab.design.v1.Vector3
+	11, // 37: cofab.design.v1.FaceSignature.direction:type_name -> cofab.design.v1.Vector3
+	11, // 38: cofab.design.v1.FaceSignature.centroid:type_name -> cofab.design.v1.Vector3
+	2,  // 39: cofab.design.v1.FaceChange.change:type_name -> cofab.design.v1.FaceChange.Change
+	42, // 40: cofab.design.v1.FaceChange.before:type_name -> cofab.design.v1.FaceSignature
+	42, // 41: cofab.design.v1.FaceChange.after:type_name -> cofab.design.v1.FaceSignature
+	12, // 42: cofab.design.v1.ParameterDelta.before:type_name -> cofab.design.v1.ParameterValue
+	12, // 43: cofab.design.v1.ParameterDelta.after:type_name -> cofab.design.v1.ParameterValue
+	41, // 44: cofab.design.v1.GeometryDiff.added:type_name -> cofab.design.v1.DiffRegion
+	41, // 45: cofab.design.v1.GeometryDiff.removed:type_name -> cofab.design.v1.DiffRegion
+	43, // 46: cofab.design.v1.GeometryDiff.faces:type_name -> cofab.design.v1.FaceChange
+	61, // 47: cofab.design.v1.GeometryDiff.face_map:type_name -> cofab.design.v1.GeometryDiff.FaceMapEntry
+	11, // 48: cofab.design.v1.GeometryDiff.bbox_min_delta:type_name -> cofab.design.v1.Vector3
+	11, // 49: cofab.design.v1.GeometryDiff.bbox_max_delta:type_name -> cofab.design.v1.Vector3
+	44, // 50: cofab.design.v1.GeometryDiff.parameters:type_name -> cofab.design.v1.ParameterDelta
+	16, // 51: cofab.design.v1.GeometryDiff.findings_introduced:type_name -> cofab.design.v1.Finding
+	16, // 52: cofab.design.v1.GeometryDiff.findings_resolved:type_name -> cofab.design.v1.Finding
+	3,  // 53: cofab.design.v1.RevisionDiff.state:type_name -> cofab.design.v1.RevisionDiff.State
+	18, // 54: cofab.design.v1.RevisionDiff.error:type_name -> cofab.design.v1.ProcessingError
+	45, // 55: cofab.design.v1.RevisionDiff.result:type_name -> cofab.design.v1.GeometryDiff
+	17, // 56: cofab.design.v1.RevisionDiff.artifacts:type_name -> cofab.design.v1.Artifact
+	62, // 57: cofab.design.v1.RevisionDiff.create_time:type_name -> google.protobuf.Timestamp
+	62, // 58: cofab.design.v1.RevisionDiff.update_time:type_name -> google.protobuf.Timestamp
+	11, // 59: cofab.design.v1.MergeConflict.bbox_min:type_name -> cofab.design.v1.Vector3
+	11, // 60: cofab.design.v1.MergeConflict.bbox_max:type_name -> cofab.design.v1.Vector3
+	4,  // 61: cofab.design.v1.RevisionMerge.state:type_name -> cofab.design.v1.RevisionMerge.State
+	18, // 62: cofab.design.v1.RevisionMerge.error:type_name -> cofab.design.v1.ProcessingError
+	51, // 63: cofab.design.v1.RevisionMerge.conflict:type_name -> cofab.design.v1.MergeConflict
+	45, // 64: cofab.design.v1.RevisionMerge.ours_diff:type_name -> cofab.design.v1.GeometryDiff
+	45, // 65: cofab.design.v1.RevisionMerge.theirs_diff:type_name -> cofab.design.v1.GeometryDiff
+	62, // 66: cofab.design.v1.RevisionMerge.create_time:type_name -> google.protobuf.Timestamp
+	62, // 67: cofab.design.v1.RevisionMerge.update_time:type_name -> google.protobuf.Timestamp
+	12, // 68: cofab.design.v1.Revision.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
+	12, // 69: cofab.design.v1.PushRevisionHeader.ParametersEntry.value:type_name -> cofab.design.v1.ParameterValue
+	6,  // 70: cofab.design.v1.DesignService.CreateDesign:input_type -> cofab.design.v1.CreateDesignRequest
+	8,  // 71: cofab.design.v1.DesignService.GetDesign:input_type -> cofab.design.v1.GetDesignRequest
+	9,  // 72: cofab.design.v1.DesignService.ListDesigns:input_type -> cofab.design.v1.ListDesignsRequest
+	7,  // 73: cofab.design.v1.DesignService.UpdateDesign:input_type -> cofab.design.v1.UpdateDesignRequest
+	22, // 74: cofab.design.v1.DesignService.PushRevision:input_type -> cofab.design.v1.PushRevisionRequest
+	23, // 75: cofab.design.v1.DesignService.GetRevision:input_type -> cofab.design.v1.GetRevisionRequest
+	24, // 76: cofab.design.v1.DesignService.ListRevisions:input_type -> cofab.design.v1.ListRevisionsRequest
+	27, // 77: cofab.design.v1.DesignService.ListBranches:input_type -> cofab.design.v1.ListBranchesRequest
+	29, // 78: cofab.design.v1.DesignService.DownloadRevision:input_type -> cofab.design.v1.DownloadRevisionRequest
+	31, // 79: cofab.design.v1.DesignService.WatchRevision:input_type -> cofab.design.v1.WatchRevisionRequest
+	32, // 80: cofab.design.v1.DesignService.ReleaseRevision:input_type -> cofab.design.v1.ReleaseRevisionRequest
+	39, // 81: cofab.design.v1.DesignService.ListRuleSets:input_type -> cofab.design.v1.ListRuleSetsRequest
+	35, // 82: cofab.design.v1.DesignService.GetRuleSet:input_type -> cofab.design.v1.GetRuleSetRequest
+	37, // 83: cofab.design.v1.DesignService.ListMaterials:input_type -> cofab.design.v1.ListMaterialsRequest
+	47, // 84: cofab.design.v1.DesignService.DiffRevisions:input_type -> cofab.design.v1.DiffRevisionsRequest
+	48, // 85: cofab.design.v1.DesignService.GetRevisionDiff:input_type -> cofab.design.v1.GetRevisionDiffRequest
+	49, // 86: cofab.design.v1.DesignService.WatchRevisionDiff:input_type -> cofab.design.v1.WatchRevisionDiffRequest
+	50, // 87: cofab.design.v1.DesignService.DownloadRevisionDiff:input_type -> cofab.design.v1.DownloadRevisionDiffRequest
+	53, // 88: cofab.design.v1.DesignService.MergeRevisions:input_type -> cofab.design.v1.MergeRevisionsRequest
+	54, // 89: cofab.design.v1.DesignService.GetRevisionMerge:input_type -> cofab.design.v1.GetRevisionMergeRequest
+	55, // 90: cofab.design.v1.DesignService.WatchRevisionMerge:input_type -> cofab.design.v1.WatchRevisionMergeRequest
+	56, // 91: cofab.design.v1.DesignService.AcceptMerge:input_type -> cofab.design.v1.AcceptMergeRequest
+	57, // 92: cofab.design.v1.DesignService.DeclineMerge:input_type -> cofab.design.v1.DeclineMergeRequest
+	5,  // 93: cofab.design.v1.DesignService.CreateDesign:output_type -> cofab.design.v1.Design
+	5,  // 94: cofab.design.v1.DesignService.GetDesign:output_type -> cofab.design.v1.Design
+	10, // 95: cofab.design.v1.DesignService.ListDesigns:output_type -> cofab.design.v1.ListDesignsResponse
+	5,  // 96: cofab.design.v1.DesignService.UpdateDesign:output_type -> cofab.design.v1.Design
+	20, // 97: cofab.design.v1.DesignService.PushRevision:output_type -> cofab.design.v1.Revision
+	20, // 98: cofab.design.v1.DesignService.GetRevision:output_type -> cofab.design.v1.Revision
+	25, // 99: cofab.design.v1.DesignService.ListRevisions:output_type -> cofab.design.v1.ListRevisionsResponse
+	28, // 100: cofab.design.v1.DesignService.ListBranches:output_type -> cofab.design.v1.ListBranchesResponse
+	30, // 101: cofab.design.v1.DesignService.DownloadRevision:output_type -> cofab.design.v1.DownloadRevisionResponse
+	20, // 102: cofab.design.v1.DesignService.WatchRevision:output_type -> cofab.design.v1.Revision
+	20, // 103: cofab.design.v1.DesignService.ReleaseRevision:output_type -> cofab.design.v1.Revision
+	40, // 104: cofab.design.v1.DesignService.ListRuleSets:output_type -> cofab.design.v1.ListRuleSetsResponse
+	33, // 105: cofab.design.v1.DesignService.GetRuleSet:output_type -> cofab.design.v1.RuleSet
+	38, // 106: cofab.design.v1.DesignService.ListMaterials:output_type -> cofab.design.v1.ListMaterialsResponse
+	46, // 107: cofab.design.v1.DesignService.DiffRevisions:output_type -> cofab.design.v1.RevisionDiff
+	46, // 108: cofab.design.v1.DesignService.GetRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
+	46, // 109: cofab.design.v1.DesignService.WatchRevisionDiff:output_type -> cofab.design.v1.RevisionDiff
+	30, // 110: cofab.design.v1.DesignService.DownloadRevisionDiff:output_type -> cofab.design.v1.DownloadRevisionResponse
+	52, // 111: cofab.design.v1.DesignService.MergeRevisions:output_type -> cofab.design.v1.RevisionMerge
+	52, // 112: cofab.design.v1.DesignService.GetRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
+	52, // 113: cofab.design.v1.DesignService.WatchRevisionMerge:output_type -> cofab.design.v1.RevisionMerge
+	52, // 114: cofab.design.v1.DesignService.AcceptMerge:output_type -> cofab.design.v1.RevisionMerge
+	52, // 115: cofab.design.v1.DesignService.DeclineMerge:output_type -> cofab.design.v1.RevisionMerge
+	93, // [93:116] is the sub-list for method output_type
+	70, // [70:93] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_cofab_design_v1_design_proto_init() }
@@ -4611,16 +4980,17 @@ func file_cofab_design_v1_design_proto_init() {
 		(*PushRevisionRequest_Header)(nil),
 		(*PushRevisionRequest_Chunk)(nil),
 	}
-	file_cofab_design_v1_design_proto_msgTypes[32].OneofWrappers = []any{}
-	file_cofab_design_v1_design_proto_msgTypes[33].OneofWrappers = []any{}
-	file_cofab_design_v1_design_proto_msgTypes[35].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[29].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[37].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[38].OneofWrappers = []any{}
+	file_cofab_design_v1_design_proto_msgTypes[40].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cofab_design_v1_design_proto_rawDesc), len(file_cofab_design_v1_design_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   52,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,8 @@ const (
 	DesignService_WatchRevision_FullMethodName        = "/cofab.design.v1.DesignService/WatchRevision"
 	DesignService_ReleaseRevision_FullMethodName      = "/cofab.design.v1.DesignService/ReleaseRevision"
 	DesignService_ListRuleSets_FullMethodName         = "/cofab.design.v1.DesignService/ListRuleSets"
+	DesignService_GetRuleSet_FullMethodName           = "/cofab.design.v1.DesignService/GetRuleSet"
+	DesignService_ListMaterials_FullMethodName        = "/cofab.design.v1.DesignService/ListMaterials"
 	DesignService_DiffRevisions_FullMethodName        = "/cofab.design.v1.DesignService/DiffRevisions"
 	DesignService_GetRevisionDiff_FullMethodName      = "/cofab.design.v1.DesignService/GetRevisionDiff"
 	DesignService_WatchRevisionDiff_FullMethodName    = "/cofab.design.v1.DesignService/WatchRevisionDiff"
@@ -84,6 +86,11 @@ type DesignServiceClient interface {
 	ReleaseRevision(ctx context.Context, in *ReleaseRevisionRequest, opts ...grpc.CallOption) (*Revision, error)
 	// Lists the validation rule sets designs can use (any authenticated caller).
 	ListRuleSets(ctx context.Context, in *ListRuleSetsRequest, opts ...grpc.CallOption) (*ListRuleSetsResponse, error)
+	// Gets one rule set with its rules: which limits a design may override, in which unit (any
+	// authenticated caller). NOT_FOUND for an unknown id.
+	GetRuleSet(ctx context.Context, in *GetRuleSetRequest, opts ...grpc.CallOption) (*RuleSet, error)
+	// Lists the materials a design may name, with their densities (any authenticated caller).
+	ListMaterials(ctx context.Context, in *ListMaterialsRequest, opts ...grpc.CallOption) (*ListMaterialsResponse, error)
 	// Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
 	// diff resource at once; it is computed off the request path (GetRevisionDiff,
 	// WatchRevisionDiff) and cached per pair: asking again returns the same diff.
@@ -258,6 +265,26 @@ func (c *designServiceClient) ListRuleSets(ctx context.Context, in *ListRuleSets
 	return out, nil
 }
 
+func (c *designServiceClient) GetRuleSet(ctx context.Context, in *GetRuleSetRequest, opts ...grpc.CallOption) (*RuleSet, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RuleSet)
+	err := c.cc.Invoke(ctx, DesignService_GetRuleSet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *designServiceClient) ListMaterials(ctx context.Context, in *ListMaterialsRequest, opts ...grpc.CallOption) (*ListMaterialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListMaterialsResponse)
+	err := c.cc.Invoke(ctx, DesignService_ListMaterials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *designServiceClient) DiffRevisions(ctx context.Context, in *DiffRevisionsRequest, opts ...grpc.CallOption) (*RevisionDiff, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RevisionDiff)
@@ -417,6 +444,11 @@ type DesignServiceServer interface {
 	ReleaseRevision(context.Context, *ReleaseRevisionRequest) (*Revision, error)
 	// Lists the validation rule sets designs can use (any authenticated caller).
 	ListRuleSets(context.Context, *ListRuleSetsRequest) (*ListRuleSetsResponse, error)
+	// Gets one rule set with its rules: which limits a design may override, in which unit (any
+	// authenticated caller). NOT_FOUND for an unknown id.
+	GetRuleSet(context.Context, *GetRuleSetRequest) (*RuleSet, error)
+	// Lists the materials a design may name, with their densities (any authenticated caller).
+	ListMaterials(context.Context, *ListMaterialsRequest) (*ListMaterialsResponse, error)
 	// Compares two SUCCEEDED revisions of one design as geometry (any project member). Returns the
 	// diff resource at once; it is computed off the request path (GetRevisionDiff,
 	// WatchRevisionDiff) and cached per pair: asking again returns the same diff.
@@ -485,6 +517,12 @@ func (UnimplementedDesignServiceServer) ReleaseRevision(context.Context, *Releas
 }
 func (UnimplementedDesignServiceServer) ListRuleSets(context.Context, *ListRuleSetsRequest) (*ListRuleSetsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRuleSets not implemented")
+}
+func (UnimplementedDesignServiceServer) GetRuleSet(context.Context, *GetRuleSetRequest) (*RuleSet, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRuleSet not implemented")
+}
+func (UnimplementedDesignServiceServer) ListMaterials(context.Context, *ListMaterialsRequest) (*ListMaterialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListMaterials not implemented")
 }
 func (UnimplementedDesignServiceServer) DiffRevisions(context.Context, *DiffRevisionsRequest) (*RevisionDiff, error) {
 	return nil, status.Error(codes.Unimplemented, "method DiffRevisions not implemented")
@@ -725,6 +763,42 @@ func _DesignService_ListRuleSets_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DesignService_GetRuleSet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRuleSetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DesignServiceServer).GetRuleSet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DesignService_GetRuleSet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DesignServiceServer).GetRuleSet(ctx, req.(*GetRuleSetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DesignService_ListMaterials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListMaterialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DesignServiceServer).ListMaterials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DesignService_ListMaterials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DesignServiceServer).ListMaterials(ctx, req.(*ListMaterialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DesignService_DiffRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(DiffRevisionsRequest)
 	if err := dec(in); err != nil {
@@ -908,6 +982,14 @@ var DesignService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRuleSets",
 			Handler:    _DesignService_ListRuleSets_Handler,
+		},
+		{
+			MethodName: "GetRuleSet",
+			Handler:    _DesignService_GetRuleSet_Handler,
+		},
+		{
+			MethodName: "ListMaterials",
+			Handler:    _DesignService_ListMaterials_Handler,
 		},
 		{
 			MethodName: "DiffRevisions",

@@ -24,6 +24,9 @@ const (
 type StreamEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The `cursor` of the last event received; empty to start from the oldest retained event.
+	// Cursors are sealed by the server and bound to the caller's organization: one that another
+	// organization received, or one altered or made up, is INVALID_ARGUMENT naming `cursor`.
+	// Only a genuine cursor whose event was pruned is OUT_OF_RANGE (CURSOR_EXPIRED).
 	Cursor string `protobuf:"bytes,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// Only events whose type starts with one of these prefixes, e.g. "procurement.rfq.";
 	// empty for all.
@@ -88,7 +91,8 @@ func (x *StreamEventsRequest) GetFollow() bool {
 type StreamEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Event *EventEnvelope         `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
-	// Opaque; pass it back as StreamEventsRequest.cursor to resume after this event.
+	// Opaque (it reveals no position or count); pass it back as StreamEventsRequest.cursor to
+	// resume after this event. Two cursors of one event may differ.
 	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -201,6 +201,107 @@ func (x *MembershipExpired) GetMembership() *Membership {
 	return nil
 }
 
+// Payload of `identity.membership.role_changed`; its audience is the project's active members
+// and the organization concerned.
+type MembershipRoleChanged struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Membership *Membership            `protobuf:"bytes,1,opt,name=membership,proto3" json:"membership,omitempty"`
+	// The role before the change.
+	PreviousRole  Role `protobuf:"varint,2,opt,name=previous_role,json=previousRole,proto3,enum=cofab.identity.v1.Role" json:"previous_role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipRoleChanged) Reset() {
+	*x = MembershipRoleChanged{}
+	mi := &file_cofab_identity_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipRoleChanged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipRoleChanged) ProtoMessage() {}
+
+func (x *MembershipRoleChanged) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_identity_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipRoleChanged.ProtoReflect.Descriptor instead.
+func (*MembershipRoleChanged) Descriptor() ([]byte, []int) {
+	return file_cofab_identity_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *MembershipRoleChanged) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+func (x *MembershipRoleChanged) GetPreviousRole() Role {
+	if x != nil {
+		return x.PreviousRole
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+// Payload of `identity.membership.removed`; its audience is the project's remaining active
+// members and the removed organization (this is the last project event it receives).
+type MembershipRemoved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Membership    *Membership            `protobuf:"bytes,1,opt,name=membership,proto3" json:"membership,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MembershipRemoved) Reset() {
+	*x = MembershipRemoved{}
+	mi := &file_cofab_identity_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MembershipRemoved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MembershipRemoved) ProtoMessage() {}
+
+func (x *MembershipRemoved) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_identity_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MembershipRemoved.ProtoReflect.Descriptor instead.
+func (*MembershipRemoved) Descriptor() ([]byte, []int) {
+	return file_cofab_identity_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MembershipRemoved) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
 var File_cofab_identity_v1_events_proto protoreflect.FileDescriptor
 
 const file_cofab_identity_v1_events_proto_rawDesc = "" +
@@ -221,6 +322,15 @@ const file_cofab_identity_v1_events_proto_rawDesc = "" +
 	"\x11MembershipExpired\x12=\n" +
 	"\n" +
 	"membership\x18\x01 \x01(\v2\x1d.cofab.identity.v1.MembershipR\n" +
+	"membership\"\x94\x01\n" +
+	"\x15MembershipRoleChanged\x12=\n" +
+	"\n" +
+	"membership\x18\x01 \x01(\v2\x1d.cofab.identity.v1.MembershipR\n" +
+	"membership\x12<\n" +
+	"\rprevious_role\x18\x02 \x01(\x0e2\x17.cofab.identity.v1.RoleR\fpreviousRole\"R\n" +
+	"\x11MembershipRemoved\x12=\n" +
+	"\n" +
+	"membership\x18\x01 \x01(\v2\x1d.cofab.identity.v1.MembershipR\n" +
 	"membershipB3Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3"
 
 var (
@@ -235,24 +345,30 @@ func file_cofab_identity_v1_events_proto_rawDescGZIP() []byte {
 	return file_cofab_identity_v1_events_proto_rawDescData
 }
 
-var file_cofab_identity_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_cofab_identity_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_cofab_identity_v1_events_proto_goTypes = []any{
-	(*MembershipInvited)(nil),  // 0: cofab.identity.v1.MembershipInvited
-	(*MembershipAccepted)(nil), // 1: cofab.identity.v1.MembershipAccepted
-	(*MembershipDeclined)(nil), // 2: cofab.identity.v1.MembershipDeclined
-	(*MembershipExpired)(nil),  // 3: cofab.identity.v1.MembershipExpired
-	(*Membership)(nil),         // 4: cofab.identity.v1.Membership
+	(*MembershipInvited)(nil),     // 0: cofab.identity.v1.MembershipInvited
+	(*MembershipAccepted)(nil),    // 1: cofab.identity.v1.MembershipAccepted
+	(*MembershipDeclined)(nil),    // 2: cofab.identity.v1.MembershipDeclined
+	(*MembershipExpired)(nil),     // 3: cofab.identity.v1.MembershipExpired
+	(*MembershipRoleChanged)(nil), // 4: cofab.identity.v1.MembershipRoleChanged
+	(*MembershipRemoved)(nil),     // 5: cofab.identity.v1.MembershipRemoved
+	(*Membership)(nil),            // 6: cofab.identity.v1.Membership
+	(Role)(0),                     // 7: cofab.identity.v1.Role
 }
 var file_cofab_identity_v1_events_proto_depIdxs = []int32{
-	4, // 0: cofab.identity.v1.MembershipInvited.membership:type_name -> cofab.identity.v1.Membership
-	4, // 1: cofab.identity.v1.MembershipAccepted.membership:type_name -> cofab.identity.v1.Membership
-	4, // 2: cofab.identity.v1.MembershipDeclined.membership:type_name -> cofab.identity.v1.Membership
-	4, // 3: cofab.identity.v1.MembershipExpired.membership:type_name -> cofab.identity.v1.Membership
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	6, // 0: cofab.identity.v1.MembershipInvited.membership:type_name -> cofab.identity.v1.Membership
+	6, // 1: cofab.identity.v1.MembershipAccepted.membership:type_name -> cofab.identity.v1.Membership
+	6, // 2: cofab.identity.v1.MembershipDeclined.membership:type_name -> cofab.identity.v1.Membership
+	6, // 3: cofab.identity.v1.MembershipExpired.membership:type_name -> cofab.identity.v1.Membership
+	6, // 4: cofab.identity.v1.MembershipRoleChanged.membership:type_name -> cofab.identity.v1.Membership
+	7, // 5: cofab.identity.v1.MembershipRoleChanged.previous_role:type_name -> cofab.identity.v1.Role
+	6, // 6: cofab.identity.v1.MembershipRemoved.membership:type_name -> cofab.identity.v1.Membership
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_cofab_identity_v1_events_proto_init() }
@@ -267,7 +383,7 @@ func file_cofab_identity_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cofab_identity_v1_events_proto_rawDesc), len(file_cofab_identity_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -92,6 +93,8 @@ const (
 	Membership_STATE_ACTIVE      Membership_State = 2
 	Membership_STATE_DECLINED    Membership_State = 3
 	Membership_STATE_EXPIRED     Membership_State = 4
+	// An owner removed the organization or withdrew its invitation.
+	Membership_STATE_REMOVED Membership_State = 5
 )
 
 // Enum value maps for Membership_State.
@@ -102,6 +105,7 @@ var (
 		2: "STATE_ACTIVE",
 		3: "STATE_DECLINED",
 		4: "STATE_EXPIRED",
+		5: "STATE_REMOVED",
 	}
 	Membership_State_value = map[string]int32{
 		"STATE_UNSPECIFIED": 0,
@@ -109,6 +113,7 @@ var (
 		"STATE_ACTIVE":      2,
 		"STATE_DECLINED":    3,
 		"STATE_EXPIRED":     4,
+		"STATE_REMOVED":     5,
 	}
 )
 
@@ -1006,11 +1011,126 @@ func (x *ExpireMembershipRequest) GetRequestId() string {
 	return ""
 }
 
+type UpdateMembershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name (projects/{project}/memberships/{organization}) and the new role.
+	Membership *Membership `protobuf:"bytes,1,opt,name=membership,proto3" json:"membership,omitempty"`
+	// Must be exactly ["role"].
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateMembershipRequest) Reset() {
+	*x = UpdateMembershipRequest{}
+	mi := &file_cofab_identity_v1_identity_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateMembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateMembershipRequest) ProtoMessage() {}
+
+func (x *UpdateMembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_identity_v1_identity_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateMembershipRequest.ProtoReflect.Descriptor instead.
+func (*UpdateMembershipRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_identity_v1_identity_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateMembershipRequest) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+func (x *UpdateMembershipRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *UpdateMembershipRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+type DeleteMembershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// projects/{project}/memberships/{organization}
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteMembershipRequest) Reset() {
+	*x = DeleteMembershipRequest{}
+	mi := &file_cofab_identity_v1_identity_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteMembershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteMembershipRequest) ProtoMessage() {}
+
+func (x *DeleteMembershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_cofab_identity_v1_identity_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteMembershipRequest.ProtoReflect.Descriptor instead.
+func (*DeleteMembershipRequest) Descriptor() ([]byte, []int) {
+	return file_cofab_identity_v1_identity_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *DeleteMembershipRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteMembershipRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 var File_cofab_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	" cofab/identity/v1/identity.proto\x12\x11cofab.identity.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n" +
+	" cofab/identity/v1/identity.proto\x12\x11cofab.identity.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/resource.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1a\n" +
 	"\x18GetCallerIdentityRequest\"\xac\x02\n" +
 	"\x0eCallerIdentity\x12(\n" +
 	"\forganization\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\forganization\x12\x18\n" +
@@ -1028,7 +1148,7 @@ const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"createTime\x12>\n" +
 	"\vcaller_role\x18\x06 \x01(\x0e2\x17.cofab.identity.v1.RoleB\x04\xe2A\x01\x03R\n" +
 	"callerRole:*\xeaA'\n" +
-	"\x11cofab.dev/Project\x12\x12projects/{project}\"\xdd\x04\n" +
+	"\x11cofab.dev/Project\x12\x12projects/{project}\"\xf0\x04\n" +
 	"\n" +
 	"Membership\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\bR\x04name\x12(\n" +
@@ -1040,13 +1160,14 @@ const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"createTime\x12#\n" +
 	"\n" +
 	"invited_by\x18\a \x01(\tB\x04\xe2A\x01\x03R\tinvitedBy\x12)\n" +
-	"\rinvitation_id\x18\b \x01(\tB\x04\xe2A\x01\x03R\finvitationId\"j\n" +
+	"\rinvitation_id\x18\b \x01(\tB\x04\xe2A\x01\x03R\finvitationId\"}\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_INVITED\x10\x01\x12\x10\n" +
 	"\fSTATE_ACTIVE\x10\x02\x12\x12\n" +
 	"\x0eSTATE_DECLINED\x10\x03\x12\x11\n" +
-	"\rSTATE_EXPIRED\x10\x04:H\xeaAE\n" +
+	"\rSTATE_EXPIRED\x10\x04\x12\x11\n" +
+	"\rSTATE_REMOVED\x10\x05:H\xeaAE\n" +
 	"\x14cofab.dev/Membership\x12-projects/{project}/memberships/{organization}\"q\n" +
 	"\x14CreateProjectRequest\x12:\n" +
 	"\aproject\x18\x01 \x01(\v2\x1a.cofab.identity.v1.ProjectB\x04\xe2A\x01\x02R\aproject\x12\x1d\n" +
@@ -1088,6 +1209,18 @@ const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"\x17ExpireMembershipRequest\x12\x18\n" +
 	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
 	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\xc0\x01\n" +
+	"\x17UpdateMembershipRequest\x12C\n" +
+	"\n" +
+	"membership\x18\x01 \x01(\v2\x1d.cofab.identity.v1.MembershipB\x04\xe2A\x01\x02R\n" +
+	"membership\x12A\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x04\xe2A\x01\x02R\n" +
+	"updateMask\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"R\n" +
+	"\x17DeleteMembershipRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x1d\n" +
+	"\n" +
 	"request_id\x18\x02 \x01(\tR\trequestId*a\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
@@ -1097,7 +1230,7 @@ const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
 	"ROLE_OWNER\x10\x042v\n" +
 	"\x0fIdentityService\x12c\n" +
-	"\x11GetCallerIdentity\x12+.cofab.identity.v1.GetCallerIdentityRequest\x1a!.cofab.identity.v1.CallerIdentity2\xff\x05\n" +
+	"\x11GetCallerIdentity\x12+.cofab.identity.v1.GetCallerIdentityRequest\x1a!.cofab.identity.v1.CallerIdentity2\xbd\a\n" +
 	"\x0eProjectService\x12T\n" +
 	"\rCreateProject\x12'.cofab.identity.v1.CreateProjectRequest\x1a\x1a.cofab.identity.v1.Project\x12N\n" +
 	"\n" +
@@ -1107,7 +1240,9 @@ const file_cofab_identity_v1_identity_proto_rawDesc = "" +
 	"\x0fListMemberships\x12).cofab.identity.v1.ListMembershipsRequest\x1a*.cofab.identity.v1.ListMembershipsResponse\x12]\n" +
 	"\x10AcceptMembership\x12*.cofab.identity.v1.AcceptMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12_\n" +
 	"\x11DeclineMembership\x12+.cofab.identity.v1.DeclineMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n" +
-	"\x10ExpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.MembershipB\xaa\x01\xeaA6\n" +
+	"\x10ExpireMembership\x12*.cofab.identity.v1.ExpireMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n" +
+	"\x10UpdateMembership\x12*.cofab.identity.v1.UpdateMembershipRequest\x1a\x1d.cofab.identity.v1.Membership\x12]\n" +
+	"\x10DeleteMembership\x12*.cofab.identity.v1.DeleteMembershipRequest\x1a\x1d.cofab.identity.v1.MembershipB\xaa\x01\xeaA6\n" +
 	"\x16cofab.dev/Organization\x12\x1corganizations/{organization}\xeaA;\n" +
 	"\x0ecofab.dev/User\x12)organizations/{organization}/users/{user}Z1cofab.dev/api/gen/go/cofab/identity/v1;identityv1b\x06proto3"
 
@@ -1124,7 +1259,7 @@ func file_cofab_identity_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_cofab_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_cofab_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_cofab_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_cofab_identity_v1_identity_proto_goTypes = []any{
 	(Role)(0),                        // 0: cofab.identity.v1.Role
 	(Membership_State)(0),            // 1: cofab.identity.v1.Membership.State
@@ -1142,42 +1277,51 @@ var file_cofab_identity_v1_identity_proto_goTypes = []any{
 	(*AcceptMembershipRequest)(nil),  // 13: cofab.identity.v1.AcceptMembershipRequest
 	(*DeclineMembershipRequest)(nil), // 14: cofab.identity.v1.DeclineMembershipRequest
 	(*ExpireMembershipRequest)(nil),  // 15: cofab.identity.v1.ExpireMembershipRequest
-	(*timestamppb.Timestamp)(nil),    // 16: google.protobuf.Timestamp
+	(*UpdateMembershipRequest)(nil),  // 16: cofab.identity.v1.UpdateMembershipRequest
+	(*DeleteMembershipRequest)(nil),  // 17: cofab.identity.v1.DeleteMembershipRequest
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),    // 19: google.protobuf.FieldMask
 }
 var file_cofab_identity_v1_identity_proto_depIdxs = []int32{
-	16, // 0: cofab.identity.v1.Project.create_time:type_name -> google.protobuf.Timestamp
+	18, // 0: cofab.identity.v1.Project.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 1: cofab.identity.v1.Project.caller_role:type_name -> cofab.identity.v1.Role
 	0,  // 2: cofab.identity.v1.Membership.role:type_name -> cofab.identity.v1.Role
 	1,  // 3: cofab.identity.v1.Membership.state:type_name -> cofab.identity.v1.Membership.State
-	16, // 4: cofab.identity.v1.Membership.invite_expire_time:type_name -> google.protobuf.Timestamp
-	16, // 5: cofab.identity.v1.Membership.create_time:type_name -> google.protobuf.Timestamp
+	18, // 4: cofab.identity.v1.Membership.invite_expire_time:type_name -> google.protobuf.Timestamp
+	18, // 5: cofab.identity.v1.Membership.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 6: cofab.identity.v1.CreateProjectRequest.project:type_name -> cofab.identity.v1.Project
 	4,  // 7: cofab.identity.v1.ListProjectsResponse.projects:type_name -> cofab.identity.v1.Project
 	5,  // 8: cofab.identity.v1.CreateMembershipRequest.membership:type_name -> cofab.identity.v1.Membership
 	5,  // 9: cofab.identity.v1.ListMembershipsResponse.memberships:type_name -> cofab.identity.v1.Membership
-	2,  // 10: cofab.identity.v1.IdentityService.GetCallerIdentity:input_type -> cofab.identity.v1.GetCallerIdentityRequest
-	6,  // 11: cofab.identity.v1.ProjectService.CreateProject:input_type -> cofab.identity.v1.CreateProjectRequest
-	7,  // 12: cofab.identity.v1.ProjectService.GetProject:input_type -> cofab.identity.v1.GetProjectRequest
-	8,  // 13: cofab.identity.v1.ProjectService.ListProjects:input_type -> cofab.identity.v1.ListProjectsRequest
-	10, // 14: cofab.identity.v1.ProjectService.CreateMembership:input_type -> cofab.identity.v1.CreateMembershipRequest
-	11, // 15: cofab.identity.v1.ProjectService.ListMemberships:input_type -> cofab.identity.v1.ListMembershipsRequest
-	13, // 16: cofab.identity.v1.ProjectService.AcceptMembership:input_type -> cofab.identity.v1.AcceptMembershipRequest
-	14, // 17: cofab.identity.v1.ProjectService.DeclineMembership:input_type -> cofab.identity.v1.DeclineMembershipRequest
-	15, // 18: cofab.identity.v1.ProjectService.ExpireMembership:input_type -> cofab.identity.v1.ExpireMembershipRequest
-	3,  // 19: cofab.identity.v1.IdentityService.GetCallerIdentity:output_type -> cofab.identity.v1.CallerIdentity
-	4,  // 20: cofab.identity.v1.ProjectService.CreateProject:output_type -> cofab.identity.v1.Project
-	4,  // 21: cofab.identity.v1.ProjectService.GetProject:output_type -> cofab.identity.v1.Project
-	9,  // 22: cofab.identity.v1.ProjectService.ListProjects:output_type -> cofab.identity.v1.ListProjectsResponse
-	5,  // 23: cofab.identity.v1.ProjectService.CreateMembership:output_type -> cofab.identity.v1.Membership
-	12, // 24: cofab.identity.v1.ProjectService.ListMemberships:output_type -> cofab.identity.v1.ListMembershipsResponse
-	5,  // 25: cofab.identity.v1.ProjectService.AcceptMembership:output_type -> cofab.identity.v1.Membership
-	5,  // 26: cofab.identity.v1.ProjectService.DeclineMembership:output_type -> cofab.identity.v1.Membership
-	5,  // 27: cofab.identity.v1.ProjectService.ExpireMembership:output_type -> cofab.identity.v1.Membership
-	19, // [19:28] is the sub-list for method output_type
-	10, // [10:19] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	5,  // 10: cofab.identity.v1.UpdateMembershipRequest.membership:type_name -> cofab.identity.v1.Membership
+	19, // 11: cofab.identity.v1.UpdateMembershipRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 12: cofab.identity.v1.IdentityService.GetCallerIdentity:input_type -> cofab.identity.v1.GetCallerIdentityRequest
+	6,  // 13: cofab.identity.v1.ProjectService.CreateProject:input_type -> cofab.identity.v1.CreateProjectRequest
+	7,  // 14: cofab.identity.v1.ProjectService.GetProject:input_type -> cofab.identity.v1.GetProjectRequest
+	8,  // 15: cofab.identity.v1.ProjectService.ListProjects:input_type -> cofab.identity.v1.ListProjectsRequest
+	10, // 16: cofab.identity.v1.ProjectService.CreateMembership:input_type -> cofab.identity.v1.CreateMembershipRequest
+	11, // 17: cofab.identity.v1.ProjectService.ListMemberships:input_type -> cofab.identity.v1.ListMembershipsRequest
+	13, // 18: cofab.identity.v1.ProjectService.AcceptMembership:input_type -> cofab.identity.v1.AcceptMembershipRequest
+	14, // 19: cofab.identity.v1.ProjectService.DeclineMembership:input_type -> cofab.identity.v1.DeclineMembershipRequest
+	15, // 20: cofab.identity.v1.ProjectService.ExpireMembership:input_type -> cofab.identity.v1.ExpireMembershipRequest
+	16, // 21: cofab.identity.v1.ProjectService.UpdateMembership:input_type -> cofab.identity.v1.UpdateMembershipRequest
+	17, // 22: cofab.identity.v1.ProjectService.DeleteMembership:input_type -> cofab.identity.v1.DeleteMembershipRequest
+	3,  // 23: cofab.identity.v1.IdentityService.GetCallerIdentity:output_type -> cofab.identity.v1.CallerIdentity
+	4,  // 24: cofab.identity.v1.ProjectService.CreateProject:output_type -> cofab.identity.v1.Project
+	4,  // 25: cofab.identity.v1.ProjectService.GetProject:output_type -> cofab.identity.v1.Project
+	9,  // 26: cofab.identity.v1.ProjectService.ListProjects:output_type -> cofab.identity.v1.ListProjectsResponse
+	5,  // 27: cofab.identity.v1.ProjectService.CreateMembership:output_type -> cofab.identity.v1.Membership
+	12, // 28: cofab.identity.v1.ProjectService.ListMemberships:output_type -> cofab.identity.v1.ListMembershipsResponse
+	5,  // 29: cofab.identity.v1.ProjectService.AcceptMembership:output_type -> cofab.identity.v1.Membership
+	5,  // 30: cofab.identity.v1.ProjectService.DeclineMembership:output_type -> cofab.identity.v1.Membership
+	5,  // 31: cofab.identity.v1.ProjectService.ExpireMembership:output_type -> cofab.identity.v1.Membership
+	5,  // 32: cofab.identity.v1.ProjectService.UpdateMembership:output_type -> cofab.identity.v1.Membership
+	5,  // 33: cofab.identity.v1.ProjectService.DeleteMembership:output_type -> cofab.identity.v1.Membership
+	23, // [23:34] is the sub-list for method output_type
+	12, // [12:23] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_cofab_identity_v1_identity_proto_init() }
@@ -1191,7 +1335,7 @@ func file_cofab_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_cofab_identity_v1_identity_proto_rawDesc), len(file_cofab_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

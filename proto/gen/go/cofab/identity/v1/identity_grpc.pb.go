@@ -143,6 +143,8 @@ const (
 	ProjectService_AcceptMembership_FullMethodName  = "/cofab.identity.v1.ProjectService/AcceptMembership"
 	ProjectService_DeclineMembership_FullMethodName = "/cofab.identity.v1.ProjectService/DeclineMembership"
 	ProjectService_ExpireMembership_FullMethodName  = "/cofab.identity.v1.ProjectService/ExpireMembership"
+	ProjectService_UpdateMembership_FullMethodName  = "/cofab.identity.v1.ProjectService/UpdateMembership"
+	ProjectService_DeleteMembership_FullMethodName  = "/cofab.identity.v1.ProjectService/DeleteMembership"
 )
 
 // ProjectServiceClient is the client API for ProjectService service.
@@ -171,6 +173,19 @@ type ProjectServiceClient interface {
 	// Expires an invitation whose time ran out; one already answered is returned unchanged.
 	// Only platform service accounts may call it.
 	ExpireMembership(ctx context.Context, in *ExpireMembershipRequest, opts ...grpc.CallOption) (*Membership, error)
+	// Changes a member organization's role, or the role of an open invitation (owner role on the
+	// project needed). Only `role` may be named in update_mask. Effective for the member's very
+	// next call of any RPC and for the events emitted after it. A project always keeps one active
+	// owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+	// Emits `identity.membership.role_changed`.
+	UpdateMembership(ctx context.Context, in *UpdateMembershipRequest, opts ...grpc.CallOption) (*Membership, error)
+	// Removes an organization from a project, or withdraws its open invitation (owner role on the
+	// project needed). From the removed organization's next call on, the project answers it
+	// NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+	// membership stays listed in STATE_REMOVED; the organization may be invited again. The
+	// project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+	// Emits `identity.membership.removed`.
+	DeleteMembership(ctx context.Context, in *DeleteMembershipRequest, opts ...grpc.CallOption) (*Membership, error)
 }
 
 type projectServiceClient struct {
@@ -261,6 +276,26 @@ func (c *projectServiceClient) ExpireMembership(ctx context.Context, in *ExpireM
 	return out, nil
 }
 
+func (c *projectServiceClient) UpdateMembership(ctx context.Context, in *UpdateMembershipRequest, opts ...grpc.CallOption) (*Membership, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Membership)
+	err := c.cc.Invoke(ctx, ProjectService_UpdateMembership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *projectServiceClient) DeleteMembership(ctx context.Context, in *DeleteMembershipRequest, opts ...grpc.CallOption) (*Membership, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Membership)
+	err := c.cc.Invoke(ctx, ProjectService_DeleteMembership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProjectServiceServer is the server API for ProjectService service.
 // All implementations must embed UnimplementedProjectServiceServer
 // for forward compatibility.
@@ -287,6 +322,19 @@ type ProjectServiceServer interface {
 	// Expires an invitation whose time ran out; one already answered is returned unchanged.
 	// Only platform service accounts may call it.
 	ExpireMembership(context.Context, *ExpireMembershipRequest) (*Membership, error)
+	// Changes a member organization's role, or the role of an open invitation (owner role on the
+	// project needed). Only `role` may be named in update_mask. Effective for the member's very
+	// next call of any RPC and for the events emitted after it. A project always keeps one active
+	// owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+	// Emits `identity.membership.role_changed`.
+	UpdateMembership(context.Context, *UpdateMembershipRequest) (*Membership, error)
+	// Removes an organization from a project, or withdraws its open invitation (owner role on the
+	// project needed). From the removed organization's next call on, the project answers it
+	// NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+	// membership stays listed in STATE_REMOVED; the organization may be invited again. The
+	// project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+	// Emits `identity.membership.removed`.
+	DeleteMembership(context.Context, *DeleteMembershipRequest) (*Membership, error)
 	mustEmbedUnimplementedProjectServiceServer()
 }
 
@@ -320,6 +368,12 @@ func (UnimplementedProjectServiceServer) DeclineMembership(context.Context, *Dec
 }
 func (UnimplementedProjectServiceServer) ExpireMembership(context.Context, *ExpireMembershipRequest) (*Membership, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExpireMembership not implemented")
+}
+func (UnimplementedProjectServiceServer) UpdateMembership(context.Context, *UpdateMembershipRequest) (*Membership, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateMembership not implemented")
+}
+func (UnimplementedProjectServiceServer) DeleteMembership(context.Context, *DeleteMembershipRequest) (*Membership, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteMembership not implemented")
 }
 func (UnimplementedProjectServiceServer) mustEmbedUnimplementedProjectServiceServer() {}
 func (UnimplementedProjectServiceServer) testEmbeddedByValue()                        {}
@@ -486,6 +540,42 @@ func _ProjectService_ExpireMembership_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProjectService_UpdateMembership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateMembershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).UpdateMembership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_UpdateMembership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).UpdateMembership(ctx, req.(*UpdateMembershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ProjectService_DeleteMembership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteMembershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).DeleteMembership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_DeleteMembership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).DeleteMembership(ctx, req.(*DeleteMembershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProjectService_ServiceDesc is the grpc.ServiceDesc for ProjectService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -524,6 +614,14 @@ var ProjectService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ExpireMembership",
 			Handler:    _ProjectService_ExpireMembership_Handler,
+		},
+		{
+			MethodName: "UpdateMembership",
+			Handler:    _ProjectService_UpdateMembership_Handler,
+		},
+		{
+			MethodName: "DeleteMembership",
+			Handler:    _ProjectService_DeleteMembership_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

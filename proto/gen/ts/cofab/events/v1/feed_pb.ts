@@ -20,6 +20,9 @@ export const file_cofab_events_v1_feed: GenFile = /*@__PURE__*/
 export type StreamEventsRequest = Message<"cofab.events.v1.StreamEventsRequest"> & {
   /**
    * The `cursor` of the last event received; empty to start from the oldest retained event.
+   * Cursors are sealed by the server and bound to the caller's organization: one that another
+   * organization received, or one altered or made up, is INVALID_ARGUMENT naming `cursor`.
+   * Only a genuine cursor whose event was pruned is OUT_OF_RANGE (CURSOR_EXPIRED).
    *
    * @generated from field: string cursor = 1;
    */
@@ -58,7 +61,8 @@ export type StreamEventsResponse = Message<"cofab.events.v1.StreamEventsResponse
   event?: EventEnvelope | undefined;
 
   /**
-   * Opaque; pass it back as StreamEventsRequest.cursor to resume after this event.
+   * Opaque (it reveals no position or count); pass it back as StreamEventsRequest.cursor to
+   * resume after this event. Two cursors of one event may differ.
    *
    * @generated from field: string cursor = 2;
    */

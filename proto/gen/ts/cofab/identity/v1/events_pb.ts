@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Membership } from "./identity_pb";
+import type { Membership, Role } from "./identity_pb";
 import { file_cofab_identity_v1_identity } from "./identity_pb";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file cofab/identity/v1/events.proto.
  */
 export const file_cofab_identity_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch5jb2ZhYi9pZGVudGl0eS92MS9ldmVudHMucHJvdG8SEWNvZmFiLmlkZW50aXR5LnYxIkYKEU1lbWJlcnNoaXBJbnZpdGVkEjEKCm1lbWJlcnNoaXAYASABKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwIkcKEk1lbWJlcnNoaXBBY2NlcHRlZBIxCgptZW1iZXJzaGlwGAEgASgLMh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcCJHChJNZW1iZXJzaGlwRGVjbGluZWQSMQoKbWVtYmVyc2hpcBgBIAEoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXAiRgoRTWVtYmVyc2hpcEV4cGlyZWQSMQoKbWVtYmVyc2hpcBgBIAEoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXBCM1oxY29mYWIuZGV2L2FwaS9nZW4vZ28vY29mYWIvaWRlbnRpdHkvdjE7aWRlbnRpdHl2MWIGcHJvdG8z", [file_cofab_identity_v1_identity]);
+  fileDesc("Ch5jb2ZhYi9pZGVudGl0eS92MS9ldmVudHMucHJvdG8SEWNvZmFiLmlkZW50aXR5LnYxIkYKEU1lbWJlcnNoaXBJbnZpdGVkEjEKCm1lbWJlcnNoaXAYASABKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwIkcKEk1lbWJlcnNoaXBBY2NlcHRlZBIxCgptZW1iZXJzaGlwGAEgASgLMh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcCJHChJNZW1iZXJzaGlwRGVjbGluZWQSMQoKbWVtYmVyc2hpcBgBIAEoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXAiRgoRTWVtYmVyc2hpcEV4cGlyZWQSMQoKbWVtYmVyc2hpcBgBIAEoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXAiegoVTWVtYmVyc2hpcFJvbGVDaGFuZ2VkEjEKCm1lbWJlcnNoaXAYASABKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwEi4KDXByZXZpb3VzX3JvbGUYAiABKA4yFy5jb2ZhYi5pZGVudGl0eS52MS5Sb2xlIkYKEU1lbWJlcnNoaXBSZW1vdmVkEjEKCm1lbWJlcnNoaXAYASABKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwQjNaMWNvZmFiLmRldi9hcGkvZ2VuL2dvL2NvZmFiL2lkZW50aXR5L3YxO2lkZW50aXR5djFiBnByb3RvMw", [file_cofab_identity_v1_identity]);
 
 /**
  * Payload of `identity.membership.invited`.
@@ -89,4 +89,51 @@ export type MembershipExpired = Message<"cofab.identity.v1.MembershipExpired"> &
  */
 export const MembershipExpiredSchema: GenMessage<MembershipExpired> = /*@__PURE__*/
   messageDesc(file_cofab_identity_v1_events, 3);
+
+/**
+ * Payload of `identity.membership.role_changed`; its audience is the project's active members
+ * and the organization concerned.
+ *
+ * @generated from message cofab.identity.v1.MembershipRoleChanged
+ */
+export type MembershipRoleChanged = Message<"cofab.identity.v1.MembershipRoleChanged"> & {
+  /**
+   * @generated from field: cofab.identity.v1.Membership membership = 1;
+   */
+  membership?: Membership | undefined;
+
+  /**
+   * The role before the change.
+   *
+   * @generated from field: cofab.identity.v1.Role previous_role = 2;
+   */
+  previousRole: Role;
+};
+
+/**
+ * Describes the message cofab.identity.v1.MembershipRoleChanged.
+ * Use `create(MembershipRoleChangedSchema)` to create a new message.
+ */
+export const MembershipRoleChangedSchema: GenMessage<MembershipRoleChanged> = /*@__PURE__*/
+  messageDesc(file_cofab_identity_v1_events, 4);
+
+/**
+ * Payload of `identity.membership.removed`; its audience is the project's remaining active
+ * members and the removed organization (this is the last project event it receives).
+ *
+ * @generated from message cofab.identity.v1.MembershipRemoved
+ */
+export type MembershipRemoved = Message<"cofab.identity.v1.MembershipRemoved"> & {
+  /**
+   * @generated from field: cofab.identity.v1.Membership membership = 1;
+   */
+  membership?: Membership | undefined;
+};
+
+/**
+ * Describes the message cofab.identity.v1.MembershipRemoved.
+ * Use `create(MembershipRemovedSchema)` to create a new message.
+ */
+export const MembershipRemovedSchema: GenMessage<MembershipRemoved> = /*@__PURE__*/
+  messageDesc(file_cofab_identity_v1_events, 5);
 

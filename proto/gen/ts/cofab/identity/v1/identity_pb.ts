@@ -6,15 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
 import { file_google_api_resource } from "../../../google/api/resource_pb";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file cofab/identity/v1/identity.proto.
  */
 export const file_cofab_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("CiBjb2ZhYi9pZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxIRY29mYWIuaWRlbnRpdHkudjEiGgoYR2V0Q2FsbGVySWRlbnRpdHlSZXF1ZXN0IssBCg5DYWxsZXJJZGVudGl0eRIaCgxvcmdhbml6YXRpb24YASABKAlCBOJBAQMSEgoEdXNlchgCIAEoCUIE4kEBAxIfChF1c2VyX2Rpc3BsYXlfbmFtZRgDIAEoCUIE4kEBAxInChlvcmdhbml6YXRpb25fZGlzcGxheV9uYW1lGAQgASgJQgTiQQEDEiAKEm9yZ2FuaXphdGlvbl9hZG1pbhgFIAEoCEIE4kEBAxIdCg9zZXJ2aWNlX2FjY291bnQYBiABKAhCBOJBAQMihwIKB1Byb2plY3QSEgoEbmFtZRgBIAEoCUIE4kEBCBIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSIAoSb3duZXJfb3JnYW5pemF0aW9uGAQgASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIyCgtjYWxsZXJfcm9sZRgGIAEoDjIXLmNvZmFiLmlkZW50aXR5LnYxLlJvbGVCBOJBAQM6KupBJwoRY29mYWIuZGV2L1Byb2plY3QSEnByb2plY3RzL3twcm9qZWN0fSKFBAoKTWVtYmVyc2hpcBISCgRuYW1lGAEgASgJQgTiQQEIEhoKDG9yZ2FuaXphdGlvbhgCIAEoCUIE4kEBAhIrCgRyb2xlGAMgASgOMhcuY29mYWIuaWRlbnRpdHkudjEuUm9sZUIE4kEBAhI4CgVzdGF0ZRgEIAEoDjIjLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXAuU3RhdGVCBOJBAQMSPAoSaW52aXRlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1CgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKaW52aXRlZF9ieRgHIAEoCUIE4kEBAxIbCg1pbnZpdGF0aW9uX2lkGAggASgJQgTiQQEDImoKBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEQoNU1RBVEVfSU5WSVRFRBABEhAKDFNUQVRFX0FDVElWRRACEhIKDlNUQVRFX0RFQ0xJTkVEEAMSEQoNU1RBVEVfRVhQSVJFRBAEOkjqQUUKFGNvZmFiLmRldi9NZW1iZXJzaGlwEi1wcm9qZWN0cy97cHJvamVjdH0vbWVtYmVyc2hpcHMve29yZ2FuaXphdGlvbn0iXQoUQ3JlYXRlUHJvamVjdFJlcXVlc3QSMQoHcHJvamVjdBgBIAEoCzIaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3RCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSInChFHZXRQcm9qZWN0UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIjwKE0xpc3RQcm9qZWN0c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXQoUTGlzdFByb2plY3RzUmVzcG9uc2USLAoIcHJvamVjdHMYASADKAsyGi5jb2ZhYi5pZGVudGl0eS52MS5Qcm9qZWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKYAQoXQ3JlYXRlTWVtYmVyc2hpcFJlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEjcKCm1lbWJlcnNoaXAYAiABKAsyHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwQgTiQQECEhoKEmludml0ZV90dGxfc2Vjb25kcxgDIAEoAxISCgpyZXF1ZXN0X2lkGAQgASgJIlUKFkxpc3RNZW1iZXJzaGlwc1JlcXVlc3QSFAoGcGFyZW50GAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImYKF0xpc3RNZW1iZXJzaGlwc1Jlc3BvbnNlEjIKC21lbWJlcnNoaXBzGAEgAygLMh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQQoXQWNjZXB0TWVtYmVyc2hpcFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIkIKGERlY2xpbmVNZW1iZXJzaGlwUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiQQoXRXhwaXJlTWVtYmVyc2hpcFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJKmEKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfVklFV0VSEAESEQoNUk9MRV9SRVZJRVdFUhACEg8KC1JPTEVfRURJVE9SEAMSDgoKUk9MRV9PV05FUhAEMnYKD0lkZW50aXR5U2VydmljZRJjChFHZXRDYWxsZXJJZGVudGl0eRIrLmNvZmFiLmlkZW50aXR5LnYxLkdldENhbGxlcklkZW50aXR5UmVxdWVzdBohLmNvZmFiLmlkZW50aXR5LnYxLkNhbGxlcklkZW50aXR5Mv8FCg5Qcm9qZWN0U2VydmljZRJUCg1DcmVhdGVQcm9qZWN0EicuY29mYWIuaWRlbnRpdHkudjEuQ3JlYXRlUHJvamVjdFJlcXVlc3QaGi5jb2ZhYi5pZGVudGl0eS52MS5Qcm9qZWN0Ek4KCkdldFByb2plY3QSJC5jb2ZhYi5pZGVudGl0eS52MS5HZXRQcm9qZWN0UmVxdWVzdBoaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3QSXwoMTGlzdFByb2plY3RzEiYuY29mYWIuaWRlbnRpdHkudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLmNvZmFiLmlkZW50aXR5LnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlEl0KEENyZWF0ZU1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5DcmVhdGVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASaAoPTGlzdE1lbWJlcnNoaXBzEikuY29mYWIuaWRlbnRpdHkudjEuTGlzdE1lbWJlcnNoaXBzUmVxdWVzdBoqLmNvZmFiLmlkZW50aXR5LnYxLkxpc3RNZW1iZXJzaGlwc1Jlc3BvbnNlEl0KEEFjY2VwdE1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5BY2NlcHRNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASXwoRRGVjbGluZU1lbWJlcnNoaXASKy5jb2ZhYi5pZGVudGl0eS52MS5EZWNsaW5lTWVtYmVyc2hpcFJlcXVlc3QaHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwEl0KEEV4cGlyZU1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5FeHBpcmVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXBCqgFaMWNvZmFiLmRldi9hcGkvZ2VuL2dvL2NvZmFiL2lkZW50aXR5L3YxO2lkZW50aXR5djHqQTYKFmNvZmFiLmRldi9Pcmdhbml6YXRpb24SHG9yZ2FuaXphdGlvbnMve29yZ2FuaXphdGlvbn3qQTsKDmNvZmFiLmRldi9Vc2VyEilvcmdhbml6YXRpb25zL3tvcmdhbml6YXRpb259L3VzZXJzL3t1c2VyfWIGcHJvdG8z", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_timestamp]);
+  fileDesc("CiBjb2ZhYi9pZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxIRY29mYWIuaWRlbnRpdHkudjEiGgoYR2V0Q2FsbGVySWRlbnRpdHlSZXF1ZXN0IssBCg5DYWxsZXJJZGVudGl0eRIaCgxvcmdhbml6YXRpb24YASABKAlCBOJBAQMSEgoEdXNlchgCIAEoCUIE4kEBAxIfChF1c2VyX2Rpc3BsYXlfbmFtZRgDIAEoCUIE4kEBAxInChlvcmdhbml6YXRpb25fZGlzcGxheV9uYW1lGAQgASgJQgTiQQEDEiAKEm9yZ2FuaXphdGlvbl9hZG1pbhgFIAEoCEIE4kEBAxIdCg9zZXJ2aWNlX2FjY291bnQYBiABKAhCBOJBAQMihwIKB1Byb2plY3QSEgoEbmFtZRgBIAEoCUIE4kEBCBIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISEwoLZGVzY3JpcHRpb24YAyABKAkSIAoSb3duZXJfb3JnYW5pemF0aW9uGAQgASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIyCgtjYWxsZXJfcm9sZRgGIAEoDjIXLmNvZmFiLmlkZW50aXR5LnYxLlJvbGVCBOJBAQM6KupBJwoRY29mYWIuZGV2L1Byb2plY3QSEnByb2plY3RzL3twcm9qZWN0fSKYBAoKTWVtYmVyc2hpcBISCgRuYW1lGAEgASgJQgTiQQEIEhoKDG9yZ2FuaXphdGlvbhgCIAEoCUIE4kEBAhIrCgRyb2xlGAMgASgOMhcuY29mYWIuaWRlbnRpdHkudjEuUm9sZUIE4kEBAhI4CgVzdGF0ZRgEIAEoDjIjLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXAuU3RhdGVCBOJBAQMSPAoSaW52aXRlX2V4cGlyZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1CgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSGAoKaW52aXRlZF9ieRgHIAEoCUIE4kEBAxIbCg1pbnZpdGF0aW9uX2lkGAggASgJQgTiQQEDIn0KBVN0YXRlEhUKEVNUQVRFX1VOU1BFQ0lGSUVEEAASEQoNU1RBVEVfSU5WSVRFRBABEhAKDFNUQVRFX0FDVElWRRACEhIKDlNUQVRFX0RFQ0xJTkVEEAMSEQoNU1RBVEVfRVhQSVJFRBAEEhEKDVNUQVRFX1JFTU9WRUQQBTpI6kFFChRjb2ZhYi5kZXYvTWVtYmVyc2hpcBItcHJvamVjdHMve3Byb2plY3R9L21lbWJlcnNoaXBzL3tvcmdhbml6YXRpb259Il0KFENyZWF0ZVByb2plY3RSZXF1ZXN0EjEKB3Byb2plY3QYASABKAsyGi5jb2ZhYi5pZGVudGl0eS52MS5Qcm9qZWN0QgTiQQECEhIKCnJlcXVlc3RfaWQYAiABKAkiJwoRR2V0UHJvamVjdFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiI8ChNMaXN0UHJvamVjdHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFExpc3RQcm9qZWN0c1Jlc3BvbnNlEiwKCHByb2plY3RzGAEgAygLMhouY29mYWIuaWRlbnRpdHkudjEuUHJvamVjdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkimAEKF0NyZWF0ZU1lbWJlcnNoaXBSZXF1ZXN0EhQKBnBhcmVudBgBIAEoCUIE4kEBAhI3CgptZW1iZXJzaGlwGAIgASgLMh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcEIE4kEBAhIaChJpbnZpdGVfdHRsX3NlY29uZHMYAyABKAMSEgoKcmVxdWVzdF9pZBgEIAEoCSJVChZMaXN0TWVtYmVyc2hpcHNSZXF1ZXN0EhQKBnBhcmVudBgBIAEoCUIE4kEBAhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJmChdMaXN0TWVtYmVyc2hpcHNSZXNwb25zZRIyCgttZW1iZXJzaGlwcxgBIAMoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkEKF0FjY2VwdE1lbWJlcnNoaXBSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSJCChhEZWNsaW5lTWVtYmVyc2hpcFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJIkEKF0V4cGlyZU1lbWJlcnNoaXBSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISEgoKcmVxdWVzdF9pZBgCIAEoCSKdAQoXVXBkYXRlTWVtYmVyc2hpcFJlcXVlc3QSNwoKbWVtYmVyc2hpcBgBIAEoCzIdLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXBCBOJBAQISNQoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrQgTiQQECEhIKCnJlcXVlc3RfaWQYAyABKAkiQQoXRGVsZXRlTWVtYmVyc2hpcFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAhISCgpyZXF1ZXN0X2lkGAIgASgJKmEKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfVklFV0VSEAESEQoNUk9MRV9SRVZJRVdFUhACEg8KC1JPTEVfRURJVE9SEAMSDgoKUk9MRV9PV05FUhAEMnYKD0lkZW50aXR5U2VydmljZRJjChFHZXRDYWxsZXJJZGVudGl0eRIrLmNvZmFiLmlkZW50aXR5LnYxLkdldENhbGxlcklkZW50aXR5UmVxdWVzdBohLmNvZmFiLmlkZW50aXR5LnYxLkNhbGxlcklkZW50aXR5Mr0HCg5Qcm9qZWN0U2VydmljZRJUCg1DcmVhdGVQcm9qZWN0EicuY29mYWIuaWRlbnRpdHkudjEuQ3JlYXRlUHJvamVjdFJlcXVlc3QaGi5jb2ZhYi5pZGVudGl0eS52MS5Qcm9qZWN0Ek4KCkdldFByb2plY3QSJC5jb2ZhYi5pZGVudGl0eS52MS5HZXRQcm9qZWN0UmVxdWVzdBoaLmNvZmFiLmlkZW50aXR5LnYxLlByb2plY3QSXwoMTGlzdFByb2plY3RzEiYuY29mYWIuaWRlbnRpdHkudjEuTGlzdFByb2plY3RzUmVxdWVzdBonLmNvZmFiLmlkZW50aXR5LnYxLkxpc3RQcm9qZWN0c1Jlc3BvbnNlEl0KEENyZWF0ZU1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5DcmVhdGVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASaAoPTGlzdE1lbWJlcnNoaXBzEikuY29mYWIuaWRlbnRpdHkudjEuTGlzdE1lbWJlcnNoaXBzUmVxdWVzdBoqLmNvZmFiLmlkZW50aXR5LnYxLkxpc3RNZW1iZXJzaGlwc1Jlc3BvbnNlEl0KEEFjY2VwdE1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5BY2NlcHRNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASXwoRRGVjbGluZU1lbWJlcnNoaXASKy5jb2ZhYi5pZGVudGl0eS52MS5EZWNsaW5lTWVtYmVyc2hpcFJlcXVlc3QaHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwEl0KEEV4cGlyZU1lbWJlcnNoaXASKi5jb2ZhYi5pZGVudGl0eS52MS5FeHBpcmVNZW1iZXJzaGlwUmVxdWVzdBodLmNvZmFiLmlkZW50aXR5LnYxLk1lbWJlcnNoaXASXQoQVXBkYXRlTWVtYmVyc2hpcBIqLmNvZmFiLmlkZW50aXR5LnYxLlVwZGF0ZU1lbWJlcnNoaXBSZXF1ZXN0Gh0uY29mYWIuaWRlbnRpdHkudjEuTWVtYmVyc2hpcBJdChBEZWxldGVNZW1iZXJzaGlwEiouY29mYWIuaWRlbnRpdHkudjEuRGVsZXRlTWVtYmVyc2hpcFJlcXVlc3QaHS5jb2ZhYi5pZGVudGl0eS52MS5NZW1iZXJzaGlwQqoBWjFjb2ZhYi5kZXYvYXBpL2dlbi9nby9jb2ZhYi9pZGVudGl0eS92MTtpZGVudGl0eXYx6kE2ChZjb2ZhYi5kZXYvT3JnYW5pemF0aW9uEhxvcmdhbml6YXRpb25zL3tvcmdhbml6YXRpb2596kE7Cg5jb2ZhYi5kZXYvVXNlchIpb3JnYW5pemF0aW9ucy97b3JnYW5pemF0aW9ufS91c2Vycy97dXNlcn1iBnByb3RvMw", [file_google_api_field_behavior, file_google_api_resource, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message cofab.identity.v1.GetCallerIdentityRequest
@@ -226,6 +226,13 @@ export enum Membership_State {
    * @generated from enum value: STATE_EXPIRED = 4;
    */
   EXPIRED = 4,
+
+  /**
+   * An owner removed the organization or withdrew its invitation.
+   *
+   * @generated from enum value: STATE_REMOVED = 5;
+   */
+  REMOVED = 5,
 }
 
 /**
@@ -487,6 +494,61 @@ export const ExpireMembershipRequestSchema: GenMessage<ExpireMembershipRequest> 
   messageDesc(file_cofab_identity_v1_identity, 13);
 
 /**
+ * @generated from message cofab.identity.v1.UpdateMembershipRequest
+ */
+export type UpdateMembershipRequest = Message<"cofab.identity.v1.UpdateMembershipRequest"> & {
+  /**
+   * name (projects/{project}/memberships/{organization}) and the new role.
+   *
+   * @generated from field: cofab.identity.v1.Membership membership = 1;
+   */
+  membership?: Membership | undefined;
+
+  /**
+   * Must be exactly ["role"].
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+
+  /**
+   * @generated from field: string request_id = 3;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message cofab.identity.v1.UpdateMembershipRequest.
+ * Use `create(UpdateMembershipRequestSchema)` to create a new message.
+ */
+export const UpdateMembershipRequestSchema: GenMessage<UpdateMembershipRequest> = /*@__PURE__*/
+  messageDesc(file_cofab_identity_v1_identity, 14);
+
+/**
+ * @generated from message cofab.identity.v1.DeleteMembershipRequest
+ */
+export type DeleteMembershipRequest = Message<"cofab.identity.v1.DeleteMembershipRequest"> & {
+  /**
+   * projects/{project}/memberships/{organization}
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message cofab.identity.v1.DeleteMembershipRequest.
+ * Use `create(DeleteMembershipRequestSchema)` to create a new message.
+ */
+export const DeleteMembershipRequestSchema: GenMessage<DeleteMembershipRequest> = /*@__PURE__*/
+  messageDesc(file_cofab_identity_v1_identity, 15);
+
+/**
  * A role of a member organization in a project. Each role includes the ones below it.
  *
  * @generated from enum cofab.identity.v1.Role
@@ -643,6 +705,35 @@ export const ProjectService: GenService<{
   expireMembership: {
     methodKind: "unary";
     input: typeof ExpireMembershipRequestSchema;
+    output: typeof MembershipSchema;
+  },
+  /**
+   * Changes a member organization's role, or the role of an open invitation (owner role on the
+   * project needed). Only `role` may be named in update_mask. Effective for the member's very
+   * next call of any RPC and for the events emitted after it. A project always keeps one active
+   * owner: lowering its last one is FAILED_PRECONDITION with violation type LAST_OWNER.
+   * Emits `identity.membership.role_changed`.
+   *
+   * @generated from rpc cofab.identity.v1.ProjectService.UpdateMembership
+   */
+  updateMembership: {
+    methodKind: "unary";
+    input: typeof UpdateMembershipRequestSchema;
+    output: typeof MembershipSchema;
+  },
+  /**
+   * Removes an organization from a project, or withdraws its open invitation (owner role on the
+   * project needed). From the removed organization's next call on, the project answers it
+   * NOT_FOUND like any outsider, and no later event of the project reaches its feed. The
+   * membership stays listed in STATE_REMOVED; the organization may be invited again. The
+   * project's last active owner cannot be removed (FAILED_PRECONDITION, LAST_OWNER).
+   * Emits `identity.membership.removed`.
+   *
+   * @generated from rpc cofab.identity.v1.ProjectService.DeleteMembership
+   */
+  deleteMembership: {
+    methodKind: "unary";
+    input: typeof DeleteMembershipRequestSchema;
     output: typeof MembershipSchema;
   },
 }> = /*@__PURE__*/
