@@ -22,9 +22,11 @@ install: system-packages $(STAMP) $(KAFKA_LIBS)/.resolved $(NODE_EXAMPLE)/node_m
 system-packages:
 	@bash deploy/local/install-system.sh
 
+# Bytecode is compiled at install: the CAD sandbox sees the venv read-only and would otherwise
+# compile every module of CadQuery, trimesh and numpy again for each job (a STEP: 11.8 s -> 5.2 s).
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(UV) || { python3 -m venv $(VENV) && $(VENV)/bin/pip install -q uv==0.13.8; }
-	$(UV) sync --locked --extra dev -q
+	$(UV) sync --locked --extra dev -q --compile-bytecode
 	@touch $@
 
 $(KAFKA_LIBS)/.resolved: deploy/local/kafka/pom.xml

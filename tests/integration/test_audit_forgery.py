@@ -119,7 +119,8 @@ def test_a_forged_anchor_line_or_a_lost_key_is_reported(stack: Stack, verify: ob
     assert code == 1 and "not valid heads" in out
     stack.settings.audit_key_path.unlink()
     code, out = verify()  # type: ignore[operator]
-    assert code == 1 and "COFAB_AUDIT_KEY_FILE" in out
+    # A missing key is a configuration error: the CLI's usage exit code (clients/cli/exits.py).
+    assert code == 2 and "COFAB_AUDIT_KEY_FILE" in out
 
 
 def actions_since(engine: Engine, seq: int) -> list[tuple[str, str, str]]:

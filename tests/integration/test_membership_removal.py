@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from sqlalchemy import Engine, select
 
+from clients.cli.exits import EXIT_CONFLICT
 from clients.cli.main import main
 from clients.sdk import Cofab
 from cofab.design.v1 import design_pb2, review_pb2
@@ -253,7 +254,8 @@ def test_cli_sets_a_role_and_removes_a_member(
     monkeypatch.setenv("COFAB_SUPPLY_ADDRESS", stack.supply.address)
     assert main(["project", "set-role", project.name, "globex", "--role", "viewer"]) == 0
     assert "globex  viewer  active" in capsys.readouterr().out
-    assert main(["project", "remove", project.name, "acme"]) == 1
+    # FAILED_PRECONDITION: the CLI's conflict exit code (clients/cli/exits.py).
+    assert main(["project", "remove", project.name, "acme"]) == EXIT_CONFLICT
     assert "last active owner" in capsys.readouterr().err
     assert main(["project", "remove", project.name, "organizations/globex"]) == 0
     assert "globex  viewer  removed" in capsys.readouterr().out
