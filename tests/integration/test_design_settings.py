@@ -15,6 +15,7 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from clients.cli.exits import EXIT_USAGE
 from clients.cli.main import main
 from clients.sdk import Cofab
 from cofab.design.v1 import design_pb2
@@ -188,5 +189,5 @@ def test_cli_lists_materials_and_rules_and_creates_with_settings(
     assert "min-wall  min_wall  " in capsys.readouterr().out
     argv = ["design", "create", project, "Clip", "--rule-set", "fdm-printing", "--material"]
     assert main([*argv, "pla", "--override", "min-wall=1.5"]) == 0
-    assert main([*argv, "gold"]) == 1
+    assert main([*argv, "gold"]) == EXIT_USAGE  # INVALID_ARGUMENT (clients/cli/exits.py)
     assert "design.material" in capsys.readouterr().err
