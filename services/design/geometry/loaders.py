@@ -326,6 +326,8 @@ def load_mesh(path: Path, format: str) -> MeshFile:
         check_3mf(path)
     try:
         loaded = trimesh.load(str(path), file_type=_MESH_FILE_TYPES[format], force="mesh")
+    except MemoryError:
+        raise  # a limit, not bad bytes: the sandbox reports which
     except Exception as exc:  # trimesh raises many types for bad bytes
         raise IngestError(
             Failure.INVALID, f"the {format.upper()} file cannot be read: {exc}"

@@ -75,6 +75,8 @@ def load_mesh(path: Path) -> Mesh:
 
     try:
         loaded = trimesh.load(str(path), process=False)
+    except MemoryError:
+        raise  # a limit, not bad bytes: the sandbox reports which
     except Exception as exc:  # trimesh raises many types for bad bytes
         raise IngestError(Failure.PRECONDITION, f"the mesh cannot be read: {exc}") from None
     if isinstance(loaded, trimesh.Scene):
